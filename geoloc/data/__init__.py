@@ -1,0 +1,1 @@
+"""Data: profile sources (synthetic generator, files, real tweets), labels, datamodule."""
