@@ -1,0 +1,91 @@
+"""``geoloc-train``: compose the config, fit, test with the best checkpoint, then evaluate
+with calibrated abstention and write the report.
+
+Reads top to bottom like the lightning-hydra-template's train.py; returns the metric named
+by ``optimized_metric`` so a Hydra sweeper can optimise it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import hydra
+from omegaconf import DictConfig
+
+from geoloc.config import ConfigError, validate_config
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job; return all logged metrics (floats)."""
+    validate_config(cfg)  # fail before anything heavy
+
+    import pytorch_lightning as pl
+
+    from geoloc.cli.common import (
+        build_callbacks, build_datamodule, build_loggers, predict_split, print_summary,
+        resolved, setup_runtime, wandb_run, wandb_run_dir,
+    )
+    from geoloc.evaluation.pipeline import evaluate_and_report
+
+    setup_runtime(cfg)
+    started = time.time()
+    pl.seed_everything(cfg.seed, workers=True)
+
+    module = hydra.utils.instantiate(cfg.model)
+    datamodule = build_datamodule(cfg, module.tokenizer)
+    loggers = build_loggers(cfg)
+    for lg in loggers:
+        lg.log_hyperparams(resolved(cfg))
+    callbacks = build_callbacks(cfg)
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt = ckpt or None
+    if cfg.get("test"):
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+    run = wandb_run(loggers)
+    summary = evaluate_and_report(
+        cfg, trainer, module, datamodule, ckpt_path=ckpt, wandb_run=run,
+        predict=predict_split,
+    )
+    metrics.update(summary)
+    headline = {k: metrics[k] for k in ("test/acc", "test/macro_f1") if k in metrics}
+    headline.update({k: v for k, v in summary.items() if k.startswith("abstain/")})
+    headline["minutes"] = round((time.time() - started) / 60, 2)
+    print_summary(
+        "geoloc-train: test metrics",
+        headline,
+        {
+            "checkpoint": str(ckpt),
+            "report": str(cfg.evaluation.report_dir),
+            "wandb run": str(wandb_run_dir(run)),
+            "split sizes": str(datamodule.split_sizes()),
+        },
+    )
+    if run is not None:
+        run.finish()
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(cfg)
+    except ConfigError as err:
+        print(f"geoloc-train: invalid config: {err}", file=sys.stderr)
+        sys.exit(2)
+    return metrics.get(cfg.get("optimized_metric") or "", None)
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

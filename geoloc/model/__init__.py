@@ -1,0 +1,1 @@
+"""Model: tokenizer variants, the truncated encoder, the classifier and the LightningModule."""

@@ -1,0 +1,159 @@
+"""The text encoder: a pretrained backbone cut to its first N layers, plus pooling.
+
+The reference system kept 3 of mBERT's 12 layers with no loss; depth is therefore the
+main accuracy/cost knob and is validated against the backbone *before* any weights are
+loaded, so a bad sweep value fails in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+
+# Layer counts of the bundled backbones, known without materialising them, so that
+# start-up validation does not need the (minute-long) first conversion.
+BUNDLED_LAYERS: dict[str, int] = {"me5_small": 12, "minilm_en": 6}
+POOLINGS = ("cls", "mean")
+
+
+class ModelConfigError(ValueError):
+    """An invalid model option; the message names the option and what is allowed."""
+
+
+def backbone_num_layers(backbone: str) -> int:
+    """Number of transformer layers of a backbone name, local folder or hub id."""
+    if backbone in BUNDLED_LAYERS:
+        return BUNDLED_LAYERS[backbone]
+    path = Path(backbone).expanduser()
+    if (path / "config.json").exists():
+        cfg = json.loads((path / "config.json").read_text())
+        return int(cfg.get("num_hidden_layers") or cfg.get("n_layers") or cfg["num_layers"])
+    return int(AutoConfig.from_pretrained(backbone).num_hidden_layers)
+
+
+def validate_encoder_layers(encoder_layers: object, backbone: str) -> int:
+    """Check ``model.encoder_layers`` against the backbone; return it as an int."""
+    available = backbone_num_layers(backbone)
+    if isinstance(encoder_layers, bool) or not isinstance(encoder_layers, int):
+        raise ModelConfigError(
+            f"model.encoder_layers={encoder_layers!r}: must be an integer from 1 to "
+            f"{available} (the layers of backbone {backbone})"
+        )
+    if not 1 <= encoder_layers <= available:
+        raise ModelConfigError(
+            f"model.encoder_layers={encoder_layers}: must be from 1 to {available} "
+            f"(backbone {backbone} has {available} transformer layers)"
+        )
+    return encoder_layers
+
+
+def validate_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ModelConfigError(f"model.pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
+    return pooling
+
+
+def load_encoder(backbone_dir: str | Path, encoder_layers: int) -> PreTrainedModel:
+    """Load the backbone with only its first ``encoder_layers`` layers.
+
+    Passing ``num_hidden_layers`` to ``from_pretrained`` builds the short model and
+    simply skips the weights of the dropped layers, instead of loading all of them and
+    deleting modules afterwards.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the skipped layers are expected "unused weights"
+    try:
+        model = AutoModel.from_pretrained(
+            str(backbone_dir), num_hidden_layers=encoder_layers, add_pooling_layer=False
+        )
+    except TypeError:  # backbones whose class has no pooling layer option
+        model = AutoModel.from_pretrained(str(backbone_dir), num_hidden_layers=encoder_layers)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model
+
+
+class PartiallyFrozenEmbedding(nn.Module):
+    """A word-embedding table whose first ``trainable_from`` rows are frozen.
+
+    Why not ``requires_grad=False`` plus a gradient mask: AdamW would still keep moment
+    estimates for and update all 96 M rows of mE5's table (its weight decay alone moves
+    them), which makes a CPU training step ~5x slower. Here only the added rows are a
+    parameter; the rest is a frozen parameter the optimiser never sees.
+    """
+
+    def __init__(self, embedding: nn.Embedding, trainable_from: int) -> None:
+        super().__init__()
+        weight = embedding.weight.detach()
+        self.trainable_from = trainable_from
+        self.padding_idx = embedding.padding_idx
+        self.frozen = nn.Parameter(weight[:trainable_from].clone(), requires_grad=False)
+        self.trainable = nn.Parameter(weight[trainable_from:].clone())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The full table (used when exporting; not on the training hot path)."""
+        return torch.cat([self.frozen, self.trainable], dim=0)
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.frozen.shape[0] + self.trainable.shape[0]
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.frozen.shape[1]
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        out = F.embedding(input_ids.clamp(max=self.trainable_from - 1), self.frozen)
+        is_new = input_ids >= self.trainable_from
+        if self.trainable.shape[0] and bool(is_new.any()):
+            new = F.embedding((input_ids - self.trainable_from).clamp(min=0), self.trainable)
+            out = torch.where(is_new.unsqueeze(-1), new, out)
+        return out
+
+
+def freeze_word_embeddings(model: PreTrainedModel, trainable_from: int) -> None:
+    """Freeze the word-embedding rows below ``trainable_from`` (the original vocabulary)."""
+    emb = model.get_input_embeddings()
+    if isinstance(emb, PartiallyFrozenEmbedding):
+        return
+    model.set_input_embeddings(PartiallyFrozenEmbedding(emb, trainable_from))
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool token states into one vector per profile (``cls`` = first token)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class ProfileClassifier(nn.Module):
+    """Encoder -> pooled embedding -> dropout -> linear head over the classes.
+
+    ``embed`` is exposed on its own so other tasks can reuse the shared text embedding.
+    """
+
+    def __init__(
+        self, encoder: PreTrainedModel, num_classes: int, pooling: str = "mean",
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = validate_pooling(pooling)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return pool(hidden, attention_mask, self.pooling)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(input_ids, attention_mask)))

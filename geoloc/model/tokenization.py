@@ -1,0 +1,118 @@
+"""Tokenizer variants.
+
+``base`` is the backbone's own tokenizer. ``location_emoji`` adds, as single tokens, the
+flag of every country in the label set and the common location emoji. The XLM-R
+SentencePiece vocabulary splits a flag into its two regional-indicator letters
+(🇧🇷 -> 🇧 + 🇷), so a flag is only recognisable through attention; as one token it
+becomes a direct, cheap cue, which is what the reference system did.
+
+The new embedding rows start at the mean of the embeddings of the pieces the old
+tokenizer split the token into, so a new token starts where the model already "reads"
+it instead of at random noise that the first steps would have to undo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from geoloc.labels import flag_emoji
+
+TOKENIZER_VARIANTS = ("base", "location_emoji")
+
+# Common location emoji. Several carry U+FE0F (emoji presentation), which the base
+# tokenizer otherwise emits as a separate piece.
+LOCATION_EMOJI: tuple[str, ...] = (
+    "📍", "📌", "🏠", "🏡", "🌍", "🌎", "🌏", "🌐", "✈️", "🛫", "🛬", "🗺️", "🧭", "🧳",
+    "🏙️", "🌆", "🏖️", "🏝️", "🗽",
+)
+
+
+class TokenizerVariantError(ValueError):
+    """An unknown ``tokenizer.variant`` option."""
+
+
+def location_tokens(countries: Sequence[str]) -> list[str]:
+    """The strings the ``location_emoji`` variant makes single tokens: flags, then emoji."""
+    return [flag_emoji(c) for c in countries] + list(LOCATION_EMOJI)
+
+
+def load_base_tokenizer(backbone_dir: str | Path) -> PreTrainedTokenizerBase:
+    """Load the backbone's own fast tokenizer from a materialised folder.
+
+    ``AutoTokenizer`` is deliberately avoided: under transformers 5 the XLM-R slow class
+    rebuilds the normaliser from the SentencePiece model and drops part of it; the
+    folder's ``tokenizer.json`` is the exact original.
+    """
+    path = Path(backbone_dir)
+    if (path / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    # A hub id or a folder without tokenizer.json (e.g. a WordPiece vocab.txt only).
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(backbone_dir))
+
+
+def build_tokenizer(
+    backbone_dir: str | Path, variant: str, countries: Sequence[str]
+) -> tuple[PreTrainedTokenizerBase, list[str]]:
+    """Return the tokenizer for ``variant`` and the list of tokens it added."""
+    if variant not in TOKENIZER_VARIANTS:
+        raise TokenizerVariantError(
+            f"tokenizer.variant={variant!r}: expected one of {', '.join(TOKENIZER_VARIANTS)}"
+        )
+    tok = load_base_tokenizer(backbone_dir)
+    if variant == "base":
+        return tok, []
+    vocab = tok.get_vocab()
+    wanted = [t for t in location_tokens(countries) if t not in vocab]
+    # normalized=False: match the raw characters, before the SentencePiece normaliser
+    # can rewrite the variation selector of e.g. ✈️.
+    tok.add_tokens([AddedToken(t, normalized=False, single_word=False) for t in wanted])
+    new_vocab = tok.get_vocab()  # one call: it builds a 250k-entry dict each time
+    added = [t for t in wanted if t in new_vocab]
+    return tok, added
+
+
+def piece_ids(base_tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """Ids of the pieces the base tokenizer splits ``text`` into (no special tokens).
+
+    A lone word-start marker piece (▁) is dropped when other pieces exist: it carries
+    no meaning of the token itself.
+    """
+    ids = base_tokenizer(text, add_special_tokens=False)["input_ids"]
+    marker = base_tokenizer.convert_tokens_to_ids("▁")
+    unk = base_tokenizer.unk_token_id
+    if marker is None or marker == unk:  # WordPiece vocabularies have no marker piece
+        return list(ids)
+    kept = [i for i in ids if i != marker]
+    return kept or list(ids)
+
+
+def extend_embeddings(
+    model: PreTrainedModel,
+    base_tokenizer: PreTrainedTokenizerBase,
+    tokenizer: PreTrainedTokenizerBase,
+    added: Sequence[str],
+) -> None:
+    """Grow the word-embedding table for ``added`` tokens and initialise their rows.
+
+    The table is resized to ``max(len(tokenizer), rows)``: some backbones (mE5-small has
+    250,037 rows for 250,002 pieces) carry spare rows, and resizing to ``len(tokenizer)``
+    would *shrink* them.
+    """
+    if not added:
+        return
+    emb = model.get_input_embeddings()
+    rows = emb.weight.shape[0]
+    model.resize_token_embeddings(max(len(tokenizer), rows), mean_resizing=False)
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for token in added:
+            new_id = tokenizer.convert_tokens_to_ids(token)
+            src = piece_ids(base_tokenizer, token)
+            weight[new_id] = weight[torch.tensor(src)].mean(dim=0)

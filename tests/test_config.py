@@ -1,0 +1,82 @@
+"""Every config group composes; bad options fail early with a message naming them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import CONF_DIR, compose
+from omegaconf import OmegaConf
+
+from geoloc.config import ConfigError, validate_config
+
+GROUPS = ["backbone", "tokenizer", "model", "data", "trainer", "callbacks", "logger",
+          "labels", "evaluation", "paths"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"{g}={o}" for g in GROUPS for o in _options(g)]
+    + [f"experiment={o}" for o in _options("experiment")],
+)
+def test_every_config_option_composes(override, tmp_path):
+    # Options with a mandatory value get one, as a user would give it.
+    extra = {
+        "backbone=hf": ["backbone.name=bert-base-multilingual-cased"],
+        "data=jsonl": [f"data.source.path={tmp_path / 'profiles.jsonl'}"],
+    }.get(override, [])
+    cfg = compose([override, *extra, f"paths.output_dir={tmp_path}"])
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert container["backbone"]["name"]
+    assert "encoder_layers" in container["model"]
+    if override != "backbone=hf":  # a hub id: its depth is only known with the hub
+        validate_config(cfg)
+
+
+def test_default_is_three_layers_of_me5_with_location_emoji(tmp_path):
+    cfg = compose([f"paths.output_dir={tmp_path}"])
+    assert cfg.backbone.name == "me5_small"
+    assert cfg.model.encoder_layers == 3
+    assert cfg.tokenizer.variant == "location_emoji"
+    assert len(cfg.labels.countries) == 36
+    validate_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("model.encoder_layers=13", r"model\.encoder_layers=13.*1 to 12"),
+        ("model.encoder_layers=0", r"model\.encoder_layers=0"),
+        ("model.pooling=max", r"model\.pooling='max'.*cls, mean"),
+        ("tokenizer.variant=bpe", r"tokenizer\.variant='bpe'.*base, location_emoji"),
+        ("labels.countries=[US,XX]", r"labels\.countries: 'XX'"),
+        ("backbone.name=./no/such/folder", r"backbone\.name=.*no such folder"),
+        ("evaluation.target_precision=1.5", r"evaluation\.target_precision"),
+        ("data.splits.train=0.9", r"data\.splits"),
+    ],
+)
+def test_bad_options_fail_naming_the_option(override, pattern, tmp_path):
+    cfg = compose([override, f"paths.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=pattern):
+        validate_config(cfg)
+
+
+def test_geoloc_train_rejects_depth_beyond_backbone_within_seconds(tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "GEOLOC_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "geoloc.cli.train", "model.encoder_layers=13",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 2
+    assert "model.encoder_layers=13" in proc.stderr and "1 to 12" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # It failed at validation: no backbone was materialised, no data generated.
+    assert not (home / "backbones").exists() and not (home / "data").exists()

@@ -1,0 +1,128 @@
+"""Encoder truncation, tokenizer variants and the partially frozen embedding table,
+on the real mE5-small weights and tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geoloc.labels import DEFAULT_COUNTRIES, flag_emoji
+from geoloc.model.encoder import (
+    ModelConfigError,
+    PartiallyFrozenEmbedding,
+    ProfileClassifier,
+    freeze_word_embeddings,
+    load_encoder,
+    pool,
+    validate_encoder_layers,
+)
+from geoloc.model.tokenization import (
+    LOCATION_EMOJI,
+    build_tokenizer,
+    extend_embeddings,
+    load_base_tokenizer,
+    piece_ids,
+)
+
+
+def _params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_truncation_keeps_first_layers(me5_dir):
+    full = load_encoder(me5_dir, 12)
+    short = load_encoder(me5_dir, 3)
+    assert len(short.encoder.layer) == 3 and short.config.num_hidden_layers == 3
+    per_layer = _params(full.encoder.layer[0])
+    assert _params(full) - _params(short) == 9 * per_layer
+    # The kept layers are the *first* ones, with the pretrained weights.
+    for a, b in zip(short.encoder.layer, full.encoder.layer[:3], strict=True):
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.equal(pa, pb)
+    assert torch.equal(short.embeddings.word_embeddings.weight,
+                       full.embeddings.word_embeddings.weight)
+
+
+@pytest.mark.parametrize("bad", [0, 13, -1, "3", 2.5, True])
+def test_encoder_layers_out_of_range_names_option(bad):
+    with pytest.raises(ModelConfigError, match=r"model\.encoder_layers.*1.*12"):
+        validate_encoder_layers(bad, "me5_small")
+
+
+def test_minilm_depth_range():
+    assert validate_encoder_layers(6, "minilm_en") == 6
+    with pytest.raises(ModelConfigError, match="1 to 6"):
+        validate_encoder_layers(7, "minilm_en")
+
+
+def test_base_variant_splits_flags(me5_dir):
+    tok, added = build_tokenizer(me5_dir, "base", DEFAULT_COUNTRIES)
+    assert added == []
+    assert len(tok.tokenize(flag_emoji("BR"))) > 1
+
+
+def test_location_emoji_variant_makes_every_flag_one_token(me5_dir):
+    tok, added = build_tokenizer(me5_dir, "location_emoji", DEFAULT_COUNTRIES)
+    for code in DEFAULT_COUNTRIES:
+        pieces = tok.tokenize(flag_emoji(code))
+        assert pieces == [flag_emoji(code)], (code, pieces)
+    for emo in LOCATION_EMOJI:
+        ids = tok(emo, add_special_tokens=False)["input_ids"]
+        assert len([i for i in ids if i != tok.convert_tokens_to_ids("▁")]) == 1, emo
+    # A sentence keeps its other words intact.
+    text = f"Bom dia {flag_emoji('BR')} 📍 São Paulo ✈️ {flag_emoji('PT')}"
+    pieces = tok.tokenize(text)
+    assert flag_emoji("BR") in pieces and flag_emoji("PT") in pieces and "✈️" in pieces
+    assert len(added) >= len(DEFAULT_COUNTRIES)
+
+
+def test_new_rows_are_mean_of_old_pieces_not_random(me5_dir):
+    base = load_base_tokenizer(me5_dir)
+    tok, added = build_tokenizer(me5_dir, "location_emoji", DEFAULT_COUNTRIES)
+    model = load_encoder(me5_dir, 1)
+    rows_before = model.get_input_embeddings().weight.shape[0]
+    original = model.get_input_embeddings().weight.detach().clone()
+    extend_embeddings(model, base, tok, added)
+    weight = model.get_input_embeddings().weight.detach()
+    # The spare rows of mE5 (250,037 > 250,002 pieces) are never shrunk away.
+    assert weight.shape[0] == max(len(tok), rows_before)
+    assert torch.equal(weight[: len(base)], original[: len(base)])
+    for token in added:
+        new_id = tok.convert_tokens_to_ids(token)
+        expected = original[piece_ids(base, token)].mean(dim=0)
+        assert torch.allclose(weight[new_id], expected, atol=1e-6), token
+    flag_rows = torch.stack([weight[tok.convert_tokens_to_ids(flag_emoji(c))]
+                             for c in ("BR", "FR")])
+    assert not torch.allclose(flag_rows[0], flag_rows[1])
+
+
+def test_partially_frozen_embedding_matches_table_and_trains_only_new_rows(me5_dir):
+    base = load_base_tokenizer(me5_dir)
+    tok, added = build_tokenizer(me5_dir, "location_emoji", DEFAULT_COUNTRIES)
+    model = load_encoder(me5_dir, 1)
+    extend_embeddings(model, base, tok, added)
+    table = model.get_input_embeddings().weight.detach().clone()
+    freeze_word_embeddings(model, trainable_from=len(base))
+    emb = model.get_input_embeddings()
+    assert isinstance(emb, PartiallyFrozenEmbedding)
+    ids = torch.tensor([tok(f"hola {flag_emoji('MX')} 📍 CDMX")["input_ids"]])
+    assert torch.equal(emb(ids), table[ids])
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad and "word_embeddings" in n]
+    assert trainable == ["embeddings.word_embeddings.trainable"]
+    assert emb.trainable.shape[0] == table.shape[0] - len(base)
+    emb(ids).sum().backward()
+    assert emb.frozen.grad is None and emb.trainable.grad is not None
+    assert emb.trainable.grad.abs().sum() > 0
+
+
+def test_pooling_and_classifier_shapes(me5_dir):
+    model = load_encoder(me5_dir, 1)
+    hidden = torch.arange(12, dtype=torch.float32).reshape(1, 3, 4)
+    mask = torch.tensor([[1, 1, 0]])
+    assert torch.equal(pool(hidden, mask, "cls"), hidden[:, 0])
+    assert torch.allclose(pool(hidden, mask, "mean"), hidden[:, :2].mean(dim=1))
+    clf = ProfileClassifier(model, num_classes=37, pooling="mean")
+    tok = load_base_tokenizer(me5_dir)
+    enc = tok(["hello", "olá mundo"], padding=True, return_tensors="pt")
+    assert clf(enc["input_ids"], enc["attention_mask"]).shape == (2, 37)
+    assert clf.embed(enc["input_ids"], enc["attention_mask"]).shape == (2, 384)
