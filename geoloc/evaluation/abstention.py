@@ -1,0 +1,415 @@
+"""Per-class confidence thresholds with a finite-sample precision guarantee, and UNCERTAIN.
+
+The product promise is "every country we assign keeps >= 90 % precision". A prediction is
+kept only when its top class c has probability >= t_c; otherwise the profile is UNCERTAIN
+(-1 in arrays). Assigning OTHER is a claim too, so OTHER gets a threshold like any class.
+
+**How t_c is chosen** (``METHOD = "fixed_sequence_clopper_pearson"``): on the calibration
+split, for each class c separately,
+
+1. Each candidate threshold t on a fixed grid is a hypothesis test of
+   H_t: precision_c(t) < target, where precision_c(t) = P(true = c | top = c, p_c >= t).
+   Among the k-of-n calibration predictions of c kept at t, H_t is rejected when the
+   one-sided Clopper-Pearson lower confidence bound of precision at level delta is
+   >= target (the exact binomial bound, ``scipy.stats.beta.ppf(delta, k, n - k + 1)``).
+2. **Fixed-sequence testing** (as in Learn-then-Test, Angelopoulos et al. 2021): the
+   hypotheses are tested in a fixed order from the strictest threshold to the loosest,
+   stopping at the first that is not rejected; t_c is the loosest threshold rejected
+   before the stop (maximum coverage). A wrong certification needs the first true null
+   of the sequence to be rejected, so the chance of certifying any threshold whose
+   precision is below target is <= the level of one test, without splitting it over the
+   ~100 thresholds of the grid as a Bonferroni correction would.
+3. **Where sequences start.** Thresholds near 1 keep a handful of predictions whose bound
+   cannot reach the target even when all are right (n/n correct needs
+   n >= ln(delta)/ln(target): 29 at 0.90/0.05), and a weak first test ends the scan
+   before it reaches well-populated thresholds: a class 96 % right at every confidence
+   fails a first test on 100 predictions about a third of the time. A start that keeps
+   many predictions, on the other hand, misses a class whose precise region is small.
+   So each class runs a few sequences, each starting at the strictest grid threshold that keeps at least
+   s calibration predictions of c, for s in ``start_counts`` (default 100, 300, 1000,
+   3000, 10000, those <= n_c; a class with fewer than 100 but >= the 29 above starts
+   once, with all its predictions), and delta is split equally between them (Bonferroni
+   over sequences). t_c is the loosest threshold any sequence certifies. Starts depend
+   only on how many predictions lie above each threshold, never on whether they are
+   right; the guarantee then rests on LTT's usual assumption that precision does not
+   rise as the threshold is loosened, so that every threshold looser than the first
+   false one is false as well.
+4. A class with fewer calibration predictions than that minimum, or none of whose
+   sequences passes its first test, gets t_c = +inf: it is never assigned, and its
+   ``status`` says why.
+
+The guarantee is per class: for each class with a finite threshold, with probability
+>= 1 - delta over the calibration sample, its precision on new data drawn like the
+calibration split is >= target. ``simultaneous=True`` tests every class at delta / C so
+that the statement holds for all classes at once. The temperature is treated as fixed;
+fitted on the same split it is one scalar chosen by likelihood, not by precision, but pass
+a temperature fitted elsewhere to be strict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import beta
+
+from geoloc.evaluation.calibration import fit_temperature, softmax
+from geoloc.evaluation.metrics import check_outputs
+from geoloc.evaluation.sweep import counts_above, default_grid
+from geoloc.labels import UNCERTAIN
+
+#: Name of the threshold-selection method, written into thresholds.json and the report.
+METHOD = "fixed_sequence_clopper_pearson"
+METHOD_DESCRIPTION = (
+    "fixed-sequence testing (Learn-then-Test) from the strictest threshold to the loosest, "
+    "each threshold certified when the one-sided Clopper-Pearson lower confidence bound of "
+    "its calibration precision is >= target, stopping at the first failure; per class a few "
+    "sequences start where >= 100, 300, 1000, ... calibration predictions are kept, with "
+    "delta split equally between them"
+)
+#: Array value of an UNCERTAIN decision.
+UNCERTAIN_INDEX = -1
+#: Each class runs one fixed sequence per count s <= n_c, starting at the strictest grid
+#: threshold that keeps >= s calibration predictions (see the module docstring).
+DEFAULT_START_COUNTS: tuple[int, ...] = (100, 300, 1000, 3000, 10000)
+SCHEMA = "geoloc.thresholds/v1"
+
+# Per-class status values.
+ASSIGNED = "assigned"
+NO_PREDICTIONS = "no_calibration_predictions"
+TOO_FEW = "too_few_calibration_predictions"
+BOUND_BELOW_TARGET = "bound_below_target"
+STATUS_TEXT = {
+    ASSIGNED: "threshold certified on the calibration split",
+    NO_PREDICTIONS: "never predicted on the calibration split",
+    TOO_FEW: "too few calibration predictions for the bound to reach the target",
+    BOUND_BELOW_TARGET: "lower confidence bound of precision never reaches the target",
+}
+
+
+def clopper_pearson_lower(k: Any, n: Any, delta: float) -> Any:
+    """One-sided Clopper-Pearson lower confidence bound of a binomial proportion.
+
+    With probability >= 1 - delta the true proportion is >= the bound. Equals
+    ``Beta(delta; k, n - k + 1)`` quantile (0 when k = 0 or n = 0); for k = n it is
+    delta ** (1 / n). Vectorised over k and n; returns a float for scalar input.
+    """
+    k_arr = np.asarray(k, dtype=float)
+    n_arr = np.asarray(n, dtype=float)
+    if np.any(k_arr < 0) or np.any(k_arr > n_arr):
+        raise ValueError("need 0 <= k <= n")
+    ok = k_arr > 0
+    bound = np.where(
+        ok, beta.ppf(delta, np.where(ok, k_arr, 1.0), np.where(ok, n_arr - k_arr + 1, 1.0)), 0.0
+    )
+    return float(bound) if bound.ndim == 0 else bound
+
+
+def min_samples_for_target(target: float, delta: float) -> int:
+    """Fewest predictions n for which n-of-n correct certifies ``target`` (delta**(1/n) >= target)."""
+    n = max(1, math.ceil(math.log(delta) / math.log(target)))
+    while clopper_pearson_lower(n, n, delta) < target:  # guard against float rounding
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class ClassCalibration:
+    """What the calibration split said about one class (kept for the report and the JSON)."""
+
+    status: str
+    n_predicted: int
+    """Calibration profiles whose top class is this class."""
+    n_support: int
+    """Calibration profiles whose true class is this class."""
+    n_kept: int = 0
+    """Predictions kept at the chosen threshold (0 when never assigned)."""
+    n_correct: int = 0
+    precision: float | None = None
+    """Calibration precision at the chosen threshold."""
+    lower_bound: float | None = None
+    """Clopper-Pearson lower bound at the chosen threshold; for a never-assigned class the
+    highest bound any test reached (how far it was from the target)."""
+    start_thresholds: list[float] = field(default_factory=list)
+    """Where each fixed sequence started."""
+    delta_per_test: float | None = None
+    """Level of each test: delta (/ C when simultaneous) / number of sequences."""
+    n_tests: int = 0
+
+
+@dataclass
+class Thresholds:
+    """A fitted abstention policy: temperature plus one confidence threshold per class.
+
+    ``thresholds[name]`` is +inf for a class that is never assigned. Thresholds apply to
+    probabilities softmax(logits / temperature); use :meth:`apply_logits` on raw logits.
+    """
+
+    class_names: list[str]
+    thresholds: dict[str, float]
+    temperature: float = 1.0
+    target: float = 0.9
+    delta: float = 0.05
+    method: str = METHOD
+    simultaneous: bool = False
+    start_counts: list[int] = field(default_factory=lambda: list(DEFAULT_START_COUNTS))
+    n_calibration: int = 0
+    calibration: dict[str, ClassCalibration] = field(default_factory=dict)
+    grid: list[float] = field(default_factory=lambda: default_grid().tolist())
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def __post_init__(self) -> None:
+        self.class_names = [str(n) for n in self.class_names]
+        missing = [n for n in self.class_names if n not in self.thresholds]
+        if missing:
+            raise ValueError(f"no threshold for classes {missing}")
+
+    @property
+    def delta_per_class(self) -> float:
+        """The level each class is tested at (delta, or delta / C when simultaneous)."""
+        return self.delta / len(self.class_names) if self.simultaneous else self.delta
+
+    def vector(self) -> np.ndarray:
+        """Thresholds in class-index order (+inf = never assigned)."""
+        return np.array([self.thresholds[n] for n in self.class_names], dtype=np.float64)
+
+    @property
+    def never_assigned(self) -> list[str]:
+        """Classes with no finite threshold."""
+        return [n for n in self.class_names if not np.isfinite(self.thresholds[n])]
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """softmax(logits / temperature): the probabilities the thresholds refer to."""
+        return softmax(logits, self.temperature)
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        """Class index of each row, or -1 (UNCERTAIN) when its top probability is below
+        the top class's threshold. Only the top class can be assigned: a runner-up above
+        its own threshold never is."""
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.ndim != 2 or probs.shape[1] != len(self.class_names):
+            raise ValueError(
+                f"expected probabilities of shape (N, {len(self.class_names)}), got {probs.shape}"
+            )
+        top = probs.argmax(axis=1)
+        conf = probs[np.arange(len(probs)), top]
+        return np.where(conf >= self.vector()[top], top, UNCERTAIN_INDEX).astype(np.int64)
+
+    def apply_logits(self, logits: np.ndarray) -> np.ndarray:
+        """:meth:`apply` on softmax(logits / temperature)."""
+        return self.apply(self.probabilities(logits))
+
+    def decode(self, decisions: np.ndarray) -> list[str]:
+        """Class names of decisions from :meth:`apply`, with ``UNCERTAIN`` for -1."""
+        return [UNCERTAIN if d == UNCERTAIN_INDEX else self.class_names[d] for d in decisions]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; never-assigned thresholds become null (JSON has no infinity)."""
+        return {
+            "schema": SCHEMA,
+            "method": self.method,
+            "method_description": METHOD_DESCRIPTION if self.method == METHOD else "",
+            "target": self.target,
+            "delta": self.delta,
+            "simultaneous": self.simultaneous,
+            "delta_per_class": self.delta_per_class,
+            "temperature": self.temperature,
+            "class_names": list(self.class_names),
+            "thresholds": {
+                n: (float(t) if np.isfinite(t) else None) for n, t in self.thresholds.items()
+            },
+            "never_assigned": self.never_assigned,
+            "calibration": {
+                "n_samples": self.n_calibration,
+                "start_counts": list(self.start_counts),
+                "per_class": {n: asdict(c) for n, c in self.calibration.items()},
+            },
+            "grid": [float(g) for g in self.grid],
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Thresholds:
+        """Inverse of :meth:`to_dict` (null thresholds become +inf)."""
+        if data.get("schema", SCHEMA) != SCHEMA:
+            raise ValueError(f"unsupported thresholds schema {data.get('schema')!r}")
+        cal = data.get("calibration", {})
+        return cls(
+            class_names=list(data["class_names"]),
+            thresholds={
+                n: (math.inf if t is None else float(t)) for n, t in data["thresholds"].items()
+            },
+            temperature=float(data.get("temperature", 1.0)),
+            target=float(data["target"]),
+            delta=float(data["delta"]),
+            method=str(data.get("method", METHOD)),
+            simultaneous=bool(data.get("simultaneous", False)),
+            start_counts=[int(x) for x in cal.get("start_counts", DEFAULT_START_COUNTS)],
+            n_calibration=int(cal.get("n_samples", 0)),
+            calibration={n: ClassCalibration(**c) for n, c in cal.get("per_class", {}).items()},
+            grid=[float(g) for g in data.get("grid", default_grid().tolist())],
+            created_at=str(data.get("created_at", "")),
+        )
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the policy as indented JSON (the file ``geoloc-eval`` and inference load)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Thresholds:
+        """Load a policy written by :meth:`to_json`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _fit_class(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    n_support: int,
+    grid_desc: np.ndarray,
+    target: float,
+    delta: float,
+    start_counts: Sequence[int],
+) -> tuple[float, ClassCalibration]:
+    """Fixed-sequence tests for one class; see the module docstring."""
+    n_pred = len(confidence)
+    if n_pred == 0:
+        return math.inf, ClassCalibration(NO_PREDICTIONS, 0, n_support)
+    kept, right = counts_above(confidence, correct, grid_desc)
+    counts = [s for s in start_counts if s <= n_pred] or [n_pred]
+    # A start keeping fewer predictions than n/n-correct needs to pass a test at the
+    # per-sequence level could never certify anything: drop it rather than spend delta.
+    n_min = min_samples_for_target(target, delta / len(counts))
+    counts = [s for s in counts if s >= n_min]
+    if not counts:
+        if n_pred < min_samples_for_target(target, delta):
+            return math.inf, ClassCalibration(TOO_FEW, n_pred, n_support)
+        counts = [n_pred]
+    starts = sorted({int(np.flatnonzero(kept >= s)[0]) for s in counts})
+    level = delta / len(starts)
+    bounds = clopper_pearson_lower(right, kept, level)
+    chosen: int | None = None
+    tested: set[int] = set()
+    for start in starts:
+        j = start
+        while j < len(grid_desc):
+            tested.add(j)
+            if bounds[j] < target:  # first failure: this sequence stops here
+                break
+            chosen = j if chosen is None else max(chosen, j)
+            j += 1
+    info = dict(
+        n_predicted=n_pred,
+        n_support=n_support,
+        start_thresholds=[float(grid_desc[j]) for j in starts],
+        delta_per_test=level,
+        n_tests=len(tested),
+    )
+    if chosen is None:
+        best = max(tested, key=lambda j: bounds[j])
+        return math.inf, ClassCalibration(
+            BOUND_BELOW_TARGET,
+            precision=float(right[best] / kept[best]),
+            lower_bound=float(bounds[best]),
+            **info,
+        )
+    return float(grid_desc[chosen]), ClassCalibration(
+        ASSIGNED,
+        n_kept=int(kept[chosen]),
+        n_correct=int(right[chosen]),
+        precision=float(right[chosen] / kept[chosen]),
+        lower_bound=float(bounds[chosen]),
+        **info,
+    )
+
+
+def fit_thresholds(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    target: float = 0.9,
+    delta: float = 0.05,
+    grid: np.ndarray | None = None,
+    start_counts: Sequence[int] = DEFAULT_START_COUNTS,
+    simultaneous: bool = False,
+    temperature: float = 1.0,
+) -> Thresholds:
+    """Choose each class's threshold on calibration probabilities (see module docstring).
+
+    ``probs`` must already be softmax(logits / temperature); ``temperature`` is only
+    recorded so that :meth:`Thresholds.apply_logits` reproduces them.
+    """
+    if not 0 < target < 1:
+        raise ValueError(f"target must be in (0, 1), got {target}")
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    probs, labels, names = check_outputs(probs, labels, class_names)
+    grid = default_grid() if grid is None else np.asarray(grid, dtype=np.float64)
+    grid_desc = np.unique(grid)[::-1]
+    delta_c = delta / len(names) if simultaneous else delta
+    pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    correct = pred == labels
+    thresholds: dict[str, float] = {}
+    calibration: dict[str, ClassCalibration] = {}
+    for c, name in enumerate(names):
+        mask = pred == c
+        thresholds[name], calibration[name] = _fit_class(
+            conf[mask],
+            correct[mask],
+            int((labels == c).sum()),
+            grid_desc,
+            target,
+            delta_c,
+            sorted(set(int(x) for x in start_counts)),
+        )
+    return Thresholds(
+        class_names=names,
+        thresholds=thresholds,
+        temperature=float(temperature),
+        target=float(target),
+        delta=float(delta),
+        simultaneous=simultaneous,
+        start_counts=sorted(set(int(x) for x in start_counts)),
+        n_calibration=len(labels),
+        calibration=calibration,
+        grid=[float(g) for g in np.unique(grid)],
+    )
+
+
+def fit_abstention(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    target: float = 0.9,
+    delta: float = 0.05,
+    grid: np.ndarray | None = None,
+    start_counts: Sequence[int] = DEFAULT_START_COUNTS,
+    simultaneous: bool = False,
+    temperature: float | None = None,
+) -> Thresholds:
+    """Fit the temperature (unless given) and then the per-class thresholds on calibration logits."""
+    logits, labels, names = check_outputs(logits, labels, class_names)
+    if temperature is None:
+        temperature = fit_temperature(logits, labels)
+    return fit_thresholds(
+        softmax(logits, temperature),
+        labels,
+        names,
+        target=target,
+        delta=delta,
+        grid=grid,
+        start_counts=start_counts,
+        simultaneous=simultaneous,
+        temperature=temperature,
+    )

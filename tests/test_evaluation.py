@@ -1,0 +1,503 @@
+"""Tests of geoloc.evaluation on planted classifier outputs with known per-class precision.
+
+Planted classes (probabilities are built directly, so precision is known exactly):
+
+* US (class A): confidence ~ U(0.5, 1); right 97 % of the time at >= 0.8, 60 % below.
+  Its true precision at threshold t < 0.8 is (0.2 * 0.97 + (0.8 - t) * 0.6) / (1 - t),
+  which crosses 0.90 at t = 0.753, so the certified threshold must lie a little above.
+* BR (class B): always 70 % right: the bound never reaches 0.90, never assigned.
+* FR (class C): 5 calibration predictions, all right: 5/5 cannot certify 0.90 at
+  delta = 0.05 (needs 29/29), never assigned.
+* OTHER: 96 % right at every confidence: assigned at the loosest threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binomtest
+
+from geoloc.evaluation import (
+    METHOD,
+    UNCERTAIN_INDEX,
+    Thresholds,
+    clopper_pearson_lower,
+    compute_metrics,
+    evaluate_split,
+    expected_calibration_error,
+    fit_temperature,
+    fit_thresholds,
+    log_wandb,
+    min_samples_for_target,
+    nll,
+    reliability_bins,
+    run_evaluation,
+    softmax,
+    threshold_sweep,
+    write_local,
+)
+from geoloc.evaluation.abstention import ASSIGNED, BOUND_BELOW_TARGET, TOO_FEW
+from geoloc.evaluation.report import FIGURE_FILES, TABLE_FILES
+from geoloc.evaluation.sweep import ALL
+from geoloc.labels import UNCERTAIN
+
+NAMES = ["US", "BR", "FR", "OTHER"]
+US, BR, FR, OTHER_IDX = range(4)
+
+
+def _rows(pred: int, conf: np.ndarray, correct: np.ndarray, rng: np.random.Generator):
+    c = len(NAMES)
+    probs = np.tile(((1 - conf) / (c - 1))[:, None], (1, c))
+    probs[:, pred] = conf
+    wrong = (pred + rng.integers(1, c, size=len(conf))) % c  # any class but pred
+    labels = np.where(correct, pred, wrong)
+    return probs, labels
+
+
+def planted(
+    rng: np.random.Generator,
+    n_us: int = 3000,
+    n_br: int = 1000,
+    n_fr: int = 5,
+    n_other: int = 1000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (N, 4) and labels with the per-class precision in the module doc."""
+    parts = []
+    conf = rng.uniform(0.5, 1.0, n_us)
+    parts.append(_rows(US, conf, rng.random(n_us) < np.where(conf >= 0.8, 0.97, 0.60), rng))
+    conf = rng.uniform(0.5, 1.0, n_br)
+    parts.append(_rows(BR, conf, rng.random(n_br) < 0.70, rng))
+    parts.append(_rows(FR, rng.uniform(0.9, 1.0, n_fr), np.ones(n_fr, bool), rng))
+    conf = rng.uniform(0.5, 1.0, n_other)
+    parts.append(_rows(OTHER_IDX, conf, rng.random(n_other) < 0.96, rng))
+    probs = np.concatenate([p for p, _ in parts])
+    labels = np.concatenate([y for _, y in parts])
+    perm = rng.permutation(len(labels))
+    return probs[perm], labels[perm]
+
+
+def true_precision_us(t: float) -> float:
+    if t >= 0.8:
+        return 0.97
+    t = max(t, 0.5)
+    return (0.2 * 0.97 + (0.8 - t) * 0.6) / (1 - t)
+
+
+@pytest.fixture(scope="module")
+def cal() -> tuple[np.ndarray, np.ndarray]:
+    return planted(np.random.default_rng(1))
+
+
+@pytest.fixture(scope="module")
+def fitted(cal) -> Thresholds:
+    return fit_thresholds(*cal, NAMES, target=0.9, delta=0.05)
+
+
+# ------------------------------------------------------------------ Clopper-Pearson
+
+
+@pytest.mark.parametrize("n", [1, 5, 10, 29, 50, 200])
+def test_clopper_pearson_all_correct_is_delta_root(n: int) -> None:
+    assert clopper_pearson_lower(n, n, 0.05) == pytest.approx(0.05 ** (1 / n), rel=1e-9)
+
+
+@pytest.mark.parametrize(("k", "n"), [(1, 10), (58, 60), (90, 100), (970, 1000)])
+def test_clopper_pearson_matches_scipy_exact_interval(k: int, n: int) -> None:
+    # A one-sided bound at delta is the lower end of the two-sided exact interval at 1 - 2 delta.
+    ref = binomtest(k, n).proportion_ci(confidence_level=0.90, method="exact").low
+    assert clopper_pearson_lower(k, n, 0.05) == pytest.approx(ref, rel=1e-7)
+
+
+def test_clopper_pearson_edges_and_vectorised() -> None:
+    assert clopper_pearson_lower(0, 10, 0.05) == 0.0
+    assert clopper_pearson_lower(0, 0, 0.05) == 0.0
+    out = clopper_pearson_lower(np.array([0, 5, 10]), np.array([10, 10, 10]), 0.05)
+    assert out.shape == (3,) and np.all(np.diff(out) > 0)
+    assert min_samples_for_target(0.9, 0.05) == 29
+    assert clopper_pearson_lower(28, 28, 0.05) < 0.9 <= clopper_pearson_lower(29, 29, 0.05)
+    with pytest.raises(ValueError):
+        clopper_pearson_lower(3, 2, 0.05)
+
+
+# ------------------------------------------------------------------ thresholds
+
+
+def test_planted_thresholds(cal, fitted: Thresholds) -> None:
+    probs, labels = cal
+    t_us = fitted.thresholds["US"]
+    assert 0.75 <= t_us <= 0.81, t_us
+    assert true_precision_us(t_us) >= 0.9
+    # Counts recorded for the chosen threshold are the real ones.
+    top, conf = probs.argmax(1), probs.max(1)
+    kept = (top == US) & (conf >= t_us)
+    info = fitted.calibration["US"]
+    assert info.status == ASSIGNED
+    assert info.n_kept == kept.sum() and info.n_correct == (kept & (labels == US)).sum()
+    assert info.lower_bound >= 0.9
+    # delta is split equally between the class's fixed sequences (one per start count).
+    assert info.delta_per_test == pytest.approx(0.05 / len(info.start_thresholds))
+    assert clopper_pearson_lower(info.n_correct, info.n_kept, info.delta_per_test) == (
+        pytest.approx(info.lower_bound)
+    )
+
+    assert fitted.thresholds["BR"] == math.inf
+    assert fitted.calibration["BR"].status == BOUND_BELOW_TARGET
+    assert fitted.thresholds["FR"] == math.inf
+    assert fitted.calibration["FR"].status == TOO_FEW
+    assert fitted.calibration["FR"].n_predicted == 5
+    assert fitted.never_assigned == ["BR", "FR"]
+    # OTHER is a class like the others: 96 % everywhere, so the loosest threshold.
+    assert fitted.thresholds["OTHER"] <= 0.5
+    assert fitted.method == METHOD == "fixed_sequence_clopper_pearson"
+
+
+def test_fixed_sequence_stops_at_first_failure() -> None:
+    """Precision high at the top, poor in the middle, perfect below: pooled over everything
+    it would pass (0.96), but one fixed sequence from the top must stop in the poor band."""
+    rng = np.random.default_rng(3)
+    top = _rows(US, rng.uniform(0.9, 1.0, 300), np.ones(300, bool), rng)
+    mid = _rows(US, rng.uniform(0.7, 0.9, 300), rng.random(300) < 0.5, rng)
+    low = _rows(US, rng.uniform(0.5, 0.7, 4000), np.ones(4000, bool), rng)
+    probs = np.concatenate([top[0], mid[0], low[0]])
+    labels = np.concatenate([top[1], mid[1], low[1]])
+    single = fit_thresholds(probs, labels, NAMES, start_counts=(100,))
+    assert 0.8 <= single.thresholds["US"] <= 0.9
+    assert single.calibration["US"].status == ASSIGNED
+    assert single.calibration["US"].delta_per_test == 0.05
+    # With the default starts, a sequence starting where 3000 predictions are kept
+    # (precision 0.95 there) may certify a looser threshold: valid, since the kept set's
+    # true precision is above target all the way down.
+    multi = fit_thresholds(probs, labels, NAMES)
+    t = multi.thresholds["US"]
+    assert t <= single.thresholds["US"]
+    kept = (probs.argmax(1) == US) & (probs.max(1) >= t)
+    assert (labels[kept] == US).mean() >= 0.9
+
+
+def test_simultaneous_splits_delta(cal) -> None:
+    th = fit_thresholds(*cal, NAMES, simultaneous=True)
+    assert th.delta_per_class == pytest.approx(0.05 / 4)
+    assert th.thresholds["US"] >= fit_thresholds(*cal, NAMES).thresholds["US"]
+
+
+def test_top_class_rule_and_never_assigned() -> None:
+    th = Thresholds(NAMES, {"US": 0.3, "BR": 0.9, "FR": math.inf, "OTHER": 0.5})
+    probs = np.array(
+        [
+            [0.35, 0.60, 0.05, 0.00],  # US above its threshold but BR is top and below 0.9
+            [0.02, 0.95, 0.02, 0.01],  # BR top and above
+            [0.05, 0.05, 0.90, 0.00],  # FR is never assigned
+            [0.20, 0.10, 0.10, 0.60],  # OTHER above its threshold
+            [0.30, 0.25, 0.25, 0.20],  # exactly at the threshold is kept
+        ]
+    )
+    out = th.apply(probs)
+    assert out.tolist() == [UNCERTAIN_INDEX, BR, UNCERTAIN_INDEX, OTHER_IDX, US]
+    assert th.decode(out) == [UNCERTAIN, "BR", UNCERTAIN, "OTHER", "US"]
+    with pytest.raises(ValueError):
+        th.apply(probs[:, :3])
+
+
+def test_never_assigned_classes_get_uncertain_on_new_data(fitted: Thresholds) -> None:
+    probs, _ = planted(np.random.default_rng(7))
+    out = fitted.apply(probs)
+    assert not np.isin(out, [BR, FR]).any()
+    assert np.all(out[probs.argmax(1) == BR] == UNCERTAIN_INDEX)
+
+
+def test_precision_holds_on_fresh_sample(fitted: Thresholds) -> None:
+    probs, labels = planted(np.random.default_rng(11), n_us=6000, n_other=3000)
+    out = fitted.apply(probs)
+    for c, name in enumerate(NAMES):
+        kept = out == c
+        if math.isfinite(fitted.thresholds[name]):
+            assert kept.sum() > 500
+            assert (labels[kept] == c).mean() >= 0.9, name
+
+
+def test_guarantee_over_repeated_calibration_draws() -> None:
+    """Across independent calibration samples the certified US threshold should have true
+    precision below 0.9 in at most ~delta of draws (here: essentially never)."""
+    rng = np.random.default_rng(5)
+    misses = 0
+    for _ in range(40):
+        th = fit_thresholds(*planted(rng, n_us=1500, n_br=200, n_other=200), NAMES)
+        t = th.thresholds["US"]
+        misses += math.isfinite(t) and true_precision_us(t) < 0.9
+    assert misses <= 4
+
+
+def test_thresholds_json_round_trip(tmp_path: Path, fitted: Thresholds) -> None:
+    path = fitted.to_json(tmp_path / "thresholds.json")
+    raw = json.loads(path.read_text())
+    assert raw["method"] == METHOD
+    assert raw["thresholds"]["BR"] is None and raw["thresholds"]["FR"] is None
+    assert raw["calibration"]["per_class"]["FR"]["n_predicted"] == 5
+    for key in ("temperature", "target", "delta", "created_at", "class_names"):
+        assert key in raw
+    back = Thresholds.from_json(path)
+    assert back.thresholds == fitted.thresholds
+    assert back.to_dict() == fitted.to_dict()
+    probs, _ = planted(np.random.default_rng(2))
+    np.testing.assert_array_equal(back.apply(probs), fitted.apply(probs))
+
+
+# ------------------------------------------------------------------ calibration
+
+
+@pytest.mark.parametrize("planted_t", [0.5, 2.5])
+def test_temperature_fit_recovers_planted_temperature(planted_t: float) -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 2.0, (4000, 5))  # well-calibrated logits: labels drawn from softmax(z)
+    p = softmax(z)
+    labels = np.minimum((rng.random((4000, 1)) > p.cumsum(1)).sum(1), 4)
+    logits = z * planted_t  # what a mis-calibrated model outputs; z = logits / planted_t
+    t = fit_temperature(logits, labels)
+    assert t == pytest.approx(planted_t, rel=0.1)
+    assert nll(logits, labels, t) <= nll(logits, labels, 1.0)
+    assert expected_calibration_error(softmax(logits, t), labels) < expected_calibration_error(
+        softmax(logits), labels
+    )
+
+
+def test_reliability_bins_agree_with_torchmetrics_ece(cal) -> None:
+    probs, labels = cal
+    bins = reliability_bins(probs, labels)
+    ece = float((bins["count"] * bins["gap"].fillna(0)).sum() / bins["count"].sum())
+    assert ece == pytest.approx(expected_calibration_error(probs, labels), abs=1e-6)
+
+
+# ------------------------------------------------------------------ metrics and sweep
+
+
+def test_per_class_metrics_match_direct_counts(cal) -> None:
+    probs, labels = cal
+    m = compute_metrics(probs, labels, NAMES)
+    pred = probs.argmax(1)
+    for c, name in enumerate(NAMES):
+        row = m.per_class.set_index("class").loc[name]
+        tp = ((pred == c) & (labels == c)).sum()
+        assert row["support"] == (labels == c).sum()
+        assert row["precision"] == pytest.approx(tp / (pred == c).sum(), abs=1e-6)
+        assert row["recall"] == pytest.approx(tp / (labels == c).sum(), abs=1e-6)
+    assert m.accuracy == pytest.approx((pred == labels).mean(), abs=1e-6)
+    assert m.confusion.to_numpy().sum() == len(labels)
+    assert m.confusion.loc["US", "US"] == ((pred == US) & (labels == US)).sum()
+    np.testing.assert_allclose(m.confusion_normalized.sum(1), 1.0, atol=1e-6)
+
+
+def test_sweep_counts(cal) -> None:
+    probs, labels = cal
+    sw = threshold_sweep(probs, labels, NAMES)
+    pred, conf = probs.argmax(1), probs.max(1)
+    row = sw[(sw["class"] == "US") & np.isclose(sw["threshold"], 0.8)].iloc[0]
+    kept = (pred == US) & (conf >= 0.8)
+    assert row["kept"] == kept.sum()
+    assert row["precision"] == pytest.approx((labels[kept] == US).mean())
+    assert row["coverage"] == pytest.approx(kept.sum() / (pred == US).sum())
+    all0 = sw[(sw["class"] == ALL) & (sw["threshold"] == 0)].iloc[0]
+    assert all0["coverage"] == 1.0
+    assert all0["accuracy_kept"] == pytest.approx((pred == labels).mean())
+    assert (sw.groupby("class")["kept"].apply(lambda s: s.is_monotonic_decreasing)).all()
+
+
+def test_invalid_inputs_are_rejected(cal, fitted: Thresholds) -> None:
+    probs, labels = cal
+    with pytest.raises(ValueError, match="labels must lie"):
+        compute_metrics(probs, labels + 1, NAMES)
+    with pytest.raises(ValueError, match="class names"):
+        compute_metrics(probs, labels, NAMES[:3])
+    with pytest.raises(ValueError, match="fitted for classes"):
+        evaluate_split(np.log(probs), labels, ["US", "BR", "DE", "OTHER"], fitted)
+
+
+# ------------------------------------------------------------------ report
+
+
+def test_flagged_country_below_target(tmp_path: Path) -> None:
+    """A country with a threshold whose precision on the evaluated split is below target is
+    flagged in the scalars, the CSV and the Markdown."""
+    probs, labels = planted(np.random.default_rng(4), n_us=500, n_br=500, n_fr=50, n_other=300)
+    th = Thresholds(NAMES, {"US": 0.9, "BR": 0.0, "FR": math.inf, "OTHER": 0.0})
+    result = evaluate_split(np.log(probs), labels, NAMES, th)
+    assert result.flagged == ["BR"]
+    assert result.scalars["countries_below_target"] == 1
+    assert result.scalars["countries_meeting_target"] == 1  # US
+    assert result.never_assigned == {"FR": "never_assigned"}
+    write_local(result, tmp_path)
+    pc = pd.read_csv(tmp_path / "per_class.csv").set_index("class")
+    assert bool(pc.loc["BR", "flagged"]) and not bool(pc.loc["US", "flagged"])
+    md = (tmp_path / "report.md").read_text()
+    assert "⚠️ **BR**" in md
+
+
+def _leet_summary(run_dir: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_run_evaluation_writes_report_and_logs_wandb(tmp_path: Path, monkeypatch) -> None:
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cal_p, cal_y = planted(np.random.default_rng(21))
+    test_p, test_y = planted(np.random.default_rng(22), n_us=1500, n_br=500, n_other=500)
+    run = wandb.init(dir=tmp_path, mode="offline", project="geoloc-test")
+    try:
+        result = run_evaluation(
+            np.log(cal_p),
+            cal_y,
+            np.log(test_p),
+            test_y,
+            NAMES,
+            tmp_path / "report",
+            wandb_run=run,
+            prefix="test",
+        )
+    finally:
+        run.finish()
+
+    out = tmp_path / "report"
+    for fname in [
+        *TABLE_FILES.values(),
+        *FIGURE_FILES.values(),
+        "report.md",
+        "summary.json",
+        "thresholds.json",
+    ]:
+        assert (out / fname).stat().st_size > 0, fname
+    assert (out / "per_country.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert "fixed_sequence_clopper_pearson" in md
+    assert "BR" in md and "never reaches the target" in md and "too few" in md
+    pc = pd.read_csv(out / "per_class.csv")
+    assert {
+        "precision",
+        "recall",
+        "f1",
+        "support",
+        "threshold",
+        "precision_abstain",
+        "recall_abstain",
+        "flagged",
+    } <= set(pc.columns)
+    s = result.scalars
+    assert result.fitted and 0 < s["uncertain_rate"] < 1
+    assert s["correct_country_rate"] <= s["country_assigned_rate"]
+    assert s["countries_with_threshold"] == 1 and s["countries_never_assigned"] == 2
+
+    # What W&B recorded, read back from the offline run's transaction log.
+    run_dir = next((tmp_path / "wandb").glob("offline-run-*"))
+    summary = _leet_summary(run_dir)["summary"]
+    for key in (
+        "accuracy",
+        "correct_country_rate",
+        "uncertain_rate",
+        "coverage",
+        "countries_meeting_target",
+        "countries_below_target",
+        "ece",
+        "temperature",
+    ):
+        assert summary[f"test/{key}"] == pytest.approx(s[key], rel=1e-6), key
+    assert summary["test/abstention_method"] == METHOD
+    assert summary["test/never_assigned"] == "BR, FR"
+    assert summary["test/per_class"]["_type"] == "table-file"
+    assert summary["test/figures/reliability"]["_type"] == "image-file"
+    # Custom charts (confusion matrices, line plots) are stored as "<key>_table".
+    for key in (
+        "confusion_matrix",
+        "confusion_matrix_abstain",
+        "risk_coverage",
+        "precision_threshold",
+    ):
+        assert summary[f"test/{key}_table"]["_type"] == "table-file", key
+
+    # Reusing saved thresholds (geoloc-eval on a checkpoint): no calibration split needed,
+    # no thresholds.json rewritten, same decisions.
+    saved = Thresholds.from_json(out / "thresholds.json")
+    again = run_evaluation(
+        None, None, np.log(test_p), test_y, NAMES, tmp_path / "again", thresholds=saved
+    )
+    assert not again.fitted and not (tmp_path / "again" / "thresholds.json").exists()
+    np.testing.assert_array_equal(again.decisions, result.decisions)
+
+
+def test_log_wandb_keys_follow_prefix(cal, fitted: Thresholds) -> None:
+    """log_wandb only needs run.log and run.summary, so a stub shows the exact keys."""
+
+    class Run:
+        def __init__(self) -> None:
+            self.logged: dict = {}
+            self.summary: dict = {}
+
+        def log(self, data: dict, step: int | None = None) -> None:
+            self.logged.update(data)
+
+    probs, labels = cal
+    result = evaluate_split(np.log(probs), labels, NAMES, fitted, split="val")
+    run = Run()
+    keys = log_wandb(result, run, prefix="val")
+    assert all(k.startswith("val/") for k in keys)
+    for k in (
+        "val/per_class",
+        "val/sweep",
+        "val/confusion_matrix",
+        "val/confusion_matrix_abstain",
+        "val/risk_coverage",
+        "val/precision_threshold",
+        "val/figures/per_country",
+        "val/accuracy",
+    ):
+        assert k in run.logged, k
+    assert run.summary["val/correct_country_rate"] == result.scalars["correct_country_rate"]
+
+
+def test_pipeline_adapter_for_the_training_entry_point(tmp_path: Path) -> None:
+    """evaluate_and_report predicts calib + test through the given callable, writes the
+    report into evaluation.report_dir and returns abstain/ scalars; a saved thresholds file
+    in evaluation.thresholds is reused without predicting calib."""
+    from omegaconf import OmegaConf
+
+    from geoloc.evaluation.pipeline import evaluate_and_report
+
+    data = {"calib": planted(np.random.default_rng(31)), "test": planted(np.random.default_rng(32))}
+    calls: list[str] = []
+
+    def predict(trainer, module, datamodule, split, ckpt_path=None):
+        calls.append(split)
+        probs, labels = data[split]
+        return np.log(probs).astype(np.float32), labels, np.arange(len(labels))
+
+    class Module:
+        class_names = tuple(NAMES)
+
+    cfg = OmegaConf.create(
+        {"evaluation": {"target_precision": 0.9, "delta": 0.05, "report_dir": str(tmp_path / "r")}}
+    )
+    out = evaluate_and_report(cfg, None, Module(), None, ckpt_path=None, predict=predict)
+    assert calls == ["calib", "test"]
+    assert (tmp_path / "r" / "report.md").exists() and (tmp_path / "r" / "thresholds.json").exists()
+    assert 0 < out["abstain/coverage"] < 1 and "abstain/correct_country_rate" in out
+    assert all(k.startswith("abstain/") and math.isfinite(v) for k, v in out.items())
+
+    calls.clear()
+    cfg.evaluation.thresholds = str(tmp_path / "r" / "thresholds.json")
+    cfg.evaluation.report_dir = str(tmp_path / "r2")
+    again = evaluate_and_report(cfg, None, Module(), None, predict=predict)
+    assert calls == ["test"]
+    assert again["abstain/coverage"] == out["abstain/coverage"]
