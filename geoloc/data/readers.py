@@ -1,0 +1,553 @@
+"""Read user profile files (JSONL, CSV/TSV, Parquet) into canonical :class:`ProfileRecord` s.
+
+Every source the project meets names its columns differently (the real tweet set has
+``Tweet ID``/``Tweet``/``Country`` and no bio; a platform export has ``bio`` and five
+``caption_N`` columns), so a :class:`ColumnMapping` says which column feeds which canonical
+field, and one reader per format turns rows into the same record shape.
+
+Design choices and why:
+
+- rows are *streamed* (line iteration for JSONL, the ``csv`` module for CSV/TSV, pyarrow
+  record batches for Parquet) so a file of millions of profiles never sits in memory;
+- every row is validated on the way in and a bad row becomes a :class:`RecordError` that
+  names the file, the 1-based line (CSV: the physical line where the record starts,
+  counting the header as line 1; Parquet: row number + 1, and the problem says "row") and
+  the field, because "row 812,113 is broken" is useless without them;
+- :func:`iter_results` yields *a record or an error for every input row*, which is what a
+  batch job needs to write one output line per input line; :func:`iter_profiles` is the
+  convenient raise-or-collect view on top of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from geoloc.data.schema import MAX_CAPTIONS, ProfileRecord, RecordError
+from geoloc.labels import is_valid_code, normalize_code
+
+Format = Literal["jsonl", "csv", "tsv", "parquet"]
+OnError = Literal["raise", "collect"]
+
+_EXTENSIONS: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+# ISO 3166-1 has no code for Kosovo, but "XK" is the user-assigned code that GeoNames,
+# the EU and Twitter geotags use (the real tweet set contains it). pycountry rejects it,
+# so it is accepted here explicitly rather than turning real rows into errors.
+_EXTRA_COUNTRY_CODES = frozenset({"XK"})
+
+# Python's csv module refuses fields over 128 KiB by default; a profile with long captions
+# (or a captions column holding a JSON list) can exceed that.
+_CSV_FIELD_LIMIT = 1 << 24
+
+_PARQUET_BATCH_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which input column feeds which canonical field.
+
+    A field set to None is not read: ``bio`` becomes "", ``captions`` [], and
+    ``stated_location``/``country`` None. ``id=None`` makes ids from the file name and the
+    line/row number (for files that have no id column).
+
+    CSV/TSV and Parquet files must have every mapped column (a typo in the mapping would
+    otherwise silently blank a field in every row); a JSONL object may omit optional keys.
+
+    ``captions`` is either one column or a list of columns:
+
+    - one column holding a list (JSON/Parquet list, or a JSON array string in a CSV cell);
+    - several columns, one caption each (empty cells skipped);
+    - one text column, which becomes a single caption (e.g. a tweet).
+
+    ``captions_mode`` settles the one-column case: ``"auto"`` takes a real list as a list
+    and parses a CSV string that looks like a JSON array (starts with ``[``) as one,
+    otherwise the text is one caption; ``"list"`` demands a list; ``"text"`` never parses.
+    """
+
+    id: str | None = "id"
+    bio: str | None = "bio"
+    captions: str | Sequence[str] | None = "captions"
+    stated_location: str | None = "stated_location"
+    country: str | None = "country"
+    captions_mode: Literal["auto", "list", "text"] = "auto"
+
+    def __post_init__(self) -> None:
+        # A list given for captions (e.g. from JSON) is frozen to a tuple so the mapping
+        # stays hashable and cannot change while a file is being read.
+        if self.captions is not None and not isinstance(self.captions, str):
+            object.__setattr__(self, "captions", tuple(self.captions))
+        if self.captions_mode not in ("auto", "list", "text"):
+            raise ValueError(
+                f"captions_mode must be 'auto', 'list' or 'text', not {self.captions_mode!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ColumnMapping:
+        """Build a mapping from a dict (e.g. parsed ``--mapping-json``); unknown keys fail."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown column-mapping keys {unknown}; expected some of {sorted(known)}"
+            )
+        return cls(**dict(data))
+
+    @classmethod
+    def tweets(cls) -> ColumnMapping:
+        """The mapping of the real tweet set (``umass_global_english``): one tweet, no bio."""
+        return cls(id="Tweet ID", bio=None, captions="Tweet", stated_location=None,
+                   country="Country", captions_mode="text")
+
+    def columns(self) -> list[str]:
+        """Every input column this mapping reads, in canonical-field order."""
+        cols: list[str] = []
+        for name in (self.id, self.bio):
+            if name is not None:
+                cols.append(name)
+        if isinstance(self.captions, str):
+            cols.append(self.captions)
+        elif self.captions is not None:
+            cols.extend(self.captions)
+        for name in (self.stated_location, self.country):
+            if name is not None:
+                cols.append(name)
+        return list(dict.fromkeys(cols))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if isinstance(d["captions"], tuple):
+            d["captions"] = list(d["captions"])
+        return d
+
+
+def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> Format:
+    """The reader to use: ``fmt`` when given, else the file extension (``.gz`` not supported)."""
+    if fmt is not None:
+        f = fmt.lower().lstrip(".")
+        f = {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet", "tab": "tsv"}.get(f, f)
+        if f not in ("jsonl", "csv", "tsv", "parquet"):
+            raise ValueError(f"unknown format {fmt!r}; use jsonl, csv, tsv or parquet")
+        return f  # type: ignore[return-value]
+    suffix = Path(path).suffix.lower()
+    if suffix not in _EXTENSIONS:
+        raise ValueError(
+            f"{path}: cannot tell the format from the extension {suffix!r}; "
+            "pass fmt= (jsonl, csv, tsv or parquet)"
+        )
+    return _EXTENSIONS[suffix]
+
+
+# ----------------------------------------------------------------------------------------
+# Row -> record validation (shared by every format)
+# ----------------------------------------------------------------------------------------
+
+
+class _Validator:
+    """Turns one raw row (a dict column -> value) into a record, or raises RecordError."""
+
+    def __init__(self, path: str, mapping: ColumnMapping, require_country: bool,
+                 max_captions: int, check_unique: bool, row_word: bool) -> None:
+        if require_country and mapping.country is None:
+            raise ValueError("require_country=True needs a country column in the mapping")
+        self.path = path
+        self.mapping = mapping
+        self.require_country = require_country
+        self.max_captions = max_captions
+        self.seen: dict[str, int] | None = {} if check_unique else None
+        self.row_word = row_word  # Parquet: say "row N" because a row is not a line
+        self.stem = Path(path).stem
+
+    def error(self, line: int, field: str, problem: str) -> RecordError:
+        if self.row_word:
+            problem = f"row {line - 1}: {problem}"
+        return RecordError(self.path, line, field, problem)
+
+    def __call__(self, row: Mapping[str, Any], line: int) -> ProfileRecord:
+        m = self.mapping
+        # id
+        if m.id is None:
+            rid = f"{self.stem}-{line}"
+        else:
+            raw = row.get(m.id)
+            if isinstance(raw, bool) or not isinstance(raw, (str, int)) and raw is not None:
+                raise self.error(line, m.id, f"id must be a string or integer, got {type(raw).__name__}")
+            rid = "" if raw is None else str(raw).strip()
+            if not rid:
+                raise self.error(line, m.id, "id is missing or empty")
+        if self.seen is not None:
+            first = self.seen.get(rid)
+            if first is not None:
+                where = f"row {first - 1}" if self.row_word else f"line {first}"
+                raise self.error(line, m.id or "id", f"duplicate id {rid!r} (first on {where})")
+            self.seen[rid] = line
+        bio = self._text(row, m.bio, line, default="")
+        captions = self._captions(row, line)
+        loc = self._text(row, m.stated_location, line, default="").strip() or None
+        country = self._country(row, line)
+        return ProfileRecord(id=rid, bio=bio or "", captions=captions, stated_location=loc,
+                             country=country)
+
+    def _text(self, row: Mapping[str, Any], col: str | None, line: int, default: str) -> str:
+        if col is None:
+            return default
+        v = row.get(col)
+        if v is None:
+            return default
+        if isinstance(v, str):
+            return v
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return str(v)
+        raise self.error(line, col, f"expected text, got {type(v).__name__}")
+
+    def _captions(self, row: Mapping[str, Any], line: int) -> list[str]:
+        m = self.mapping
+        if m.captions is None:
+            return []
+        if not isinstance(m.captions, str):  # several columns, one caption each
+            out = []
+            for col in m.captions:
+                t = self._text(row, col, line, default="")
+                if t.strip():
+                    out.append(t)
+            return out[: self.max_captions]
+        col = m.captions
+        v = row.get(col)
+        if v is None:
+            return []
+        if isinstance(v, str) and m.captions_mode != "text":
+            s = v.strip()
+            if m.captions_mode == "list" or s.startswith("["):
+                try:
+                    v = json.loads(s) if s else []
+                except json.JSONDecodeError as exc:
+                    if m.captions_mode == "list":
+                        raise self.error(line, col, f"not a JSON list of strings: {exc.msg}") from None
+                    # "auto": a caption that merely starts with "[" is just text
+        if isinstance(v, str):
+            if m.captions_mode == "list":
+                raise self.error(line, col, "expected a list of strings, got a string")
+            return [v] if v.strip() else []
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and m.captions_mode == "text":
+            return [str(v)]
+        if hasattr(v, "tolist") and not isinstance(v, list):  # numpy arrays from pandas
+            v = v.tolist()
+        if not isinstance(v, (list, tuple)):
+            raise self.error(line, col, f"expected a list of strings, got {type(v).__name__}")
+        out = []
+        for i, item in enumerate(v):
+            if item is None:
+                continue
+            if not isinstance(item, str):
+                raise self.error(line, col, f"captions[{i}] is {type(item).__name__}, expected string")
+            if item.strip():
+                out.append(item)
+        return out[: self.max_captions]
+
+    def _country(self, row: Mapping[str, Any], line: int) -> str | None:
+        col = self.mapping.country
+        if col is None:
+            return None
+        v = row.get(col)
+        if v is not None and not isinstance(v, str):
+            raise self.error(line, col, f"country must be a string code, got {type(v).__name__}")
+        code = normalize_code(v) if v is not None else None
+        if code is None:
+            if self.require_country:
+                raise self.error(line, col, "country is required but missing")
+            return None
+        if not (is_valid_code(code) or code in _EXTRA_COUNTRY_CODES):
+            raise self.error(line, col, f"{v!r} is not an ISO 3166-1 alpha-2 country code")
+        return code
+
+
+# ----------------------------------------------------------------------------------------
+# Format readers: each yields (line_number, raw_row_dict) or (line_number, RecordError)
+# ----------------------------------------------------------------------------------------
+
+
+def _decoded_lines(fh: Iterable[bytes], path: str, first_line: int = 1) -> Iterator[str]:
+    """Decode a binary file line by line so a bad byte is reported with its line number."""
+    for n, raw in enumerate(fh, start=first_line):
+        try:
+            yield raw.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordError(path, n, "encoding", f"not valid UTF-8 ({exc.reason})") from None
+
+
+def _jsonl_rows(path: str) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
+    with open(path, "rb") as fh:
+        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        fh.seek(0)
+        if head.startswith(b"["):
+            yield from _json_array_rows(path, fh.read())
+            return
+        for n, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield n, RecordError(path, n, "encoding", f"not valid UTF-8 ({exc.reason})")
+                continue
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield n, RecordError(path, n, "json", f"malformed JSON: {exc.msg} (column {exc.colno})")
+                continue
+            if not isinstance(obj, dict):
+                yield n, RecordError(path, n, "row", f"expected a JSON object, got {type(obj).__name__}")
+                continue
+            yield n, obj
+
+
+def _json_array_rows(path: str, data: bytes) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
+    # A ``.json`` file holding one array cannot be streamed with the standard library; it
+    # is parsed whole (such files are small exports). Elements have no line of their own,
+    # so each is numbered by its 1-based position in the array.
+    try:
+        items = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        line = getattr(exc, "lineno", 1)
+        raise RecordError(path, line, "json", f"malformed JSON array: {exc}") from None
+    for n, obj in enumerate(items, start=1):
+        if not isinstance(obj, dict):
+            yield n, RecordError(path, n, "row", f"array item {n} is not a JSON object")
+        else:
+            yield n, obj
+
+
+def _csv_rows(path: str, delimiter: str, mapping: ColumnMapping) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(min(_CSV_FIELD_LIMIT, sys.maxsize))
+    with open(path, "rb") as fh:
+        reader = csv.reader(_decoded_lines(fh, path), delimiter=delimiter, strict=True)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise RecordError(path, 1, "header", f"unreadable header: {exc}") from None
+        header = [h.strip() for h in header]
+        missing = [c for c in mapping.columns() if c not in header]
+        if missing:
+            # A mapped column absent from the header is a mapping mistake that would make
+            # every row wrong, so it stops the read instead of producing N identical errors.
+            raise RecordError(path, 1, missing[0],
+                              f"column not in header (header has: {', '.join(header)})")
+        width = len(header)
+        prev_end = reader.line_num
+        while True:
+            start = prev_end + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield start, RecordError(path, start, "csv", f"malformed {('TSV' if delimiter == chr(9) else 'CSV')} record: {exc}")
+                return  # the reader cannot resynchronise after a broken quote
+            prev_end = reader.line_num
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue  # blank line
+            if len(cells) != width:
+                yield start, RecordError(path, start, "row", f"expected {width} fields, got {len(cells)}")
+                continue
+            # Empty cells are "missing" in CSV, so they become None like a JSON null.
+            yield start, {h: (c if c != "" else None) for h, c in zip(header, cells, strict=True)}
+
+
+def _parquet_rows(path: str, mapping: ColumnMapping) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
+    import pyarrow.parquet as pq  # imported lazily: pyarrow is slow to import
+
+    pf = pq.ParquetFile(path)
+    names = set(pf.schema_arrow.names)
+    cols = mapping.columns()
+    missing = [c for c in cols if c not in names]
+    if missing:
+        raise RecordError(path, 1, missing[0],
+                          f"column not in the Parquet schema (has: {', '.join(sorted(names))})")
+    n = 0
+    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=cols):
+        for row in batch.to_pylist():
+            n += 1
+            yield n + 1, row  # line = row number + 1, as promised in the error messages
+
+
+# ----------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------
+
+
+def iter_results(
+    path: str | os.PathLike[str],
+    mapping: ColumnMapping,
+    fmt: str | None = None,
+    require_country: bool = False,
+    max_captions: int = MAX_CAPTIONS,
+    check_unique: bool = True,
+) -> Iterator[ProfileRecord | RecordError]:
+    """Yield a record or a :class:`RecordError` for every data row, in file order.
+
+    This is the primitive for batch jobs that must answer every input row. Problems that
+    concern the whole file (unknown format, missing file, a mapped column that the header
+    lacks, a broken CSV quote after which nothing can be read) are *raised*.
+    """
+    spath = str(path)
+    if not Path(spath).exists():
+        raise FileNotFoundError(spath)
+    f = detect_format(spath, fmt)
+    validate = _Validator(spath, mapping, require_country, max_captions, check_unique,
+                          row_word=(f == "parquet"))
+    if f == "jsonl":
+        rows: Iterator[tuple[int, dict[str, Any] | RecordError]] = _jsonl_rows(spath)
+    elif f in ("csv", "tsv"):
+        rows = _csv_rows(spath, "\t" if f == "tsv" else ",", mapping)
+    else:
+        rows = _parquet_rows(spath, mapping)
+    for line, row in rows:
+        if isinstance(row, RecordError):
+            yield row
+            continue
+        try:
+            yield validate(row, line)
+        except RecordError as exc:
+            yield exc
+
+
+def iter_profiles(
+    path: str | os.PathLike[str],
+    mapping: ColumnMapping,
+    fmt: str | None = None,
+    require_country: bool = False,
+    on_error: OnError = "raise",
+    errors: list[RecordError] | None = None,
+    max_captions: int = MAX_CAPTIONS,
+    check_unique: bool = True,
+) -> Iterator[ProfileRecord]:
+    """Stream valid :class:`ProfileRecord` s from a JSONL, CSV/TSV or Parquet file.
+
+    ``on_error="raise"`` stops at the first bad row (the error names file, line, field).
+    ``on_error="collect"`` skips bad rows and appends their errors to ``errors`` (pass a
+    list; it is filled as the iterator advances).
+    """
+    if on_error not in ("raise", "collect"):
+        raise ValueError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
+    if on_error == "collect" and errors is None:
+        raise ValueError("on_error='collect' needs an errors=[] list to collect into")
+    for item in iter_results(path, mapping, fmt, require_country, max_captions, check_unique):
+        if isinstance(item, RecordError):
+            if on_error == "raise":
+                raise item
+            assert errors is not None
+            errors.append(item)
+        else:
+            yield item
+
+
+def read_profiles(
+    path: str | os.PathLike[str],
+    mapping: ColumnMapping,
+    fmt: str | None = None,
+    require_country: bool = False,
+    **kwargs: Any,
+) -> tuple[list[ProfileRecord], list[RecordError]]:
+    """Read a whole (small) file: all valid records and all row errors."""
+    errors: list[RecordError] = []
+    records = list(iter_profiles(path, mapping, fmt, require_country, "collect", errors, **kwargs))
+    return records, errors
+
+
+def error_to_dict(err: RecordError) -> dict[str, Any]:
+    """The JSON form of a row error written to error files."""
+    return {"path": err.path, "line": err.line, "field": err.field, "problem": err.problem,
+            "message": str(err)}
+
+
+class AtomicWriter:
+    """Write a text file through a temporary sibling and rename it into place on success.
+
+    A crash or an exception half-way leaves the previous file (or none), never a truncated
+    one that a later step would read as complete.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __enter__(self):  # noqa: ANN204 - returns a text file object
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                        dir=self.path.parent)
+        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        return self.fh
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        self.fh.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
+    """Atomically write rows as JSON Lines (UTF-8, non-ASCII kept); returns the row count."""
+    n = 0
+    with AtomicWriter(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def read_profiles_to_jsonl(
+    path: str | os.PathLike[str],
+    mapping: ColumnMapping,
+    out_path: str | os.PathLike[str],
+    fmt: str | None = None,
+    require_country: bool = False,
+    errors_path: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> tuple[int, list[RecordError]]:
+    """Convert a profile file to canonical JSONL; returns (rows written, row errors).
+
+    The output (and the optional error file, one JSON object per bad row) is written
+    atomically, so a reader never sees a half-written file. Rows are streamed; only the
+    errors are kept in memory.
+    """
+    errors: list[RecordError] = []
+    with AtomicWriter(out_path) as fh:
+        n_ok = 0
+        for rec in iter_profiles(path, mapping, fmt, require_country, "collect", errors, **kwargs):
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n_ok += 1
+    if errors_path is not None:
+        write_jsonl(errors_path, (error_to_dict(e) for e in errors))
+    return n_ok, errors
+
+
+__all__ = [
+    "AtomicWriter",
+    "ColumnMapping",
+    "detect_format",
+    "error_to_dict",
+    "iter_profiles",
+    "iter_results",
+    "read_profiles",
+    "read_profiles_to_jsonl",
+    "write_jsonl",
+]
