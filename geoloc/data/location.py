@@ -14,7 +14,7 @@ An index (built once from gazetteers that pip packages ship, cached in memory an
 under ``geoloc_home()/gazetteer``) maps normalised names to a distribution over countries
 and a *kind*:
 
-- ``country``: country names in ~100 languages (babel), pycountry names and official
+- ``country``: country names in ~80 major languages (babel), pycountry names and official
   names, a few hand-written everyday aliases (USA, UK, Bharat...);
 - ``subdivision``: first-level subdivisions from pycountry (Texas, Ontario, São Paulo,
   England...); their codes (TX, ON, SP, NSW) only count as *qualifiers* after a place
