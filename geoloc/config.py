@@ -15,6 +15,10 @@ from geoloc.labels import LabelSet
 
 BUNDLED_BACKBONES = ("me5_small", "minilm_en")
 
+# The repo's conf/ folder, as an absolute path: Hydra resolves a relative config_path
+# against the calling module, which differs between `python -m` and console scripts.
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
 
 class ConfigError(ValueError):
     """A config option is invalid; the message says which and what is allowed."""

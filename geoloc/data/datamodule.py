@@ -16,7 +16,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from datasets import Dataset, Features, Sequence as HFSequence, Value, load_dataset
+from datasets import Dataset, Features, Value, load_dataset
+from datasets import Sequence as HFSequence
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
@@ -103,7 +104,15 @@ class ProfileDataModule(pl.LightningDataModule):
         self.num_workers = int(num_workers)
         self.cache = Path(cache) if cache else cache_dir("hf_datasets")
         self.datasets: dict[str, Dataset] = {}
-        self.save_hyperparameters(ignore=["source", "tokenizer"])
+        # Plain values only (checkpoints are loaded with weights_only=True, which refuses
+        # OmegaConf containers); countries are logged once, by the module, because
+        # Lightning refuses two differing copies of one key.
+        self.save_hyperparameters({
+            "tokenizer_key": tokenizer_key, "max_length": self.max_length,
+            "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
+            "splits": self.fractions, "split_seed": self.split_seed,
+            "source": repr(source),
+        })
 
     # ---------------------------------------------------------------- preparation
     def prepare_data(self) -> None:

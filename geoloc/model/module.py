@@ -83,6 +83,9 @@ class GeolocModule(pl.LightningModule):
         if freeze_word_embeddings:
             freeze_word_embeddings_fn(encoder, trainable_from=len(base_tokenizer))
         self.net = ProfileClassifier(encoder, self.label_set.num_classes, pooling, dropout)
+        # from_pretrained returns the encoder in eval mode and Lightning keeps each
+        # submodule's mode, so without this the encoder's dropout would stay off in training.
+        self.net.train()
         if compile:
             self.net = torch.compile(self.net, dynamic=True)
 
