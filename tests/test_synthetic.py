@@ -171,6 +171,50 @@ def test_shared_language_countries_have_distinct_cues(profiles):
     assert any(w in by["AR"] for w in ("che", "Che", "boludo", "asado", "mate"))
 
 
+# ------------------------------------------------------------------ realism (version 2)
+
+
+def test_captions_look_like_real_posts(profiles):
+    """Bands around the real-tweet statistics of experiments/synthetic_realism (loose on
+    purpose: they catch a regression to one-phrase, emoji-heavy captions, not noise)."""
+    from geoloc.data.realism import text_stats
+
+    caps = [c for r in profiles for c in r["captions"]]
+    st = text_stats(caps, place=False)
+    assert 40 <= st["chars_median"] <= 90
+    assert st["share_short"] <= 0.15 and st["script_none"] <= 0.03
+    assert 0.1 <= st["share_url"] <= 0.45
+    assert 0.1 <= st["share_mention"] <= 0.45
+    assert 0.1 <= st["share_emoji"] <= 0.4
+    assert st["share_flag"] <= 0.08 and st["share_pin"] <= 0.08
+    assert st["share_hashtag"] <= 0.3
+    assert 0.05 <= st["share_lowercase"] <= 0.3
+    assert 0.01 <= st["share_emoticon"] <= 0.1
+    handles = [h for c in caps for h in re.findall(r"@\w+", c)]
+    assert handles and all(h.isascii() for h in handles)
+
+
+def test_caption_features_can_be_switched_off():
+    cfg = SyntheticConfig(mention_rate=0.0, url_rate=0.0, lowercase_rate=0.0,
+                          extra_sentence_rate=0.0, emoticon_rate=0.0, laugh_rate=0.0)
+    recs = list(generate_profiles(300, 4, config=cfg))
+    text = " ".join(_text(r) for r in recs)
+    assert "@" not in text and "://" not in text
+    assert not any(c.strip() in (":)", ":D", ";)") for r in recs for c in r["captions"])
+
+
+def test_english_posts_code_switch_back_to_own_language():
+    cfg = SyntheticConfig(english_mix_share=1.0, extra_sentence_rate=1.0, code_switch_rate=1.0,
+                          short_caption_share=0.0, sparse_profile_share=0.0,
+                          no_cue_english_share=0.0, traveller_share=0.0, diaspora_share=0.0,
+                          other_share=0.0)
+    recs = list(generate_profiles(40, 6, countries=["JP"], config=cfg))
+    caps = [c for r in recs for c in r["captions"]]
+    en = {p for p in LANGUAGES["en"]["phrases"] if "{" not in p}
+    mixed = [c for c in caps if any(p in c for p in en) and re.search("[\u3040-\u30ff]", c)]
+    assert len(mixed) >= 0.5 * len(caps)
+
+
 # ------------------------------------------------------------------ stated location
 
 

@@ -31,6 +31,7 @@ import os
 import random
 import re
 import tempfile
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache, lru_cache
@@ -42,18 +43,24 @@ from geoloc.data.lexicon import (
     COUNTRIES,
     DEFAULT_OTHER_COUNTRIES,
     DIASPORA,
+    EMOTICONS,
     GENERIC_EMOJI,
     LANGUAGES,
+    LAUGHTER,
     TOURIST_SPOTS,
     TRAVEL,
     TRAVEL_PHRASES,
+    URL_HOSTS,
     VAGUE_LOCATIONS,
 )
 from geoloc.data.schema import MAX_CAPTIONS, ProfileRecord
 from geoloc.labels import DEFAULT_COUNTRIES, LabelSet, flag_emoji
 
 # Bump when a change alters the output for the same (n, seed, countries, config).
-GENERATOR_VERSION = "1"
+# 2: captions of several sentences with code-switching, @mentions, URLs, emoticons,
+#    laughter, lower-case posts; fewer emoji, flags, pins, hashtags and place cues
+#    (measured against real tweets: experiments/synthetic_realism).
+GENERATOR_VERSION = "2"
 
 _MASK64 = (1 << 64) - 1
 _CITIES_PER_COUNTRY = 30
@@ -77,6 +84,11 @@ class SyntheticConfig:
     - ``diaspora_share``: writes in the language and culture of an origin country (see
       ``lexicon.DIASPORA``) but lives, and is labelled, in another.
 
+    Caption shape and rates (generator version 2) follow the surface statistics of real
+    posts measured in ``experiments/synthetic_realism``: captions of one to five sentences,
+    @mentions, URLs, emoticons and lower-case posts, and far fewer emoji, flags, pins and
+    place names per caption than a caricature of a photo caption would have.
+
     Class prior: label-set countries get Zipf weights ``1 / rank**zipf_exponent`` in the
     order given (the default label set is ordered by platform frequency);
     ``country_weights`` replaces the weight of listed codes. ``other_share`` of profiles
@@ -94,16 +106,25 @@ class SyntheticConfig:
     traveller_share: float = 0.06
     diaspora_share: float = 0.04
     empty_bio_share: float = 0.15
-    short_caption_share: float = 0.08  # per caption: one word or emoji only
+    short_caption_share: float = 0.05  # per caption: one word or emoji only
     english_mix_share: float = 0.12  # per caption: a non-English writer posts in English
+    # caption shape (per caption)
+    extra_sentence_rate: float = 0.65  # after each sentence another follows (at most 5 in all)
+    code_switch_rate: float = 0.4  # an extra sentence of a post in a foreign language
+    #                                 switches back to the writer's own language
+    mention_rate: float = 0.3  # tags or replies to an @handle
+    url_rate: float = 0.25  # ends with a link
+    lowercase_rate: float = 0.15  # written all in lower case
+    laugh_rate: float = 0.06  # laughter as the language writes it (haha, kkkk, 555...)
+    emoticon_rate: float = 0.04  # an ASCII emoticon
     # cue rates of ordinary captions / bios
-    location_rate: float = 0.2  # caption names a city (pin, "in X", #X)
+    location_rate: float = 0.12  # caption names a city (pin, "in X", #X)
     bio_location_rate: float = 0.3
     cue_rate: float = 0.25  # local slang, dish, club, shop or price
     dialect_rate: float = 0.2  # caption is a line only this country writes
-    hashtag_rate: float = 0.35
-    flag_rate: float = 0.05
-    emoji_rate: float = 0.5
+    hashtag_rate: float = 0.18
+    flag_rate: float = 0.01
+    emoji_rate: float = 0.15
     # the separate stated_location field
     stated_location_share: float = 0.30
     vague_location_share: float = 0.12  # of stated locations: "worldwide", "🌍", ...
@@ -159,6 +180,7 @@ class _Pool:
     name_en: str
     name_local: dict[str, str]
     tag_local: dict[str, str]
+    handles: list[str]  # Latin name stems for @handles (ASCII)
     primary: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -306,6 +328,8 @@ def _pool(code: str) -> _Pool:
         tag_local[lang] = spec.get("tag_name", {}).get(lang) or _hashtag(local)
 
     foods = list(spec.get("foods", []))
+    handles = list(dict.fromkeys(h for lang in langs for n in names.get(lang, ())
+                                 if len(h := _ascii_stem(n)) >= 3))
     return _Pool(
         code=code, langs=langs, lang_cum=lang_cum, cities=cities, city_cum=city_cum,
         city_forms=city_forms, native_idx=native_idx, names=names, jobs=jobs,
@@ -313,8 +337,14 @@ def _pool(code: str) -> _Pool:
         foods=foods, money=list(spec.get("money", [])), emoji=list(spec.get("emoji", [])),
         tags=list(spec.get("tags", [])), extra=dict(spec.get("extra", {})),
         aliases=dict(spec.get("aliases", {})), flag=flag_emoji(code), name_en=name_en,
-        name_local=name_local, tag_local=tag_local,
+        name_local=name_local, tag_local=tag_local, handles=handles,
     )
+
+
+def _ascii_stem(name: str) -> str:
+    """A first name folded to a lower-case ASCII handle stem ("" for a non-Latin name)."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z]", "", folded.lower())
 
 
 @cache
@@ -330,6 +360,10 @@ _NORMAL, _SPARSE, _NO_CUE, _TRAVELLER, _DIASPORA = range(5)
 _GLOBAL_ORIGINS = ("IN", "PH", "CN", "TR", "PK", "MA", "UA", "PL", "RO", "BR", "NG", "EG",
                    "VN", "BD", "MX", "CO", "VE")
 _AMOUNTS = (2, 3, 5, 8, 10, 12, 15, 20, 25, 30, 45, 50, 80, 99)
+# Syllables for the @handles of writers whose names are not in Latin script.
+_SYLLABLES = tuple(c + v for c in "bdghkmnrstyz" for v in "aeiou")
+_URL_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_SENTENCE_SEPS = (" ", " ", " ", ". ", "! ", ", ", "... ")
 
 
 def _mix(seed: int, index: int) -> int:
@@ -424,12 +458,16 @@ class _Generator:
             if rng.random() < cfg.short_caption_share:
                 caps.append(rng.choice(en["words"]))
                 continue
-            text = rng.choice(_plain_phrases("en"))
+            text = self._sentences(rng, rng.choice(_plain_phrases("en")), "en", "en")
+            if rng.random() < cfg.laugh_rate:
+                text += " " + rng.choice(LAUGHTER["en"])
             if rng.random() < cfg.emoji_rate * 0.5:
                 text += " " + self._emoji(rng, 1, 2)
+            if rng.random() < cfg.emoticon_rate:
+                text += " " + rng.choice(EMOTICONS)
             if rng.random() < cfg.hashtag_rate * 0.5:
                 text += " #" + rng.choice(en["tags"])
-            caps.append(text)
+            caps.append(self._finish(rng, text, None))
         return bio, caps
 
     def _traveller(self, rng: random.Random, home: _Pool) -> tuple[str, list[str]]:
@@ -453,7 +491,8 @@ class _Generator:
         for k in range(MAX_CAPTIONS):
             lang = lang0 if rng.random() < 0.5 else "en"
             if k < n_trip:
-                caps.append(self._travel_caption(rng, rng.choice(dests), lang))
+                caps.append(self._finish(rng, self._travel_caption(rng, rng.choice(dests), lang),
+                                         home))
             else:
                 caps.append(self._caption(rng, home, home, lang, loc_rate=cfg.location_rate * 0.5))
         rng.shuffle(caps)
@@ -506,7 +545,7 @@ class _Generator:
             text = rng.choice(_plain_phrases(lang))
         if "{" in text:
             text = self._fill(rng, text, writer, home, lang)
-        parts = [text]
+        parts = [self._sentences(rng, text, lang, writer.primary)]
         if writer.cues and rng.random() < cfg.cue_rate:
             cue = self._cue(rng, writer)
             if rng.random() < 0.3:
@@ -515,16 +554,74 @@ class _Generator:
                 parts.append(cue)
         if rng.random() < (cfg.location_rate if loc_rate is None else loc_rate):
             parts.append(self._city_mention(rng, home, lang))
+        if rng.random() < cfg.laugh_rate:
+            parts.append(rng.choice(LAUGHTER.get(lang) or LAUGHTER["en"]))
         if rng.random() < cfg.emoji_rate:
             if writer.emoji and rng.random() < 0.2:
                 parts.append(rng.choice(writer.emoji))
             else:
                 parts.append(self._emoji(rng, 1, 3))
+        if rng.random() < cfg.emoticon_rate:
+            parts.append(rng.choice(EMOTICONS))
         if rng.random() < cfg.flag_rate:
             parts.append(home.flag)
         if rng.random() < cfg.hashtag_rate:
             parts.append(self._hashtags(rng, writer, home, lang))
-        return " ".join(parts)
+        return self._finish(rng, " ".join(parts), writer)
+
+    def _sentences(self, rng: random.Random, first: str, lang: str, own: str) -> str:
+        """``first`` followed by 0-4 more everyday lines (geometric, ``extra_sentence_rate``).
+
+        A post in a language that is not the writer's own (``own``) code-switches back to it
+        for some sentences: a Japanese writer's English caption often ends in Japanese.
+        """
+        cfg = self.cfg
+        text, used = first, {first}
+        for _ in range(4):
+            if rng.random() >= cfg.extra_sentence_rate:
+                break
+            lang_k = own if own != lang and rng.random() < cfg.code_switch_rate else lang
+            nxt = rng.choice(_plain_phrases(lang_k))
+            if nxt in used:
+                continue
+            used.add(nxt)
+            # punctuation between sentences only after an alphabetic-script letter or digit
+            sep = rng.choice(_SENTENCE_SEPS) if text[-1].isalnum() and text[-1] < "\u0e00" \
+                else " "
+            text = f"{text}{sep}{nxt}"
+        return text
+
+    def _finish(self, rng: random.Random, text: str, writer: _Pool | None) -> str:
+        """Lower-case some posts; add an @mention (reply or tag) and a link to some."""
+        cfg = self.cfg
+        if rng.random() < cfg.lowercase_rate:
+            text = text.lower()
+        if rng.random() < cfg.mention_rate:
+            handle = "@" + self._handle(rng, writer)
+            text = f"{handle} {text}" if rng.random() < 0.4 else f"{text} {handle}"
+        if rng.random() < cfg.url_rate:
+            scheme = "https" if rng.random() < 0.8 else "http"
+            path = "".join(rng.choice(_URL_CHARS) for _ in range(rng.randint(6, 10)))
+            text = f"{text} {scheme}://{rng.choice(URL_HOSTS)}/{path}"
+        return text
+
+    def _handle(self, rng: random.Random, writer: _Pool | None) -> str:
+        """A friend's @handle: a name from the writer's culture, or syllables, plus decoration."""
+        stems = writer.handles if writer is not None and writer.handles else None
+
+        def stem() -> str:
+            if stems is not None:
+                return rng.choice(stems)
+            return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3)))
+
+        r = rng.random()
+        if r < 0.3:
+            return stem()
+        if r < 0.55:
+            return f"{stem()}{rng.randint(1, 99)}"
+        if r < 0.8:
+            return f"{stem()}_{stem()}"
+        return f"{stem()}{stem()}"
 
     def _fill(self, rng: random.Random, text: str, writer: _Pool, home: _Pool, lang: str) -> str:
         slots = {}
@@ -557,10 +654,10 @@ class _Generator:
     def _city_mention(self, rng: random.Random, pool: _Pool, lang: str) -> str:
         city = self._city(rng, pool, lang)
         r = rng.random()
-        if r < 0.4:
+        if r < 0.2:
             return f"📍{city}" if rng.random() < 0.5 else f"📍 {city}"
         at = LANGUAGES[lang]["at"]
-        if r < 0.6 and at:
+        if r < 0.55 and at:
             return at.format(city=city)
         if r < 0.8:
             return "#" + _hashtag(city)
@@ -587,11 +684,11 @@ class _Generator:
 
     def _short(self, rng: random.Random, lang: str, pool: _Pool | None = None) -> str:
         r = rng.random()
-        if r < 0.5:
+        if r < 0.25:
             text = self._emoji(rng, 1, 3)
             return text + pool.flag if pool is not None else text
         word = rng.choice(LANGUAGES[lang]["words"])
-        return word if r < 0.8 else f"{word} {self._emoji(rng, 1, 1)}"
+        return word if r < 0.75 else f"{word} {self._emoji(rng, 1, 1)}"
 
     def _bio(self, rng: random.Random, writer: _Pool, home: _Pool, lang: str) -> str:
         cfg = self.cfg

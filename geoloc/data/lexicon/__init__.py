@@ -13,9 +13,12 @@ from geoloc.data.lexicon.countries import (
     TRAVEL,
 )
 from geoloc.data.lexicon.languages import (
+    EMOTICONS,
     GENERIC_EMOJI,
     LANGUAGES,
+    LAUGHTER,
     TRAVEL_PHRASES,
+    URL_HOSTS,
     VAGUE_LOCATIONS,
 )
 
@@ -23,10 +26,13 @@ __all__ = [
     "COUNTRIES",
     "DEFAULT_OTHER_COUNTRIES",
     "DIASPORA",
+    "EMOTICONS",
     "GENERIC_EMOJI",
     "LANGUAGES",
+    "LAUGHTER",
     "TOURIST_SPOTS",
     "TRAVEL",
     "TRAVEL_PHRASES",
+    "URL_HOSTS",
     "VAGUE_LOCATIONS",
 ]

@@ -606,6 +606,44 @@ GENERIC_EMOJI: list[str] = [
     "🥰", "💕", "🌅", "📸", "🎶", "🙌", "😊", "💯", "🌿", "🥂",
 ]
 
+# How people write laughter, per language (a language cue: kkkk, jajaja, wkwk, 555, ㅋㅋㅋ).
+# Languages not listed use ``LAUGHTER["en"]``.
+LAUGHTER: dict[str, list[str]] = {
+    "en": ["haha", "hahaha", "lol", "lmao"],
+    "es": ["jajaja", "jaja", "jajajaja"],
+    "pt": ["kkkk", "kkkkkk", "hahaha", "rsrs"],
+    "fr": ["mdr", "ptdr", "haha"],
+    "de": ["haha", "hahaha"],
+    "it": ["ahahah", "ahah", "hahaha"],
+    "nl": ["haha", "hahaha"],
+    "pl": ["haha", "hahaha"],
+    "ru": ["ахах", "хаха", "ахахах"],
+    "uk": ["хаха", "ахах"],
+    "tr": ["ahahah", "hahaha"],
+    "id": ["wkwk", "wkwkwk", "haha"],
+    "ms": ["haha", "hahaha"],
+    "vi": ["hihi", "haha"],
+    "tl": ["hahaha", "haha"],
+    "ja": ["笑", "(笑)", "www"],
+    "ko": ["ㅋㅋㅋ", "ㅋㅋㅋㅋ", "ㅎㅎ"],
+    "th": ["555", "5555"],
+    "ar": ["ههههه", "هههه"],
+    "hi": ["हाहा", "हाहाहा"],
+    "zh_hans": ["哈哈哈", "哈哈"],
+    "zh_hant": ["哈哈哈", "哈哈"],
+    "el": ["χαχα", "χαχαχα"],
+    "he": ["חחח", "חחחח"],
+    "fa": ["خخخ", "ههه"],
+}
+
+# ASCII emoticons (older than emoji, still typed everywhere).
+EMOTICONS: list[str] = [
+    ":)", ":D", ";)", ":(", ":P", ":-)", "xD", "<3", "^^", ":'(", ":/", ";-)", ":))", "=)",
+]
+
+# Link shorteners and link hosts a caption's URL may point at; the path is random.
+URL_HOSTS: list[str] = ["bit.ly", "t.co", "goo.gl", "tinyurl.com", "youtu.be", "linktr.ee"]
+
 # Stated locations that name no place.
 VAGUE_LOCATIONS: list[str] = [
     "worldwide", "somewhere over the rainbow", "🌍", "earth", "in your heart",
