@@ -46,14 +46,21 @@ def build_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
-def build_callbacks(cfg: DictConfig) -> list:
+def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
+    """Instantiate ``cfg.callbacks``; logger-only callbacks are dropped without a logger
+    (Lightning refuses a LearningRateMonitor with ``logger=none``)."""
     import hydra
 
-    return [
+    callbacks = [
         hydra.utils.instantiate(cb)
         for cb in (cfg.get("callbacks") or {}).values()
         if isinstance(cb, DictConfig) and "_target_" in cb
     ]
+    if not has_logger:
+        from pytorch_lightning.callbacks import LearningRateMonitor
+
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    return callbacks
 
 
 def wandb_run(loggers: list):

@@ -7,8 +7,10 @@ by ``optimized_metric`` so a Hydra sweeper can optimise it.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -41,6 +43,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         wandb_run,
         wandb_run_dir,
     )
+    from geoloc.cli.evaluate import thresholds_path
     from geoloc.evaluation.pipeline import evaluate_and_report
 
     setup_runtime(cfg)
@@ -52,7 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = build_loggers(cfg)
     for lg in loggers:
         lg.log_hyperparams(resolved(cfg))
-    callbacks = build_callbacks(cfg)
+    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -70,6 +73,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         predict=predict_split,
     )
     metrics.update(summary)
+    if ckpt:  # every later command (geoloc-eval, prediction) finds them beside the weights
+
+        fitted = Path(str(cfg.evaluation.report_dir)) / "thresholds.json"
+        if fitted.exists():
+            shutil.copyfile(fitted, thresholds_path(ckpt))
     headline = {k: metrics[k] for k in HEADLINE if k in metrics}
     headline["minutes"] = round((time.time() - started) / 60, 2)
     print_summary(
@@ -77,6 +85,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         headline,
         {
             "checkpoint": str(ckpt),
+            "thresholds": str(thresholds_path(ckpt)) if ckpt else "none",
             "report": str(cfg.evaluation.report_dir),
             "wandb run": str(wandb_run_dir(run)),
             "split sizes": str(datamodule.split_sizes()),

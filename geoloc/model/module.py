@@ -67,7 +67,10 @@ class GeolocModule(pl.LightningModule):
                 "dropout": dropout, "tokenizer_variant": tokenizer_variant,
                 "countries": countries, "freeze_word_embeddings": freeze_word_embeddings,
                 "optimizer": optimizer, "warmup_ratio": warmup_ratio, "compile": compile,
-            }
+            },
+            # The entry points log the whole resolved Hydra config (a superset); logging
+            # these flat keys too would overwrite its `backbone`/`tokenizer` groups.
+            logger=False,
         )
         self.label_set = LabelSet.from_codes(countries)
         validate_encoder_layers(encoder_layers, backbone)
