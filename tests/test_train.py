@@ -65,6 +65,13 @@ def test_train_logs_config_and_test_metrics_to_wandb(trained):
                 "abstain/uncertain_rate", "abstain/countries_meeting_target"):
         assert key in summary, key
     assert summary["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    # The evaluation artefacts a reviewer reads: per-country table, confusion matrices,
+    # threshold sweep, risk-coverage and calibration figures.
+    for key in ("abstain/per_class", "abstain/sweep", "abstain/confusion_matrix_table",
+                "abstain/risk_coverage_table", "abstain/figures/reliability",
+                "abstain/figures/risk_coverage", "abstain/figures/per_country",
+                "abstain/figures/confusion", "abstain/figures/precision_threshold"):
+        assert key in summary, key
     history = _history(runs[0])
     assert any("train/loss_step" in h for h in history)
     assert any("abstain/countries_with_threshold" in h for h in history)

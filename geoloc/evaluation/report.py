@@ -44,6 +44,7 @@ from geoloc.evaluation.figures import confusion_figure, figure_png, per_class_ta
 from geoloc.evaluation.metrics import ECE_BINS, check_outputs, compute_metrics
 from geoloc.evaluation.sweep import (
     ALL,
+    _ratio,
     precision_threshold_figure,
     risk_coverage_figure,
     threshold_sweep,
@@ -111,14 +112,6 @@ def _clopper_pearson_interval(k: np.ndarray, n: np.ndarray, level: float = 0.95)
     low = np.where(n > 0, low, np.nan)
     high = np.where(n > 0, high, np.nan)
     return low, high
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    num = np.asarray(num, dtype=float)
-    den = np.asarray(den, dtype=float)
-    out = np.full(num.shape, np.nan)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
 
 
 def evaluate_split(

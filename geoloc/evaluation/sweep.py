@@ -60,6 +60,7 @@ def counts_above(
 
 
 def _ratio(num: np.ndarray, den: np.ndarray | float) -> np.ndarray:
+    """num / den elementwise, NaN where den is 0 (shared by the sweep and the report)."""
     num = np.asarray(num, dtype=float)
     den = np.broadcast_to(np.asarray(den, dtype=float), num.shape)
     out = np.full(num.shape, np.nan)
