@@ -140,3 +140,13 @@ def test_ablation_helpers_rerun_and_collect(trained, tmp_path):
     df["model.encoder_layers"] = 1
     fig = plot_metric(df, "model.encoder_layers", ["test/acc"])
     assert fig.axes[0].get_xlabel() == "model.encoder_layers"
+
+
+def test_minilm_backbone_runs_end_to_end(tmp_path):
+    from geoloc.cli.train import train
+
+    cfg = compose([*TINY, "backbone=minilm_en", "logger=none", "evaluation.delta=0.2",
+                   f"paths.output_dir={tmp_path}"])
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert (tmp_path / "report" / "report.md").is_file()
