@@ -1,14 +1,16 @@
 """Glue between the Lightning entry points and :func:`geoloc.evaluation.run_evaluation`.
 
 ``geoloc-train`` calls :func:`evaluate_and_report` after testing the best checkpoint. It only
-predicts the ``calib`` and ``test`` splits and hands the logits to the pure-numpy library,
-so the evaluation logic stays testable without a model. Lightning objects are duck-typed
-(no import here): ``predict(trainer, module, datamodule, split, ckpt_path)`` must return
+predicts the ``calib`` split and the evaluated split (``evaluation.split``, default ``test``)
+and hands the logits to the pure-numpy library, so the evaluation logic stays testable
+without a model. Lightning objects are duck-typed (no import here):
+``predict(trainer, module, datamodule, split, ckpt_path)`` must return
 ``(logits, labels, rows)`` as numpy arrays, and ``module.class_names`` the class names.
 
 Config keys read (group ``evaluation``): ``target_precision``, ``delta``, ``report_dir``,
-and optionally ``thresholds`` (path of a saved thresholds.json to reuse instead of fitting),
-``start_counts`` and ``simultaneous`` (see :mod:`geoloc.evaluation.abstention`).
+``split`` (the split evaluated; default ``test``), and optionally ``thresholds`` (path of a
+saved thresholds.json to reuse instead of fitting), ``start_counts`` and ``simultaneous``
+(see :mod:`geoloc.evaluation.abstention`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def evaluate_and_report(
     predict: Callable[..., tuple[Any, Any, Any]],
 ) -> dict[str, float]:
     """Fit temperature + thresholds on ``calib`` (or load ``evaluation.thresholds``),
-    evaluate ``test``, write the report to ``evaluation.report_dir`` and log it to W&B.
+    evaluate ``evaluation.split`` (default ``test``), write the report to
+    ``evaluation.report_dir`` and log it to W&B.
 
     Returns the finite headline scalars as ``{"abstain/<name>": value}``.
     """
@@ -68,12 +71,13 @@ def evaluate_from_config(
 ) -> EvaluationResult:
     """Same as :func:`evaluate_and_report` but returns the full result object."""
     ev = cfg.evaluation
+    split = str(ev.get("split", None) or "test")
     saved = ev.get("thresholds")
     thresholds = Thresholds.from_json(saved) if saved else None
     cal_logits = cal_labels = None
     if thresholds is None:
         cal_logits, cal_labels, _ = predict(trainer, module, datamodule, "calib", ckpt_path)
-    test_logits, test_labels, _ = predict(trainer, module, datamodule, "test", ckpt_path)
+    test_logits, test_labels, _ = predict(trainer, module, datamodule, split, ckpt_path)
     return run_evaluation(
         cal_logits,
         cal_labels,
@@ -86,7 +90,7 @@ def evaluate_from_config(
         thresholds=thresholds,
         wandb_run=wandb_run,
         prefix=PREFIX,
-        split="test",
+        split=split,
         start_counts=[int(x) for x in ev.get("start_counts", None) or DEFAULT_START_COUNTS],
         simultaneous=bool(ev.get("simultaneous", False)),
     )

@@ -1,0 +1,443 @@
+"""Simple baselines on the same split and through the same evaluation as the transformer.
+
+Two baselines, both trained on the datamodule's own train split (the same records, the
+same text, the same label set and the same split rule, via
+:func:`geoloc.data.datamodule.labelled_splits`):
+
+- ``majority``: the class prior of the train split (add-one smoothed) for every profile;
+  its argmax is the most frequent class.
+- ``char n-gram LR``: TF-IDF over character n-grams inside word boundaries
+  (``char_wb``, 1-4 grams, sublinear tf, ``min_df=2``) + multinomial logistic regression.
+  The inverse regularisation ``C`` is picked from a short grid by macro-F1 on the
+  validation split (the only split decisions may look at); the chosen value is reported.
+
+Each baseline produces log-probabilities (used as logits) for the calibration split and
+the evaluated split and goes through :func:`geoloc.evaluation.run_evaluation` exactly like
+the transformer, so temperature scaling, per-country thresholds at the target precision
+(UNCERTAIN otherwise) and every metric are computed by the same code.
+
+``python -m geoloc.baselines [hydra overrides] [--transformer "LABEL=REPORT_DIR" ...]``
+composes the training config (default ``data=umass``), fits the baselines, reads the
+transformer runs' ``summary.json`` and writes one side-by-side table
+(``results.md`` + ``results.csv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger("geoloc.baselines")
+
+#: Probability floor for classes a baseline cannot score (e.g. absent from train).
+PROB_FLOOR = 1e-9
+#: The grid searched for ``C`` (by validation macro-F1).
+DEFAULT_C_GRID = (1.0, 3.0, 10.0, 30.0)
+
+#: Table columns: (header, scalar key in summary.json, format).
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("accuracy", "accuracy", "pct"),
+    ("macro-F1", "macro_f1", "pct"),
+    ("assigned correct country", "correct_country_rate", "pct"),
+    ("UNCERTAIN", "uncertain_rate", "pct"),
+    ("country coverage at target", "country_assigned_rate", "pct"),
+    ("precision of assigned countries", "country_precision", "pct"),
+    ("countries meeting target", "countries_meeting_target", "int"),
+    ("coverage at 90 % accuracy (oracle)", "oracle_coverage", "pct"),
+)
+
+DATASET_CITATION = (
+    "Su Lin Blodgett, Johnny Tian-Zheng Wei and Brendan O'Connor, \"A Dataset and "
+    "Classifier for Recognizing Social Media English\", Proceedings of the 3rd Workshop on "
+    "Noisy User-generated Text (W-NUT), 2017 (data: CC BY 4.0)."
+)
+
+
+# ------------------------------------------------------------------------------ models
+
+
+def _full_log_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Scatter per-seen-class probabilities into all classes, floor, renormalise, log."""
+    full = np.zeros((proba.shape[0], n_classes), dtype=np.float64)
+    full[:, np.asarray(classes, dtype=int)] = proba
+    full = np.maximum(full, PROB_FLOOR)
+    full /= full.sum(axis=1, keepdims=True)
+    return np.log(full).astype(np.float32)
+
+
+@dataclass
+class MajorityBaseline:
+    """The (add-one smoothed) class prior of the train split for every profile."""
+
+    n_classes: int
+    name: str = "majority"
+    prior_: np.ndarray | None = field(default=None, repr=False)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[int]) -> MajorityBaseline:
+        counts = np.bincount(np.asarray(labels, dtype=int), minlength=self.n_classes)
+        self.prior_ = (counts + 1.0) / (counts.sum() + self.n_classes)
+        return self
+
+    def log_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.prior_ is None:
+            raise RuntimeError("fit the baseline first")
+        return np.tile(np.log(self.prior_), (len(texts), 1)).astype(np.float32)
+
+    def describe(self) -> str:
+        return "train-split class prior (add-one smoothed) for every profile"
+
+
+@dataclass
+class CharNgramLR:
+    """TF-IDF character n-grams (``char_wb``) + multinomial logistic regression."""
+
+    n_classes: int
+    C: float = 10.0
+    ngram_range: tuple[int, int] = (1, 4)
+    analyzer: str = "char_wb"
+    min_df: int = 2
+    sublinear_tf: bool = True
+    max_iter: int = 2000
+    name: str = "char n-gram LR"
+    vectorizer_: Any = field(default=None, repr=False)
+    model_: Any = field(default=None, repr=False)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[int]) -> CharNgramLR:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        self.vectorizer_ = TfidfVectorizer(
+            analyzer=self.analyzer, ngram_range=tuple(self.ngram_range), min_df=self.min_df,
+            sublinear_tf=self.sublinear_tf, lowercase=True, dtype=np.float32,
+        )
+        x = self.vectorizer_.fit_transform(list(texts))
+        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter)
+        self.model_.fit(x, np.asarray(labels, dtype=int))
+        return self
+
+    def log_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.model_ is None:
+            raise RuntimeError("fit the baseline first")
+        proba = self.model_.predict_proba(self.vectorizer_.transform(list(texts)))
+        return _full_log_proba(proba, self.model_.classes_, self.n_classes)
+
+    def describe(self) -> str:
+        lo, hi = self.ngram_range
+        return (f"TF-IDF {self.analyzer} {lo}-{hi} grams (sublinear tf, min_df={self.min_df}) "
+                f"+ multinomial logistic regression, C={self.C:g}")
+
+
+def macro_f1(logits: np.ndarray, labels: Sequence[int], n_classes: int) -> float:
+    """Macro-F1 over the classes present in ``labels`` or predicted (sklearn's default)."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(np.asarray(labels), np.asarray(logits).argmax(axis=1),
+                          average="macro", zero_division=0))
+
+
+def tune_char_ngram(
+    train: Mapping[str, list], val: Mapping[str, list], n_classes: int,
+    grid: Sequence[float] = DEFAULT_C_GRID, **kwargs: Any,
+) -> tuple[CharNgramLR, list[dict[str, float]]]:
+    """Fit one :class:`CharNgramLR` per ``C`` on train; keep the best val macro-F1."""
+    best: CharNgramLR | None = None
+    best_key = (-1.0, -1.0)
+    trials = []
+    for c in grid:
+        model = CharNgramLR(n_classes=n_classes, C=float(c), **kwargs).fit(
+            train["text"], train["labels"])
+        logits = model.log_proba(val["text"])
+        acc = float((logits.argmax(axis=1) == np.asarray(val["labels"])).mean())
+        f1 = macro_f1(logits, val["labels"], n_classes)
+        trials.append({"C": float(c), "val_accuracy": acc, "val_macro_f1": f1})
+        if (f1, acc) > best_key:
+            best, best_key = model, (f1, acc)
+    assert best is not None
+    return best, trials
+
+
+# -------------------------------------------------------------------------- evaluation
+
+
+def evaluate_baseline(
+    model: MajorityBaseline | CharNgramLR,
+    splits: Mapping[str, Mapping[str, list]],
+    class_names: Sequence[str],
+    out_dir: str | Path,
+    *,
+    eval_split: str = "test",
+    target: float = 0.9,
+    delta: float = 0.05,
+    start_counts: Sequence[int] | None = None,
+    simultaneous: bool = False,
+):
+    """Logits for ``calib`` and ``eval_split`` -> :func:`geoloc.evaluation.run_evaluation`
+    (the same call, options and report as ``geoloc-train``'s evaluation)."""
+    from geoloc.evaluation import run_evaluation
+    from geoloc.evaluation.abstention import DEFAULT_START_COUNTS
+
+    cal, ev = splits["calib"], splits[eval_split]
+    if not cal["labels"] or not ev["labels"]:
+        raise ValueError(f"the calib and {eval_split} splits must not be empty")
+    return run_evaluation(
+        model.log_proba(cal["text"]), np.asarray(cal["labels"], dtype=np.int64),
+        model.log_proba(ev["text"]), np.asarray(ev["labels"], dtype=np.int64),
+        list(class_names), out_dir, target=target, delta=delta, prefix="abstain",
+        split=eval_split, start_counts=list(start_counts or DEFAULT_START_COUNTS),
+        simultaneous=simultaneous,
+    )
+
+
+def oracle_coverage(sweep: pd.DataFrame, accuracy: float = 0.9) -> float | None:
+    """Largest share of profiles kept by one global threshold whose kept accuracy is
+    >= ``accuracy`` on the evaluated split itself (from the report's ``sweep.csv``).
+
+    Chosen in hindsight on the evaluated split: a point of the risk-coverage curve that
+    compares models, not a deployable policy (that is the calibrated columns' job)."""
+    rows = sweep[(sweep["class"] == "ALL") & (sweep["accuracy_kept"] >= accuracy)]
+    rows = rows[rows["kept"] > 0]
+    return float(rows["coverage"].max()) if len(rows) else 0.0
+
+
+def read_summary(report_dir: str | Path) -> dict[str, Any]:
+    """The ``summary.json`` a report folder holds (written by ``run_evaluation``), plus
+    ``oracle_coverage`` when its ``sweep.csv`` is there."""
+    path = Path(report_dir)
+    path = path if path.suffix == ".json" else path / "summary.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no summary.json (did the run finish?)")
+    summary = json.loads(path.read_text())
+    sweep = path.parent / "sweep.csv"
+    if sweep.exists() and "oracle_coverage" not in summary["scalars"]:
+        target = summary["scalars"].get("target_precision") or 0.9
+        summary["scalars"]["oracle_coverage"] = oracle_coverage(pd.read_csv(sweep), target)
+    return summary
+
+
+# ------------------------------------------------------------------------------- table
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if kind == "pct":
+        return f"{100 * float(value):.1f} %"
+    return str(int(value))
+
+
+def results_table(rows: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per model from its summary (``{"split", "scalars"}``); raw numbers."""
+    records = []
+    for name, summary in rows.items():
+        s = summary["scalars"]
+        rec: dict[str, Any] = {"model": name, "split": summary.get("split"),
+                               "n": s.get("n_samples")}
+        for header, key, _ in COLUMNS:
+            rec[header] = s.get(key)
+        rec["countries assigned"] = s.get("countries_assigned")
+        records.append(rec)
+    return pd.DataFrame(records)
+
+
+def check_same_split(table: pd.DataFrame) -> None:
+    """Every row must come from the same evaluated split with the same number of rows."""
+    if table[["split", "n"]].drop_duplicates().shape[0] > 1:
+        raise ValueError(
+            "the rows were evaluated on different splits or sizes:\n"
+            + table[["model", "split", "n"]].to_string(index=False)
+        )
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    headers = ["model", *[h for h, _, _ in COLUMNS]]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for _, r in table.iterrows():
+        cells = [str(r["model"])]
+        for header, _, kind in COLUMNS:
+            cell = _fmt(r[header], kind)
+            if header == "countries meeting target" and r["countries assigned"] is not None \
+                    and not pd.isna(r["countries assigned"]):
+                cell = f"{cell} of {int(r['countries assigned'])} assigned"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(
+    table: pd.DataFrame, out_dir: str | Path, *, title: str, notes: Sequence[str] = (),
+) -> dict[str, Path]:
+    """``results.md`` (the table + notes) and ``results.csv`` (raw numbers)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out / "results.csv", out / "results.md"
+    table.to_csv(csv_path, index=False, float_format="%.6f")
+    split = table["split"].iat[0] if len(table) else "?"
+    n = table["n"].iat[0] if len(table) else 0
+    md = [f"# {title}", "", f"Evaluated split: `{split}` ({n} profiles); same split, same "
+          "metrics (`geoloc.evaluation.run_evaluation`) for every row.", "",
+          markdown_table(table), "", *notes, ""]
+    md_path.write_text("\n".join(md))
+    return {"md": md_path, "csv": csv_path}
+
+
+COLUMN_NOTES = (
+    "Columns: accuracy and macro-F1 are argmax without abstention (macro over the 36 "
+    "countries + OTHER); *assigned correct country* is the share of all profiles that get "
+    "their true country after abstention; *UNCERTAIN* the share left unassigned; *country "
+    "coverage at target* the share assigned any country under the per-country thresholds "
+    "fitted on the calib split for 90 % precision (δ = 0.05); *precision of assigned "
+    "countries* the precision of those assignments on this split; *countries meeting "
+    "target* counts countries whose precision here is ≥ 90 %, of those assigned at least "
+    "once. *Coverage at 90 % accuracy (oracle)* is the largest share of profiles one global "
+    "confidence threshold keeps with ≥ 90 % accuracy on the evaluated split itself, chosen in "
+    "hindsight: a risk-coverage point for comparing models, not a deployable policy."
+)
+
+
+# ------------------------------------------------------------------------------ runner
+
+
+def compose_config(overrides: Sequence[str]):
+    """The training config (``conf/train.yaml``) with overrides, as geoloc-train sees it."""
+    from hydra import compose, initialize_config_dir
+
+    from geoloc.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def load_splits(cfg) -> tuple[dict[str, dict[str, list]], list[str], str]:
+    """The datamodule's split of ``cfg.data`` (untokenised), the class names, the eval split."""
+    import hydra
+
+    from geoloc.data.datamodule import labelled_splits, validate_eval_split, validate_splits
+    from geoloc.labels import LabelSet
+
+    source = hydra.utils.instantiate(cfg.data.source)
+    countries = [str(c) for c in cfg.labels.countries]
+    fractions = validate_splits(dict(cfg.data.splits))
+    eval_split = validate_eval_split(str(cfg.data.get("eval_split", "test")), fractions)
+    splits = labelled_splits(source, countries, fractions, int(cfg.data.split_seed))
+    return splits, list(LabelSet.from_codes(countries).names), eval_split
+
+
+def run_baselines(
+    overrides: Sequence[str] = ("data=umass",),
+    transformers: Mapping[str, str | Path] | None = None,
+    out_dir: str | Path = "experiments/baselines",
+    reports_dir: str | Path = "outputs/baselines",
+    c_grid: Sequence[float] = DEFAULT_C_GRID,
+    title: str = "Baselines vs transformer",
+    extra_notes: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Fit and evaluate the baselines, add the transformer runs, write the table."""
+    cfg = compose_config(overrides)
+    target = float(cfg.evaluation.target_precision)
+    delta = float(cfg.evaluation.delta)
+    start_counts = cfg.evaluation.get("start_counts", None)
+    start_counts = [int(x) for x in start_counts] if start_counts else None
+    simultaneous = bool(cfg.evaluation.get("simultaneous", False))
+    splits, names, eval_split = load_splits(cfg)
+    n_classes = len(names)
+    sizes = {k: len(v["labels"]) for k, v in splits.items()}
+    log.info("splits %s, evaluating %s", sizes, eval_split)
+    reports = Path(reports_dir)
+    summaries = Path(out_dir) / "summaries"
+    summaries.mkdir(parents=True, exist_ok=True)
+
+    n_eval = len(splits[eval_split]["labels"])
+    others = {label: read_summary(d) for label, d in (transformers or {}).items()}
+    for label, summary in others.items():  # fail before fitting anything
+        got = (summary.get("split"), summary["scalars"].get("n_samples"))
+        if got != (eval_split, n_eval):
+            raise ValueError(
+                f"{label!r} was evaluated on different splits or sizes: split={got[0]!r}, "
+                f"n={got[1]}; the baselines use split={eval_split!r}, n={n_eval}"
+            )
+    rows: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    t0 = time.time()
+    majority = MajorityBaseline(n_classes).fit(splits["train"]["text"], splits["train"]["labels"])
+    t_major = time.time() - t0
+    t0 = time.time()
+    lr, trials = tune_char_ngram(splits["train"], splits["val"], n_classes, grid=c_grid)
+    t_lr = time.time() - t0
+    for slug, model, secs in (("majority", majority, t_major), ("char_ngram_lr", lr, t_lr)):
+        result = evaluate_baseline(model, splits, names, reports / slug, eval_split=eval_split,
+                                   target=target, delta=delta, start_counts=start_counts,
+                                   simultaneous=simultaneous)
+        rows[model.name] = read_summary(reports / slug)
+        (summaries / f"{slug}.json").write_text(json.dumps(rows[model.name], indent=2) + "\n")
+        notes.append(f"- **{model.name}**: {model.describe()}; fit in {secs:.1f} s "
+                     f"(accuracy {100 * result.scalars['accuracy']:.1f} %).")
+    grid_txt = ", ".join(f"C={t['C']:g}: {100 * t['val_macro_f1']:.1f} %" for t in trials)
+    notes.append(f"- C of the char n-gram LR chosen by validation macro-F1 ({grid_txt}); "
+                 "the evaluated split is that same validation split, so this baseline is "
+                 "if anything slightly optimistic.")
+    for label, summary in others.items():
+        rows[label] = summary
+        slug = "".join(ch if ch.isalnum() else "_" for ch in label.lower()).strip("_")
+        (summaries / f"{slug}.json").write_text(json.dumps(rows[label], indent=2) + "\n")
+    table = results_table(rows)
+    check_same_split(table)
+    data_notes = [
+        "",
+        f"Data config: `{' '.join(overrides)}`; split sizes {sizes} (split by a keyed hash "
+        f"of the id, `data.split_seed={cfg.data.split_seed}`); label set: "
+        f"{n_classes - 1} countries + OTHER; target precision {100 * target:.0f} %, "
+        f"δ = {delta:g}, start counts {start_counts or 'default'}.",
+    ]
+    if "umass" in " ".join(overrides):
+        data_notes.append(
+            "Data: UMass Global English on Twitter, development half (bundled; the held-out "
+            f"half is not in the repository). Cite: {DATASET_CITATION}")
+    write_results(table, out_dir, title=title,
+                  notes=[COLUMN_NOTES, "", *notes, *data_notes, *extra_notes])
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(
+        prog="python -m geoloc.baselines",
+        description="Fit majority and char n-gram LR baselines on the datamodule's split, "
+                    "evaluate them like the transformer and write one comparison table.",
+    )
+    parser.add_argument("overrides", nargs="*", default=None,
+                        help="Hydra overrides of the training config (default: data=umass)")
+    parser.add_argument("--transformer", action="append", default=[], metavar="LABEL=DIR",
+                        help="a transformer run's report folder (holding summary.json)")
+    parser.add_argument("--out", default="experiments/baselines",
+                        help="where results.md, results.csv and summaries/ go")
+    parser.add_argument("--reports", default="outputs/baselines",
+                        help="where the baselines' full evaluation reports go")
+    parser.add_argument("--c-grid", default=",".join(f"{c:g}" for c in DEFAULT_C_GRID))
+    args = parser.parse_args(argv)
+    transformers = {}
+    for item in args.transformer:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            parser.error(f"--transformer {item!r}: expected LABEL=REPORT_DIR")
+        transformers[label] = path
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    table = run_baselines(
+        overrides=args.overrides or ["data=umass"], transformers=transformers,
+        out_dir=args.out, reports_dir=args.reports,
+        c_grid=[float(c) for c in args.c_grid.split(",") if c.strip()],
+    )
+    print(markdown_table(table))
+    return table
+
+
+if __name__ == "__main__":
+    main()
