@@ -80,3 +80,18 @@ def test_geoloc_train_rejects_depth_beyond_backbone_within_seconds(tmp_path):
     assert "Traceback" not in proc.stderr
     # It failed at validation: no backbone was materialised, no data generated.
     assert not (home / "backbones").exists() and not (home / "data").exists()
+
+
+@pytest.mark.parametrize("data", ["synthetic", "jsonl", "umass", "umass_mix"])
+def test_every_data_source_instantiates(data, tmp_path):
+    import hydra
+
+    path = tmp_path / "profiles.jsonl"
+    path.write_text('{"id": "1", "bio": "", "captions": ["hi"], "stated_location": null, '
+                    '"country": "US"}\n')
+    cfg = compose([f"data={data}", f"data.source.path={path}"] if data == "jsonl"
+                  else [f"data={data}"])
+    source = hydra.utils.instantiate(cfg.data.source)
+    assert source.fingerprint()
+    if data == "jsonl":
+        assert source.canonical_jsonl() == path

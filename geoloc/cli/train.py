@@ -89,6 +89,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "report": str(cfg.evaluation.report_dir),
             "wandb run": str(wandb_run_dir(run)),
             "split sizes": str(datamodule.split_sizes()),
+            # test/* and abstain/* are measured on this split (val for the real tweets)
+            "evaluated split": str(getattr(datamodule, "eval_split", "test")),
         },
     )
     if run is not None:

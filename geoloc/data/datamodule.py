@@ -212,7 +212,7 @@ class ProfileDataModule(pl.LightningDataModule):
             "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
             "splits": self.fractions, "split_seed": self.split_seed,
             "source": repr(source), "eval_split": self.eval_split,
-        })
+        }, logger=False)  # the entry points log the whole resolved Hydra config instead
 
     # ---------------------------------------------------------------- preparation
     def prepare_data(self) -> None:

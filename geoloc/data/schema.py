@@ -9,7 +9,9 @@ A record is a dict with:
 - ``bio`` (str): may be empty;
 - ``captions`` (list[str]): the most recent post captions, at most ``MAX_CAPTIONS``;
 - ``stated_location`` (str | None): the free-text location field, often missing;
-- ``country`` (str | None): ISO 3166-1 alpha-2 code of the true country, None if unknown.
+- ``country`` (str | None): ISO 3166-1 alpha-2 code of the true country, None if unknown;
+- ``split`` (optional, str | None): pins the record to a split (e.g. synthetic rows mixed
+  into real data go to train only); absent or None means the keyed id hash decides.
 """
 
 from __future__ import annotations
