@@ -26,8 +26,8 @@ split, for each class c separately,
    fails a first test on 100 predictions about a third of the time. A start that keeps
    many predictions, on the other hand, misses a class whose precise region is small.
    So each class runs a few sequences, each starting at the strictest grid threshold that keeps at least
-   s calibration predictions of c, for s in ``start_counts`` (default 100, 300, 1000,
-   3000, 10000, those <= n_c; a class with fewer than 100 but >= the 29 above starts
+   s calibration predictions of c, for s in ``start_counts`` (default 50, 100, 300, 1000,
+   3000, 10000, those <= n_c; a class with fewer than 50 but >= the 29 above starts
    once, with all its predictions), and delta is split equally between them (Bonferroni
    over sequences). t_c is the loosest threshold any sequence certifies. Starts depend
    only on how many predictions lie above each threshold, never on whether they are
@@ -70,14 +70,14 @@ METHOD_DESCRIPTION = (
     "fixed-sequence testing (Learn-then-Test) from the strictest threshold to the loosest, "
     "each threshold certified when the one-sided Clopper-Pearson lower confidence bound of "
     "its calibration precision is >= target, stopping at the first failure; per class a few "
-    "sequences start where >= 100, 300, 1000, ... calibration predictions are kept, with "
+    "sequences start where >= 50, 100, 300, ... calibration predictions are kept, with "
     "delta split equally between them"
 )
 #: Array value of an UNCERTAIN decision.
 UNCERTAIN_INDEX = -1
 #: Each class runs one fixed sequence per count s <= n_c, starting at the strictest grid
 #: threshold that keeps >= s calibration predictions (see the module docstring).
-DEFAULT_START_COUNTS: tuple[int, ...] = (100, 300, 1000, 3000, 10000)
+DEFAULT_START_COUNTS: tuple[int, ...] = (50, 100, 300, 1000, 3000, 10000)
 SCHEMA = "geoloc.thresholds/v1"
 
 # Per-class status values.
