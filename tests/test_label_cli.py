@@ -1,0 +1,31 @@
+"""geoloc-label: every input row ends up labelled, counted as unresolved, or in the error
+file with its file, line and field."""
+
+from __future__ import annotations
+
+import json
+
+from geoloc.cli.label import main
+
+
+def test_label_cli_writes_result_or_error_for_every_row(tmp_path, capsys):
+    src = tmp_path / "raw.csv"
+    src.write_text(
+        "id,bio,caption,location\n"
+        '1,hola,"buen día","CDMX"\n'
+        "2,hi,hello,somewhere over the rainbow\n"
+        ",x,y,Paris\n"
+        "4,bonjour,salut,🇫🇷 Paris\n",
+        encoding="utf-8",
+    )
+    out, err = tmp_path / "labelled.jsonl", tmp_path / "errors.jsonl"
+    main([str(src), "--captions", "caption", "--location", "location", "--out", str(out),
+          "--errors", str(err)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["country"]) for r in rows] == [("1", "MX"), ("4", "FR")]
+    errors = [json.loads(line) for line in err.read_text().splitlines()]
+    assert len(errors) == 1
+    assert errors[0]["line"] == 4 and errors[0]["field"] == "id"
+    assert str(src) in errors[0]["message"]
+    printed = capsys.readouterr().out
+    assert "unresolved:       1" in printed
