@@ -13,8 +13,6 @@ from omegaconf import DictConfig
 
 from geoloc.labels import LabelSet
 
-BUNDLED_BACKBONES = ("me5_small", "minilm_en")
-
 # The repo's conf/ folder, as an absolute path: Hydra resolves a relative config_path
 # against the calling module, which differs between `python -m` and console scripts.
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -25,18 +23,19 @@ class ConfigError(ValueError):
 
 
 def validate_backbone_name(name: object) -> str:
-    """Bundled name, existing local folder, or something shaped like a hub id."""
+    """Bundled name, existing local folder, or something shaped like a hub id (the rules
+    of :func:`geoloc.backbones.check_backbone_name`, reported as a :class:`ConfigError`)."""
+    from geoloc.backbones import BUNDLED_BACKBONES, check_backbone_name
+
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(
             f"backbone.name={name!r}: expected {', '.join(BUNDLED_BACKBONES)}, a local "
             "Hugging Face folder or a hub model id"
         )
-    if name in BUNDLED_BACKBONES or Path(name).expanduser().exists():
-        return name
-    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
-    if looks_like_path:
-        raise ConfigError(f"backbone.name={name!r}: no such folder")
-    return name  # a hub id: only resolvable where the hub is reachable
+    try:
+        return check_backbone_name(name)
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from err
 
 
 def validate_config(cfg: DictConfig) -> None:

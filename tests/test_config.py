@@ -57,6 +57,7 @@ def test_default_is_three_layers_of_me5_with_location_emoji(tmp_path):
         ("tokenizer.variant=bpe", r"tokenizer\.variant='bpe'.*base, location_emoji"),
         ("labels.countries=[US,XX]", r"labels\.countries: 'XX'"),
         ("backbone.name=./no/such/folder", r"backbone\.name=.*no such folder"),
+        ("backbone.name=me5_large", r"backbone\.name=me5_large: expected me5_small"),
         ("evaluation.target_precision=1.5", r"evaluation\.target_precision"),
         ("data.splits.train=0.9", r"data\.splits"),
     ],

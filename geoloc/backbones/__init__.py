@@ -12,6 +12,7 @@ from geoloc.backbones.materialize import (
     MANIFEST,
     backbone_dir,
     backbone_info,
+    check_backbone_name,
     materialize_backbone,
     session_backbone,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "MANIFEST",
     "backbone_dir",
     "backbone_info",
+    "check_backbone_name",
     "materialize_backbone",
     "session_backbone",
 ]

@@ -303,15 +303,28 @@ def materialize_backbone(name: str | os.PathLike[str], home: Path | None = None)
     A name that looks like a bundled one but is not (``me5_large``, ``minilm``) or a missing
     path raises, so that a typo in ``backbone.name`` never turns into a hub lookup.
     """
+    name = check_backbone_name(name)
+    if name in _BUILDERS:
+        return _materialize_bundled(name, home)
+    path = Path(name).expanduser()
+    return path.resolve() if path.exists() else name
+
+
+def check_backbone_name(name: str | os.PathLike[str]) -> str:
+    """Validate a ``backbone.name`` without building anything; return it as a ``str``.
+
+    The same rules as :func:`materialize_backbone` (which calls this), so start-up config
+    validation rejects exactly what loading would reject, seconds earlier.
+    """
     if isinstance(name, os.PathLike):
         name = os.fspath(name)
     if name in _BUILDERS:
-        return _materialize_bundled(name, home)
+        return name
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
             raise ValueError(f"backbone.name={name}: expected a folder, got a file")
-        return path.resolve()
+        return name
     allowed = f"expected {', '.join(BUNDLED_BACKBONES)}, a local folder or a hub model id"
     if _looks_like_path(name):
         raise FileNotFoundError(f"backbone.name={name}: no such folder ({allowed})")

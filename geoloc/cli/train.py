@@ -45,6 +45,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     from geoloc.cli.evaluate import thresholds_path
     from geoloc.evaluation.pipeline import evaluate_and_report
+    from geoloc.evaluation.report import THRESHOLDS_FILE
 
     setup_runtime(cfg)
     started = time.time()
@@ -74,8 +75,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     metrics.update(summary)
     if ckpt:  # every later command (geoloc-eval, prediction) finds them beside the weights
-
-        fitted = Path(str(cfg.evaluation.report_dir)) / "thresholds.json"
+        fitted = Path(str(cfg.evaluation.report_dir)) / THRESHOLDS_FILE
         if fitted.exists():
             shutil.copyfile(fitted, thresholds_path(ckpt))
     headline = {k: metrics[k] for k in HEADLINE if k in metrics}

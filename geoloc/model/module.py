@@ -21,13 +21,15 @@ from transformers import get_linear_schedule_with_warmup
 
 from geoloc.backbones import materialize_backbone
 from geoloc.labels import DEFAULT_COUNTRIES, LabelSet
+
+# freeze_word_embeddings is aliased: the constructor argument of that name shadows it.
 from geoloc.model.encoder import (
     ProfileClassifier,
-    freeze_word_embeddings,
     load_encoder,
     validate_encoder_layers,
     validate_pooling,
 )
+from geoloc.model.encoder import freeze_word_embeddings as freeze_embedding_rows
 from geoloc.model.tokenization import build_tokenizer, extend_embeddings, load_base_tokenizer
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {
@@ -84,7 +86,7 @@ class GeolocModule(pl.LightningModule):
         encoder = load_encoder(backbone_dir, encoder_layers)
         extend_embeddings(encoder, base_tokenizer, self.tokenizer, self.added_tokens)
         if freeze_word_embeddings:
-            freeze_word_embeddings_fn(encoder, trainable_from=len(base_tokenizer))
+            freeze_embedding_rows(encoder, trainable_from=len(base_tokenizer))
         self.net = ProfileClassifier(encoder, self.label_set.num_classes, pooling, dropout)
         # from_pretrained returns the encoder in eval mode and Lightning keeps each
         # submodule's mode, so without this the encoder's dropout would stay off in training.
@@ -154,6 +156,3 @@ class GeolocModule(pl.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
         }
 
-
-# The constructor argument of the same name shadows the function inside __init__.
-freeze_word_embeddings_fn = freeze_word_embeddings
