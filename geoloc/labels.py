@@ -9,18 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pycountry
+import yaml
 
 OTHER = "OTHER"
 UNCERTAIN = "UNCERTAIN"
 
-# The reference system's 36 countries (ordered roughly by platform frequency).
-DEFAULT_COUNTRIES: tuple[str, ...] = (
-    "US", "BR", "RU", "GB", "FR", "ES", "IT", "DE", "JP", "CA", "MX", "IN",
-    "ID", "TR", "AR", "AU", "KR", "CO", "CL", "PE", "NL", "BE", "CH", "SE",
-    "PL", "PT", "SA", "AE", "EG", "NG", "ZA", "TH", "PH", "MY", "UA", "VN",
-)
+#: The config file of the default label set: the one place its 36 codes are written.
+DEFAULT_LABELS_FILE = Path(__file__).resolve().parents[1] / "conf" / "labels" / "default36.yaml"
+
+
+def _load_default_countries() -> tuple[str, ...]:
+    """The reference system's 36 countries, read from ``conf/labels/default36.yaml`` so that
+    Python callers (generator CLI, benchmarks, tests) and Hydra runs share one list."""
+    with open(DEFAULT_LABELS_FILE, encoding="utf-8") as fh:
+        return tuple(str(c) for c in yaml.safe_load(fh)["countries"])
+
+
+DEFAULT_COUNTRIES: tuple[str, ...] = _load_default_countries()
 
 
 class LabelSetError(ValueError):

@@ -20,7 +20,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import get_linear_schedule_with_warmup
 
 from geoloc.backbones import materialize_backbone
-from geoloc.labels import DEFAULT_COUNTRIES, LabelSet
+from geoloc.labels import DEFAULT_COUNTRIES
+from geoloc.metadata import ModelMetadata
 
 # freeze_word_embeddings is aliased: the constructor argument of that name shadows it.
 from geoloc.model.encoder import (
@@ -74,7 +75,8 @@ class GeolocModule(pl.LightningModule):
             # these flat keys too would overwrite its `backbone`/`tokenizer` groups.
             logger=False,
         )
-        self.label_set = LabelSet.from_codes(countries)
+        self.metadata = ModelMetadata.create(countries, backbone, tokenizer_variant)
+        self.label_set = self.metadata.label_set
         validate_encoder_layers(encoder_layers, backbone)
         validate_pooling(pooling)
 

@@ -1,0 +1,94 @@
+"""Small file utilities every layer uses, written once.
+
+- :func:`atomic_write`: every file a later step trusts (caches, reports, thresholds,
+  corpora) goes through a temporary sibling and an ``os.replace``, so a killed job leaves
+  the previous file or none, never a truncated one that looks complete.
+- :func:`read_jsonl` / :func:`write_jsonl`: the canonical JSONL format of profiles.
+- :func:`file_sha256`: content hashes for cache keys and manifests.
+- :func:`markdown_table`: the one way tables become Markdown (reports, results.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+PathLike = str | os.PathLike[str]
+
+
+@contextmanager
+def atomic_write(path: PathLike, mode: str = "w", *, fsync: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is left as it was. ``mode``
+    is ``"w"`` (UTF-8 text, ``\\n`` newlines) or ``"wb"``. ``fsync=True`` flushes to disk
+    before the rename, for large files whose loss after a power cut would be costly.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        text = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
+        with os.fdopen(fd, mode, **text) as fh:
+            yield fh
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: PathLike, text: str) -> Path:
+    """Write a whole text file atomically; returns the path."""
+    with atomic_write(path) as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def write_json_atomic(path: PathLike, data: Any, *, indent: int | None = 2) -> Path:
+    """Write a JSON document atomically (UTF-8, non-ASCII kept, trailing newline)."""
+    return write_text_atomic(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: PathLike, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Atomically write rows as JSON Lines (UTF-8, non-ASCII kept); returns the row count."""
+    n = 0
+    with atomic_write(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def read_jsonl(path: PathLike) -> Iterator[dict[str, Any]]:
+    """Rows of a JSON Lines file the project wrote itself (blank lines skipped).
+
+    For files the project *trusts* (its own caches and outputs). User files go through
+    :mod:`geoloc.data.readers`, which reports bad rows with file, line and field.
+    """
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def file_sha256(path: PathLike, length: int | None = None) -> str:
+    """Hex SHA-256 of a file's bytes (``length`` keeps a prefix, for short cache keys)."""
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return digest[:length] if length else digest
+
+
+def markdown_table(df: Any, **kwargs: Any) -> str:
+    """A GitHub-Markdown table of a pandas DataFrame (``DataFrame.to_markdown``, no index)."""
+    return df.to_markdown(index=False, **kwargs)
