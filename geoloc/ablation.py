@@ -18,20 +18,13 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from geoloc.config import CONF_DIR
+from geoloc.config import compose_config
+from geoloc.evaluation.result import metric_key
 
 HEADLINE_COLUMNS = ("test/acc", "test/macro_f1", "abstain/correct_country_rate",
                     "abstain/uncertain_rate", "abstain/countries_meeting_target")
-
-
-def compose_config(overrides: Sequence[str] = (), config_name: str = "train"):
-    """Compose ``conf/`` with overrides (no Hydra app needed: works in a notebook)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides))
+__all__ = ["HEADLINE_COLUMNS", "collect_runs", "compose_config", "grid_overrides",
+           "plot_metric", "run_grid"]
 
 
 def grid_overrides(grid: Mapping[str, Sequence[object]]) -> list[list[str]]:
@@ -45,13 +38,14 @@ def run_grid(
     grid: Mapping[str, Sequence[object]], base: Sequence[str] = (), out_root: str | Path = "outputs/ablation",
 ) -> pd.DataFrame:
     """Train one model per grid point (sequentially, in this process); one row each."""
+    from geoloc.cli.common import run_task
     from geoloc.cli.train import train
 
     rows = []
     for i, overrides in enumerate(grid_overrides(grid)):
         out = Path(out_root) / f"{i:03d}"
         cfg = compose_config([*base, *overrides, f"paths.output_dir={out}"])
-        metrics = train(cfg)
+        metrics, _ = run_task(train, cfg)
         rows.append({"run": str(out), **dict(o.split("=", 1) for o in overrides), **metrics})
     return pd.DataFrame(rows)
 
@@ -66,7 +60,7 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
         if overrides.exists():
             row.update(dict(o.split("=", 1) for o in yaml.safe_load(overrides.read_text()) or []))
         scalars = json.loads(summary.read_text()).get("scalars", {})
-        row.update({f"abstain/{k}": v for k, v in scalars.items()})
+        row.update({metric_key(k): v for k, v in scalars.items()})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -12,7 +12,7 @@ same text, the same label set and the same split rule, via
   validation split (the only split decisions may look at); the chosen value is reported.
 
 Each baseline produces log-probabilities (used as logits) for the calibration split and
-the evaluated split and goes through :func:`geoloc.evaluation.run_evaluation` exactly like
+the evaluated split and goes through :func:`geoloc.evaluation.evaluate_logits` exactly like
 the transformer, so temperature scaling, per-country thresholds at the target precision
 (UNCERTAIN otherwise) and every metric are computed by the same code.
 
@@ -36,6 +36,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from geoloc.evaluation import EvaluationResult, PolicyConfig
+from geoloc.io import markdown_table, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("geoloc.baselines")
 
@@ -175,28 +178,24 @@ def evaluate_baseline(
     splits: Mapping[str, Mapping[str, list]],
     class_names: Sequence[str],
     out_dir: str | Path,
+    policy: PolicyConfig,
     *,
     eval_split: str = "test",
-    target: float = 0.9,
-    delta: float = 0.05,
-    start_counts: Sequence[int] | None = None,
-    simultaneous: bool = False,
-):
-    """Logits for ``calib`` and ``eval_split`` -> :func:`geoloc.evaluation.run_evaluation`
-    (the same call, options and report as ``geoloc-train``'s evaluation)."""
-    from geoloc.evaluation import run_evaluation
-    from geoloc.evaluation.abstention import DEFAULT_START_COUNTS
+) -> EvaluationResult:
+    """Logits for ``calib`` and ``eval_split`` -> :func:`geoloc.evaluation.evaluate_logits`
+    (the same call, policy and report as ``geoloc-train``'s evaluation)."""
+    from geoloc.evaluation import SplitOutputs, evaluate_logits
 
     cal, ev = splits["calib"], splits[eval_split]
     if not cal["labels"] or not ev["labels"]:
         raise ValueError(f"the calib and {eval_split} splits must not be empty")
-    return run_evaluation(
-        model.log_proba(cal["text"]), np.asarray(cal["labels"], dtype=np.int64),
-        model.log_proba(ev["text"]), np.asarray(ev["labels"], dtype=np.int64),
-        list(class_names), out_dir, target=target, delta=delta, prefix="abstain",
-        split=eval_split, start_counts=list(start_counts or DEFAULT_START_COUNTS),
-        simultaneous=simultaneous,
-    )
+
+    def outputs(split: Mapping[str, list]) -> SplitOutputs:
+        return SplitOutputs(model.log_proba(split["text"]),
+                            np.asarray(split["labels"], dtype=np.int64))
+
+    return evaluate_logits(outputs(cal), outputs(ev), list(class_names), policy,
+                           split=eval_split, report_dir=out_dir)
 
 
 def oracle_coverage(sweep: pd.DataFrame, accuracy: float = 0.9) -> float | None:
@@ -211,7 +210,7 @@ def oracle_coverage(sweep: pd.DataFrame, accuracy: float = 0.9) -> float | None:
 
 
 def read_summary(report_dir: str | Path) -> dict[str, Any]:
-    """The ``summary.json`` a report folder holds (written by ``run_evaluation``), plus
+    """The ``summary.json`` a report folder holds (written by ``evaluate_logits``), plus
     ``oracle_coverage`` when its ``sweep.csv`` is there."""
     path = Path(report_dir)
     path = path if path.suffix == ".json" else path / "summary.json"
@@ -259,19 +258,19 @@ def check_same_split(table: pd.DataFrame) -> None:
         )
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    headers = ["model", *[h for h, _, _ in COLUMNS]]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+def format_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The results table as people read it: percentages, "k of n assigned"."""
+    rows = []
     for _, r in table.iterrows():
-        cells = [str(r["model"])]
+        row = {"model": str(r["model"])}
         for header, _, kind in COLUMNS:
             cell = _fmt(r[header], kind)
             if header == "countries meeting target" and r["countries assigned"] is not None \
                     and not pd.isna(r["countries assigned"]):
                 cell = f"{cell} of {int(r['countries assigned'])} assigned"
-            cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            row[header] = cell
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["model", *[h for h, _, _ in COLUMNS]])
 
 
 def write_results(
@@ -286,10 +285,10 @@ def write_results(
     split = table["split"].iat[0] if len(table) else "?"
     n = table["n"].iat[0] if len(table) else 0
     md = [f"# {title}", "", f"Evaluated split: `{split}` ({n} profiles); same split, same "
-          "metrics (`geoloc.evaluation.run_evaluation`) for every row.", "",
+          "metrics (`geoloc.evaluation.evaluate_logits`) for every row.", "",
           *([f"Produced by `{command}`.", ""] if command else []),
-          markdown_table(table), "", *notes, ""]
-    md_path.write_text("\n".join(md))
+          markdown_table(format_table(table)), "", *notes, ""]
+    write_text_atomic(md_path, "\n".join(md))
     return {"md": md_path, "csv": csv_path}
 
 
@@ -310,29 +309,20 @@ COLUMN_NOTES = (
 # ------------------------------------------------------------------------------ runner
 
 
-def compose_config(overrides: Sequence[str]):
-    """The training config (``conf/train.yaml``) with overrides, as geoloc-train sees it."""
-    from hydra import compose, initialize_config_dir
-
-    from geoloc.config import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
-
-
 def load_splits(cfg) -> tuple[dict[str, dict[str, list]], list[str], str]:
     """The datamodule's split of ``cfg.data`` (untokenised), the class names, the eval split."""
     import hydra
 
-    from geoloc.data.datamodule import labelled_splits, validate_eval_split, validate_splits
+    from geoloc.data.datamodule import labelled_splits
+    from geoloc.data.splits import validate_eval_split, validate_splits
     from geoloc.labels import LabelSet
 
     source = hydra.utils.instantiate(cfg.data.source)
-    countries = [str(c) for c in cfg.labels.countries]
+    label_set = LabelSet.from_codes([str(c) for c in cfg.labels.countries])
     fractions = validate_splits(dict(cfg.data.splits))
-    eval_split = validate_eval_split(str(cfg.data.get("eval_split", "test")), fractions)
-    splits = labelled_splits(source, countries, fractions, int(cfg.data.split_seed))
-    return splits, list(LabelSet.from_codes(countries).names), eval_split
+    eval_split = validate_eval_split(str(cfg.data.eval_split), fractions)
+    splits = labelled_splits(source, label_set, fractions, int(cfg.data.split_seed))
+    return splits, list(label_set.names), eval_split
 
 
 def run_baselines(
@@ -345,12 +335,12 @@ def run_baselines(
     extra_notes: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Fit and evaluate the baselines, add the transformer runs, write the table."""
+    import hydra
+
+    from geoloc.config import compose_config
+
     cfg = compose_config(overrides)
-    target = float(cfg.evaluation.target_precision)
-    delta = float(cfg.evaluation.delta)
-    start_counts = cfg.evaluation.get("start_counts", None)
-    start_counts = [int(x) for x in start_counts] if start_counts else None
-    simultaneous = bool(cfg.evaluation.get("simultaneous", False))
+    policy: PolicyConfig = hydra.utils.instantiate(cfg.evaluation.policy)
     splits, names, eval_split = load_splits(cfg)
     n_classes = len(names)
     sizes = {k: len(v["labels"]) for k, v in splits.items()}
@@ -377,11 +367,10 @@ def run_baselines(
     lr, trials = tune_char_ngram(splits["train"], splits["val"], n_classes, grid=c_grid)
     t_lr = time.time() - t0
     for slug, model, secs in (("majority", majority, t_major), ("char_ngram_lr", lr, t_lr)):
-        result = evaluate_baseline(model, splits, names, reports / slug, eval_split=eval_split,
-                                   target=target, delta=delta, start_counts=start_counts,
-                                   simultaneous=simultaneous)
+        result = evaluate_baseline(model, splits, names, reports / slug, policy,
+                                   eval_split=eval_split)
         rows[model.name] = read_summary(reports / slug)
-        (summaries / f"{slug}.json").write_text(json.dumps(rows[model.name], indent=2) + "\n")
+        write_json_atomic(summaries / f"{slug}.json", rows[model.name])
         what = "fit" if slug == "majority" else f"{len(trials)} fits (the C grid)"
         notes.append(f"- **{model.name}**: {model.describe()}; {what} in {secs:.1f} s "
                      f"(accuracy {100 * result.scalars['accuracy']:.1f} %).")
@@ -393,15 +382,16 @@ def run_baselines(
     for label, summary in others.items():
         rows[label] = summary
         slug = "".join(ch if ch.isalnum() else "_" for ch in label.lower()).strip("_")
-        (summaries / f"{slug}.json").write_text(json.dumps(rows[label], indent=2) + "\n")
+        write_json_atomic(summaries / f"{slug}.json", rows[label])
     table = results_table(rows)
     check_same_split(table)
     data_notes = [
         "",
         f"Data config: `{' '.join(overrides)}`; split sizes {sizes} (split by a keyed hash "
         f"of the id, `data.split_seed={cfg.data.split_seed}`); label set: "
-        f"{n_classes - 1} countries + OTHER; target precision {100 * target:.0f} %, "
-        f"δ = {delta:g}, start counts {start_counts or 'default'}.",
+        f"{n_classes - 1} countries + OTHER; target precision {100 * policy.target:.0f} %, "
+        f"δ = {policy.delta:g}, start counts {list(policy.start_counts)}, "
+        f"{policy.guarantee} guarantee.",
     ]
     if "umass" in " ".join(overrides):
         data_notes.append(
@@ -445,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         out_dir=args.out, reports_dir=args.reports,
         c_grid=[float(c) for c in args.c_grid.split(",") if c.strip()], title=args.title,
     )
-    print(markdown_table(table))
+    print(markdown_table(format_table(table)))
     return table
 
 

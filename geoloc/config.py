@@ -7,6 +7,7 @@ that names the option and the allowed values instead of 10 minutes in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -16,6 +17,17 @@ from geoloc.labels import LabelSet
 # The repo's conf/ folder, as an absolute path: Hydra resolves a relative config_path
 # against the calling module, which differs between `python -m` and console scripts.
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """Compose ``conf/`` with overrides as the entry points see it, without a Hydra app:
+    the one composer for tests, notebooks, baselines and ablations."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
 class ConfigError(ValueError):
@@ -39,31 +51,37 @@ def validate_backbone_name(name: object) -> str:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Validate the options of a train/eval config; raise :class:`ConfigError`."""
-    from geoloc.data.datamodule import DataConfigError, validate_splits
+    """Validate the options of a train/eval config; raise :class:`ConfigError`.
+
+    Only groups present are checked: ``geoloc-eval`` has no ``model`` group (the
+    checkpoint decides backbone, depth, tokenizer and label set).
+    """
+    from geoloc.data.splits import DataConfigError, validate_eval_split, validate_splits
     from geoloc.labels import LabelSetError
     from geoloc.model.encoder import ModelConfigError, validate_encoder_layers, validate_pooling
     from geoloc.model.tokenization import TOKENIZER_VARIANTS
 
     try:
-        LabelSet.from_codes(list(cfg.labels.countries))
-        backbone = validate_backbone_name(cfg.backbone.name)
-        if cfg.tokenizer.variant not in TOKENIZER_VARIANTS:
-            raise ConfigError(
-                f"tokenizer.variant={cfg.tokenizer.variant!r}: expected one of "
-                f"{', '.join(TOKENIZER_VARIANTS)}"
-            )
         if "model" in cfg:
+            LabelSet.from_codes(list(cfg.model.countries))
+            backbone = validate_backbone_name(cfg.model.backbone)
+            if cfg.model.tokenizer_variant not in TOKENIZER_VARIANTS:
+                raise ConfigError(
+                    f"tokenizer.variant={cfg.model.tokenizer_variant!r}: expected one of "
+                    f"{', '.join(TOKENIZER_VARIANTS)}"
+                )
             validate_encoder_layers(cfg.model.encoder_layers, backbone)
             validate_pooling(cfg.model.pooling)
         if "data" in cfg and "splits" in cfg.data:
-            validate_splits(dict(cfg.data.splits))
-        if "evaluation" in cfg:
-            target = float(cfg.evaluation.target_precision)
-            delta = float(cfg.evaluation.delta)
-            if not 0.0 < target < 1.0:
-                raise ConfigError(f"evaluation.target_precision={target}: must be in (0, 1)")
-            if not 0.0 < delta < 1.0:
-                raise ConfigError(f"evaluation.delta={delta}: must be in (0, 1)")
+            fractions = validate_splits(dict(cfg.data.splits))
+            validate_eval_split(str(cfg.data.get("eval_split", "test")), fractions)
+        if "evaluation" in cfg and not cfg.evaluation.get("thresholds"):
+            import hydra
+
+            try:
+                hydra.utils.instantiate(cfg.evaluation.policy)
+            except Exception as err:  # Hydra wraps the ValueError; show its message
+                cause = err.__cause__ or err
+                raise ConfigError(str(cause)) from err
     except (LabelSetError, ModelConfigError, DataConfigError) as err:
         raise ConfigError(str(err)) from err

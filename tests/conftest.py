@@ -31,8 +31,6 @@ os.environ.update(
 
 import pytest  # noqa: E402
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
 
 @pytest.fixture(scope="session")
 def me5_dir() -> Path:
@@ -49,12 +47,9 @@ def geoloc_home() -> Path:
 
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
     """Compose a real config from ``conf/`` (as the entry points do), with overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from geoloc.config import compose_config
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides or [],
-                             return_hydra_config=False)
+    return compose_config(overrides or [], config_name)
 
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import compose
 
 from geoloc.baselines import (
     COLUMNS,
@@ -74,10 +75,13 @@ def test_baselines_produce_log_probabilities_for_every_class():
     assert lr.log_proba(["bom"]).shape == (1, len(names))
 
 
-def test_baselines_go_through_run_evaluation(tmp_path):
+def test_baselines_go_through_the_same_evaluation(tmp_path):
+    import hydra
+
     splits, names = _splits()
     lr = CharNgramLR(len(names)).fit(splits["train"]["text"], splits["train"]["labels"])
-    result = evaluate_baseline(lr, splits, names, tmp_path / "lr", eval_split="val")
+    policy = hydra.utils.instantiate(compose().evaluation.policy)
+    result = evaluate_baseline(lr, splits, names, tmp_path / "lr", policy, eval_split="val")
     for key in ("accuracy", "macro_f1", "correct_country_rate", "uncertain_rate",
                 "countries_meeting_target", "country_assigned_rate"):
         assert key in result.scalars

@@ -5,19 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import CONF_DIR, compose
+from conftest import compose
 from omegaconf import OmegaConf
 
-from geoloc.config import ConfigError, validate_config
+from geoloc.config import CONF_DIR, ConfigError, validate_config
 
 GROUPS = ["backbone", "tokenizer", "model", "data", "trainer", "callbacks", "logger",
           "labels", "evaluation", "paths"]
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,10 @@ def test_default_is_three_layers_of_me5_with_location_emoji(tmp_path):
         ("labels.countries=[US,XX]", r"labels\.countries: 'XX'"),
         ("backbone.name=./no/such/folder", r"backbone\.name=.*no such folder"),
         ("backbone.name=me5_large", r"backbone\.name=me5_large: expected me5_small"),
-        ("evaluation.target_precision=1.5", r"evaluation\.target_precision"),
+        ("evaluation.policy.target=1.5", r"evaluation\.policy\.target=1\.5"),
+        ("evaluation.policy.delta=0", r"evaluation\.policy\.delta=0"),
+        ("evaluation.policy.guarantee=pooled", r"evaluation\.policy\.guarantee='pooled'"),
+        ("data.eval_split=nope", r"data\.eval_split='nope'"),
         ("data.splits.train=0.9", r"data\.splits"),
     ],
 )

@@ -27,25 +27,25 @@ from scipy.stats import binomtest
 from geoloc.evaluation import (
     METHOD,
     UNCERTAIN_INDEX,
+    PolicyConfig,
+    SplitOutputs,
     Thresholds,
-    clopper_pearson_lower,
-    compute_metrics,
+    clopper_pearson,
+    evaluate_logits,
+    evaluate_model,
     evaluate_split,
-    expected_calibration_error,
     fit_temperature,
     fit_thresholds,
     log_wandb,
     min_samples_for_target,
-    nll,
-    reliability_bins,
-    run_evaluation,
     softmax,
-    threshold_sweep,
-    write_local,
+    write_report,
 )
 from geoloc.evaluation.abstention import ASSIGNED, BOUND_BELOW_TARGET, TOO_FEW
-from geoloc.evaluation.report import FIGURE_FILES, TABLE_FILES
-from geoloc.evaluation.sweep import ALL
+from geoloc.evaluation.calibration import nll, reliability_bins
+from geoloc.evaluation.metrics import compute_metrics, expected_calibration_error
+from geoloc.evaluation.render import FIGURE_FILES, TABLE_FILES
+from geoloc.evaluation.sweep import ALL, threshold_sweep
 from geoloc.labels import UNCERTAIN
 
 NAMES = ["US", "BR", "FR", "OTHER"]
@@ -83,6 +83,22 @@ def planted(
     return probs[perm], labels[perm]
 
 
+def policy(**changes) -> PolicyConfig:
+    """The configured default policy (conf/evaluation/default.yaml), with changes."""
+    import hydra
+    from conftest import compose
+
+    return hydra.utils.instantiate(compose().evaluation.policy, **changes)
+
+
+POLICY = policy()
+
+
+def th_fixed(thresholds: dict[str, float]) -> Thresholds:
+    """A hand-set policy (thresholds given, nothing fitted)."""
+    return Thresholds(NAMES, thresholds, POLICY)
+
+
 def true_precision_us(t: float) -> float:
     if t >= 0.8:
         return 0.97
@@ -97,7 +113,7 @@ def cal() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def fitted(cal) -> Thresholds:
-    return fit_thresholds(*cal, NAMES, target=0.9, delta=0.05)
+    return fit_thresholds(*cal, NAMES, POLICY)
 
 
 # ------------------------------------------------------------------ Clopper-Pearson
@@ -105,25 +121,29 @@ def fitted(cal) -> Thresholds:
 
 @pytest.mark.parametrize("n", [1, 5, 10, 29, 50, 200])
 def test_clopper_pearson_all_correct_is_delta_root(n: int) -> None:
-    assert clopper_pearson_lower(n, n, 0.05) == pytest.approx(0.05 ** (1 / n), rel=1e-9)
+    assert clopper_pearson(n, n, 0.05) == pytest.approx(0.05 ** (1 / n), rel=1e-9)
 
 
 @pytest.mark.parametrize(("k", "n"), [(1, 10), (58, 60), (90, 100), (970, 1000)])
 def test_clopper_pearson_matches_scipy_exact_interval(k: int, n: int) -> None:
     # A one-sided bound at delta is the lower end of the two-sided exact interval at 1 - 2 delta.
-    ref = binomtest(k, n).proportion_ci(confidence_level=0.90, method="exact").low
-    assert clopper_pearson_lower(k, n, 0.05) == pytest.approx(ref, rel=1e-7)
+    ref = binomtest(k, n).proportion_ci(confidence_level=0.90, method="exact")
+    assert clopper_pearson(k, n, 0.05) == pytest.approx(ref.low, rel=1e-7)
+    assert clopper_pearson(k, n, 0.05, "upper") == pytest.approx(ref.high, rel=1e-7)
 
 
 def test_clopper_pearson_edges_and_vectorised() -> None:
-    assert clopper_pearson_lower(0, 10, 0.05) == 0.0
-    assert clopper_pearson_lower(0, 0, 0.05) == 0.0
-    out = clopper_pearson_lower(np.array([0, 5, 10]), np.array([10, 10, 10]), 0.05)
+    assert clopper_pearson(0, 10, 0.05) == 0.0
+    assert clopper_pearson(0, 0, 0.05) == 0.0
+    assert clopper_pearson(10, 10, 0.05, "upper") == 1.0
+    out = clopper_pearson(np.array([0, 5, 10]), np.array([10, 10, 10]), 0.05)
     assert out.shape == (3,) and np.all(np.diff(out) > 0)
     assert min_samples_for_target(0.9, 0.05) == 29
-    assert clopper_pearson_lower(28, 28, 0.05) < 0.9 <= clopper_pearson_lower(29, 29, 0.05)
+    assert clopper_pearson(28, 28, 0.05) < 0.9 <= clopper_pearson(29, 29, 0.05)
     with pytest.raises(ValueError):
-        clopper_pearson_lower(3, 2, 0.05)
+        clopper_pearson(3, 2, 0.05)
+    with pytest.raises(ValueError, match="bound"):
+        clopper_pearson(1, 2, 0.05, "both")
 
 
 # ------------------------------------------------------------------ thresholds
@@ -143,7 +163,7 @@ def test_planted_thresholds(cal, fitted: Thresholds) -> None:
     assert info.lower_bound >= 0.9
     # delta is split equally between the class's fixed sequences (one per start count).
     assert info.delta_per_test == pytest.approx(0.05 / len(info.start_thresholds))
-    assert clopper_pearson_lower(info.n_correct, info.n_kept, info.delta_per_test) == (
+    assert clopper_pearson(info.n_correct, info.n_kept, info.delta_per_test) == (
         pytest.approx(info.lower_bound)
     )
 
@@ -167,14 +187,14 @@ def test_fixed_sequence_stops_at_first_failure() -> None:
     low = _rows(US, rng.uniform(0.5, 0.7, 4000), np.ones(4000, bool), rng)
     probs = np.concatenate([top[0], mid[0], low[0]])
     labels = np.concatenate([top[1], mid[1], low[1]])
-    single = fit_thresholds(probs, labels, NAMES, start_counts=(100,))
+    single = fit_thresholds(probs, labels, NAMES, policy(start_counts=[100]))
     assert 0.8 <= single.thresholds["US"] <= 0.9
     assert single.calibration["US"].status == ASSIGNED
     assert single.calibration["US"].delta_per_test == 0.05
     # With the default starts, a sequence starting where 3000 predictions are kept
     # (precision 0.95 there) may certify a looser threshold: valid, since the kept set's
     # true precision is above target all the way down.
-    multi = fit_thresholds(probs, labels, NAMES)
+    multi = fit_thresholds(probs, labels, NAMES, POLICY)
     t = multi.thresholds["US"]
     assert t <= single.thresholds["US"]
     kept = (probs.argmax(1) == US) & (probs.max(1) >= t)
@@ -182,13 +202,24 @@ def test_fixed_sequence_stops_at_first_failure() -> None:
 
 
 def test_simultaneous_splits_delta(cal) -> None:
-    th = fit_thresholds(*cal, NAMES, simultaneous=True)
+    th = fit_thresholds(*cal, NAMES, policy(guarantee="simultaneous"))
     assert th.delta_per_class == pytest.approx(0.05 / 4)
-    assert th.thresholds["US"] >= fit_thresholds(*cal, NAMES).thresholds["US"]
+    assert th.thresholds["US"] >= fit_thresholds(*cal, NAMES, POLICY).thresholds["US"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"target": 1.0}, "evaluation.policy.target=1.0"),
+    ({"delta": 0.0}, "evaluation.policy.delta=0.0"),
+    ({"start_counts": []}, "evaluation.policy.start_counts"),
+    ({"guarantee": "pooled"}, "evaluation.policy.guarantee='pooled'"),
+])
+def test_policy_config_rejects_bad_values(change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("[", r"\[")):
+        PolicyConfig(**{**POLICY.to_dict(), **change})
 
 
 def test_top_class_rule_and_never_assigned() -> None:
-    th = Thresholds(NAMES, {"US": 0.3, "BR": 0.9, "FR": math.inf, "OTHER": 0.5})
+    th = th_fixed({"US": 0.3, "BR": 0.9, "FR": math.inf, "OTHER": 0.5})
     probs = np.array(
         [
             [0.35, 0.60, 0.05, 0.00],  # US above its threshold but BR is top and below 0.9
@@ -228,7 +259,7 @@ def test_guarantee_over_repeated_calibration_draws() -> None:
     rng = np.random.default_rng(5)
     misses = 0
     for _ in range(40):
-        th = fit_thresholds(*planted(rng, n_us=1500, n_br=200, n_other=200), NAMES)
+        th = fit_thresholds(*planted(rng, n_us=1500, n_br=200, n_other=200), NAMES, POLICY)
         t = th.thresholds["US"]
         misses += math.isfinite(t) and true_precision_us(t) < 0.9
     assert misses <= 4
@@ -240,7 +271,7 @@ def test_thresholds_json_round_trip(tmp_path: Path, fitted: Thresholds) -> None:
     assert raw["method"] == METHOD
     assert raw["thresholds"]["BR"] is None and raw["thresholds"]["FR"] is None
     assert raw["calibration"]["per_class"]["FR"]["n_predicted"] == 5
-    for key in ("temperature", "target", "delta", "created_at", "class_names"):
+    for key in ("temperature", "target", "delta", "guarantee", "created_at", "class_names"):
         assert key in raw
     back = Thresholds.from_json(path)
     assert back.thresholds == fitted.thresholds
@@ -325,13 +356,13 @@ def test_flagged_country_below_target(tmp_path: Path) -> None:
     """A country with a threshold whose precision on the evaluated split is below target is
     flagged in the scalars, the CSV and the Markdown."""
     probs, labels = planted(np.random.default_rng(4), n_us=500, n_br=500, n_fr=50, n_other=300)
-    th = Thresholds(NAMES, {"US": 0.9, "BR": 0.0, "FR": math.inf, "OTHER": 0.0})
+    th = th_fixed({"US": 0.9, "BR": 0.0, "FR": math.inf, "OTHER": 0.0})
     result = evaluate_split(np.log(probs), labels, NAMES, th)
     assert result.flagged == ["BR"]
     assert result.scalars["countries_below_target"] == 1
     assert result.scalars["countries_meeting_target"] == 1  # US
     assert result.never_assigned == {"FR": "never_assigned"}
-    write_local(result, tmp_path)
+    write_report(result, tmp_path)
     pc = pd.read_csv(tmp_path / "per_class.csv").set_index("class")
     assert bool(pc.loc["BR", "flagged"]) and not bool(pc.loc["US", "flagged"])
     md = (tmp_path / "report.md").read_text()
@@ -349,25 +380,21 @@ def _leet_summary(run_dir: Path) -> dict:
     return json.loads(out.stdout)
 
 
-def test_run_evaluation_writes_report_and_logs_wandb(tmp_path: Path, monkeypatch) -> None:
+def _outputs(probs: np.ndarray, labels: np.ndarray) -> SplitOutputs:
+    return SplitOutputs(np.log(probs).astype(np.float32), labels)
+
+
+def test_evaluate_logits_writes_report_and_logs_wandb(tmp_path: Path, monkeypatch) -> None:
     import wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    cal_p, cal_y = planted(np.random.default_rng(21))
-    test_p, test_y = planted(np.random.default_rng(22), n_us=1500, n_br=500, n_other=500)
+    cal = _outputs(*planted(np.random.default_rng(21)))
+    test = _outputs(*planted(np.random.default_rng(22), n_us=1500, n_br=500, n_other=500))
     run = wandb.init(dir=tmp_path, mode="offline", project="geoloc-test")
     try:
-        result = run_evaluation(
-            np.log(cal_p),
-            cal_y,
-            np.log(test_p),
-            test_y,
-            NAMES,
-            tmp_path / "report",
-            wandb_run=run,
-            prefix="test",
-        )
+        result = evaluate_logits(cal, test, NAMES, POLICY, split="test",
+                                 report_dir=tmp_path / "report", wandb_run=run)
     finally:
         run.finish()
 
@@ -380,6 +407,7 @@ def test_run_evaluation_writes_report_and_logs_wandb(tmp_path: Path, monkeypatch
         "thresholds.json",
     ]:
         assert (out / fname).stat().st_size > 0, fname
+    assert not list(out.glob(".*.tmp"))  # every file went through the atomic writer
     assert (out / "per_country.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
     assert "fixed_sequence_clopper_pearson" in md
@@ -400,24 +428,27 @@ def test_run_evaluation_writes_report_and_logs_wandb(tmp_path: Path, monkeypatch
     assert s["correct_country_rate"] <= s["country_assigned_rate"]
     assert s["countries_with_threshold"] == 1 and s["countries_never_assigned"] == 2
 
-    # What W&B recorded, read back from the offline run's transaction log.
+    # What W&B recorded, read back from the offline run's transaction log: each scalar
+    # under the group that says what it measures.
     run_dir = next((tmp_path / "wandb").glob("offline-run-*"))
     summary = _leet_summary(run_dir)["summary"]
-    for key in (
-        "accuracy",
-        "correct_country_rate",
-        "uncertain_rate",
-        "coverage",
-        "countries_meeting_target",
-        "countries_below_target",
-        "ece",
-        "temperature",
+    for key, name in (
+        ("eval/accuracy", "accuracy"),
+        ("abstain/correct_country_rate", "correct_country_rate"),
+        ("abstain/uncertain_rate", "uncertain_rate"),
+        ("abstain/coverage", "coverage"),
+        ("abstain/countries_meeting_target", "countries_meeting_target"),
+        ("abstain/countries_below_target", "countries_below_target"),
+        ("calibration/ece", "ece"),
+        ("calibration/temperature", "temperature"),
     ):
-        assert summary[f"test/{key}"] == pytest.approx(s[key], rel=1e-6), key
-    assert summary["test/abstention_method"] == METHOD
-    assert summary["test/never_assigned"] == "BR, FR"
-    assert summary["test/per_class"]["_type"] == "table-file"
-    assert summary["test/figures/reliability"]["_type"] == "image-file"
+        assert summary[key] == pytest.approx(s[name], rel=1e-6), key
+    assert not any(k.startswith("abstain/") and ("ece" in k or "temperature" in k)
+                   for k in summary)
+    assert summary["abstain/method"] == METHOD
+    assert summary["abstain/never_assigned"] == "BR, FR"
+    assert summary["report/per_class"]["_type"] == "table-file"
+    assert summary["report/figures/reliability"]["_type"] == "image-file"
     # Custom charts (confusion matrices, line plots) are stored as "<key>_table".
     for key in (
         "confusion_matrix",
@@ -425,19 +456,19 @@ def test_run_evaluation_writes_report_and_logs_wandb(tmp_path: Path, monkeypatch
         "risk_coverage",
         "precision_threshold",
     ):
-        assert summary[f"test/{key}_table"]["_type"] == "table-file", key
+        assert summary[f"report/{key}_table"]["_type"] == "table-file", key
 
-    # Reusing saved thresholds (geoloc-eval on a checkpoint): no calibration split needed,
+    # Reusing a saved policy (geoloc-eval on a checkpoint): no calibration split needed,
     # no thresholds.json rewritten, same decisions.
     saved = Thresholds.from_json(out / "thresholds.json")
-    again = run_evaluation(
-        None, None, np.log(test_p), test_y, NAMES, tmp_path / "again", thresholds=saved
-    )
+    again = evaluate_logits(None, test, NAMES, saved, split="test", report_dir=tmp_path / "again")
     assert not again.fitted and not (tmp_path / "again" / "thresholds.json").exists()
     np.testing.assert_array_equal(again.decisions, result.decisions)
+    with pytest.raises(ValueError, match="calibration split"):
+        evaluate_logits(None, test, NAMES, POLICY, split="test", report_dir=tmp_path / "x")
 
 
-def test_log_wandb_keys_follow_prefix(cal, fitted: Thresholds) -> None:
+def test_log_wandb_keys(cal, fitted: Thresholds) -> None:
     """log_wandb only needs run.log and run.summary, so a stub shows the exact keys."""
 
     class Run:
@@ -451,53 +482,57 @@ def test_log_wandb_keys_follow_prefix(cal, fitted: Thresholds) -> None:
     probs, labels = cal
     result = evaluate_split(np.log(probs), labels, NAMES, fitted, split="val")
     run = Run()
-    keys = log_wandb(result, run, prefix="val")
-    assert all(k.startswith("val/") for k in keys)
+    keys = log_wandb(result, run)
+    assert all(k.split("/")[0] in ("report", "eval", "calibration", "abstain") for k in keys)
     for k in (
-        "val/per_class",
-        "val/sweep",
-        "val/confusion_matrix",
-        "val/confusion_matrix_abstain",
-        "val/risk_coverage",
-        "val/precision_threshold",
-        "val/figures/per_country",
-        "val/accuracy",
+        "report/per_class",
+        "report/sweep",
+        "report/confusion_matrix",
+        "report/confusion_matrix_abstain",
+        "report/risk_coverage",
+        "report/precision_threshold",
+        "report/figures/per_country",
+        "eval/accuracy",
+        "calibration/ece",
+        "abstain/coverage",
     ):
         assert k in run.logged, k
-    assert run.summary["val/correct_country_rate"] == result.scalars["correct_country_rate"]
+    assert run.summary["abstain/correct_country_rate"] == result.scalars["correct_country_rate"]
 
 
-def test_pipeline_adapter_for_the_training_entry_point(tmp_path: Path) -> None:
-    """evaluate_and_report predicts calib + test through the given callable, writes the
-    report into evaluation.report_dir and returns abstain/ scalars; a saved thresholds file
-    in evaluation.thresholds is reused without predicting calib."""
-    from omegaconf import OmegaConf
-
-    from geoloc.evaluation.pipeline import evaluate_and_report
-
+def test_evaluate_model_predicts_only_what_the_policy_needs(tmp_path: Path) -> None:
+    """evaluate_model predicts calib + the evaluated split through the trainer when the
+    policy must be fitted, and only the evaluated split with a saved policy."""
     data = {"calib": planted(np.random.default_rng(31)), "test": planted(np.random.default_rng(32))}
-    calls: list[str] = []
+    calls: list[tuple[str, str | None]] = []
 
-    def predict(trainer, module, datamodule, split, ckpt_path=None):
-        calls.append(split)
-        probs, labels = data[split]
-        return np.log(probs).astype(np.float32), labels, np.arange(len(labels))
+    class Trainer:
+        def predict(self, module, dataloaders, ckpt_path=None):
+            calls.append((dataloaders, ckpt_path))
+            probs, labels = data[dataloaders]
+            return [{"logits": torch.from_numpy(np.log(probs)), "row": torch.arange(len(labels)),
+                     "labels": torch.from_numpy(labels)}]
+
+    class DataModule:
+        def split_dataloader(self, split: str) -> str:
+            return split  # the fake trainer receives the split name as its "loader"
 
     class Module:
         class_names = tuple(NAMES)
 
-    cfg = OmegaConf.create(
-        {"evaluation": {"target_precision": 0.9, "delta": 0.05, "report_dir": str(tmp_path / "r")}}
-    )
-    out = evaluate_and_report(cfg, None, Module(), None, ckpt_path=None, predict=predict)
-    assert calls == ["calib", "test"]
+    import torch
+
+    result = evaluate_model(Trainer(), Module(), DataModule(), POLICY, split="test",
+                            report_dir=tmp_path / "r", ckpt_path="best.ckpt")
+    assert calls == [("calib", "best.ckpt"), ("test", "best.ckpt")]
     assert (tmp_path / "r" / "report.md").exists() and (tmp_path / "r" / "thresholds.json").exists()
-    assert 0 < out["abstain/coverage"] < 1 and "abstain/correct_country_rate" in out
-    assert all(k.startswith("abstain/") and math.isfinite(v) for k, v in out.items())
+    metrics = result.metrics()
+    assert 0 < metrics["abstain/coverage"] < 1 and "calibration/temperature" in metrics
+    assert all(math.isfinite(v) for v in metrics.values())
 
     calls.clear()
-    cfg.evaluation.thresholds = str(tmp_path / "r" / "thresholds.json")
-    cfg.evaluation.report_dir = str(tmp_path / "r2")
-    again = evaluate_and_report(cfg, None, Module(), None, predict=predict)
-    assert calls == ["test"]
-    assert again["abstain/coverage"] == out["abstain/coverage"]
+    saved = Thresholds.from_json(tmp_path / "r" / "thresholds.json")
+    again = evaluate_model(Trainer(), Module(), DataModule(), saved, split="test",
+                           report_dir=tmp_path / "r2")
+    assert calls == [("test", None)]
+    assert again.metrics()["abstain/coverage"] == metrics["abstain/coverage"]

@@ -1,19 +1,87 @@
-"""Pieces shared by the Hydra entry points (train, eval): building objects from config,
-collecting predictions, printing the summary table."""
+"""Scaffolding every Hydra entry point shares, written once.
+
+:func:`hydra_task` is the lightning-hydra-template's ``task_wrapper`` idea: it validates
+the config before anything heavy, runs the task, logs the exception if it fails, and
+*always* closes the W&B run (marked failed when the task failed), so a failed job in a
+multirun never leaves an open run behind. The ``build_*`` helpers instantiate the config
+groups the same way in ``geoloc-train`` and ``geoloc-eval``.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
+from geoloc.config import ConfigError, validate_config
+from geoloc.io import markdown_table
+
 log = logging.getLogger("geoloc")
+
+#: What the closing table of train and eval shows; everything else is in the report and
+#: the W&B run. ``test/*`` is Lightning's test loop, the rest the evaluation's metrics.
+HEADLINE = (
+    "test/acc", "test/macro_f1", "abstain/correct_country_rate", "abstain/uncertain_rate",
+    "abstain/country_precision", "abstain/countries_with_threshold",
+    "abstain/countries_meeting_target", "calibration/ece", "calibration/ece_uncalibrated",
+    "calibration/temperature", "minutes",
+)
+
+
+#: A task takes a validated config and returns (metrics, objects): the metrics a sweeper
+#: or a notebook reads, and the objects it built (module, datamodule, trainer, result), as
+#: the lightning-hydra-template's tasks do, so callers can inspect what was trained.
+Task = Callable[[DictConfig], tuple[dict[str, float], dict[str, Any]]]
+
+
+def run_task(task: Task, cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Validate ``cfg`` (fails in seconds, naming the option), set up the runtime, run
+    ``task(cfg)`` and always finish the W&B run, marked failed when the task raised.
+    Notebooks, tests and :mod:`geoloc.ablation` call this; entry points :func:`hydra_task`."""
+    validate_config(cfg)
+    setup_runtime(cfg)
+    failed = True
+    try:
+        out = task(cfg)
+        failed = False
+        return out
+    finally:
+        finish_wandb(failed)
+
+
+def hydra_task(prog: str, task: Task, cfg: DictConfig, returned_metric: str | None
+               ) -> float | None:
+    """Entry point ``prog``: :func:`run_task`, then ``metrics[returned_metric]`` (what a
+    Hydra sweeper optimises).
+
+    A :class:`ConfigError` ends the process with status 2 and a one-line message naming
+    the option; any other exception is logged and re-raised (Hydra then reports it and a
+    multirun moves on to the next job).
+    """
+    try:
+        metrics, _ = run_task(task, cfg)
+    except ConfigError as err:
+        print(f"{prog}: invalid config: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Exception:
+        log.exception("%s failed", prog)
+        raise
+    return metrics.get(returned_metric) if returned_metric else None
+
+
+def finish_wandb(failed: bool) -> None:
+    """Finish the process's W&B run, if one was started (exit code 1 when failed)."""
+    if "wandb" not in sys.modules:  # never imported: no run to close, no import cost
+        return
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
 
 
 def setup_runtime(cfg: DictConfig) -> None:
@@ -21,29 +89,39 @@ def setup_runtime(cfg: DictConfig) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if cfg.get("threads"):
+        import torch
+
         torch.set_num_threads(int(cfg.threads))
 
 
-def tokenizer_key(cfg: DictConfig) -> str:
-    """What determines tokenisation output (used in the datamodule's cache fingerprint)."""
-    return f"{cfg.backbone.name}|{cfg.tokenizer.variant}|{','.join(cfg.labels.countries)}"
-
-
-def build_datamodule(cfg: DictConfig, tokenizer: Any):
-    """Instantiate ``cfg.data`` with the model's tokenizer."""
+def build_datamodule(cfg: DictConfig, module: Any) -> Any:
+    """Instantiate ``cfg.data`` with the model's tokenizer and metadata (label set and
+    tokenizer identity travel from the model to the data, never through config)."""
     import hydra
 
-    return hydra.utils.instantiate(cfg.data, tokenizer=tokenizer, tokenizer_key=tokenizer_key(cfg))
+    return hydra.utils.instantiate(cfg.data, tokenizer=module.tokenizer,
+                                   metadata=module.metadata)
+
+
+def build_policy(cfg: DictConfig) -> Any:
+    """The abstention policy to evaluate with: the saved one named by
+    ``evaluation.thresholds`` (applied as is), else ``evaluation.policy`` (fitted now)."""
+    import hydra
+
+    from geoloc.evaluation import Thresholds
+
+    saved = cfg.evaluation.get("thresholds")
+    if saved:
+        return Thresholds.from_json(str(saved))
+    return hydra.utils.instantiate(cfg.evaluation.policy)
 
 
 def build_loggers(cfg: DictConfig) -> list:
+    """Instantiate every ``cfg.logger`` entry that has a ``_target_``."""
     import hydra
 
-    loggers = []
-    for _, lg_cfg in (cfg.get("logger") or {}).items():
-        if isinstance(lg_cfg, DictConfig) and "_target_" in lg_cfg:
-            loggers.append(hydra.utils.instantiate(lg_cfg))
-    return loggers
+    return [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values()
+            if isinstance(lg, DictConfig) and "_target_" in lg]
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
@@ -63,7 +141,13 @@ def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
     return callbacks
 
 
-def wandb_run(loggers: list):
+def build_trainer(cfg: DictConfig, loggers: list, callbacks: list) -> Any:
+    import hydra
+
+    return hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+
+
+def wandb_run(loggers: list) -> Any:
     """The live W&B run of the loggers, if any."""
     from pytorch_lightning.loggers import WandbLogger
 
@@ -73,33 +157,22 @@ def wandb_run(loggers: list):
     return None
 
 
-def wandb_run_dir(run) -> str | None:
+def wandb_run_dir(run: Any) -> str | None:
     """The run's folder on disk (what ``wandb sync`` / ``wandb leet inspect`` take)."""
-    if run is None:
-        return None
-    return str(Path(run.dir).parent)
-
-
-def predict_split(trainer, module, datamodule, split: str, ckpt_path: str | None = None):
-    """Logits, labels and row indices of one split, in dataset order."""
-    outputs = trainer.predict(module, dataloaders=datamodule.split_dataloader(split),
-                              ckpt_path=ckpt_path)
-    logits = torch.cat([o["logits"] for o in outputs]).numpy()
-    labels = torch.cat([o["labels"] for o in outputs]).numpy()
-    rows = torch.cat([o["row"] for o in outputs]).numpy()
-    return logits.astype(np.float32), labels.astype(np.int64), rows
+    return None if run is None else str(Path(run.dir).parent)
 
 
 def resolved(cfg: DictConfig) -> dict:
+    """The config as plain containers (what loggers record as hyper-parameters)."""
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
 
 
 def print_summary(title: str, metrics: Mapping[str, float], extra: Mapping[str, str]) -> None:
-    """A short Markdown table of the headline metrics, then paths."""
-    lines = [f"\n## {title}\n", "| metric | value |", "| --- | --- |"]
-    for k, v in metrics.items():
-        lines.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
-    lines.append("")
-    for k, v in extra.items():
-        lines.append(f"{k}: {v}")
-    print("\n".join(lines), flush=True)
+    """The headline metrics that ``metrics`` holds as a Markdown table, then paths."""
+    import pandas as pd
+
+    rows = [(k, f"{metrics[k]:.4f}" if isinstance(metrics[k], float) else metrics[k])
+            for k in HEADLINE if k in metrics]
+    table = markdown_table(pd.DataFrame(rows, columns=["metric", "value"]))
+    paths = "\n".join(f"{k}: {v}" for k, v in extra.items())
+    print(f"\n## {title}\n\n{table}\n\n{paths}", flush=True)

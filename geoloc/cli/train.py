@@ -1,63 +1,56 @@
-"""``geoloc-train``: compose the config, fit, test with the best checkpoint, then evaluate
-with calibrated abstention and write the report.
+"""``geoloc-train``: fit, test with the best checkpoint, then evaluate with calibrated
+abstention and write the report.
 
 Reads top to bottom like the lightning-hydra-template's train.py; returns the metric named
-by ``optimized_metric`` so a Hydra sweeper can optimise it.
+by ``optimized_metric`` so a Hydra sweeper can optimise it. Validation, W&B closing and
+error handling are :func:`geoloc.cli.common.hydra_task`'s.
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 import time
-from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from geoloc.config import CONF_DIR, ConfigError, validate_config
-
-# What the closing table shows; everything else is in the report and the W&B run.
-HEADLINE = (
-    "test/acc", "test/macro_f1", "abstain/correct_country_rate", "abstain/uncertain_rate",
-    "abstain/country_precision", "abstain/countries_with_threshold",
-    "abstain/countries_meeting_target", "abstain/ece", "abstain/ece_uncalibrated",
-    "abstain/temperature",
-)
+from geoloc.config import CONF_DIR
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Run one training job; return all logged metrics (floats)."""
-    validate_config(cfg)  # fail before anything heavy
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Run one training job on a validated config (see :func:`geoloc.cli.common.run_task`).
 
+    Returns every metric (floats) and the objects built: ``module`` (holding the weights
+    of the best checkpoint, which testing and evaluation loaded), ``datamodule``,
+    ``trainer``, ``result`` (the :class:`~geoloc.evaluation.EvaluationResult`) and
+    ``ckpt_path``.
+    """
     import pytorch_lightning as pl
 
     from geoloc.cli.common import (
         build_callbacks,
         build_datamodule,
         build_loggers,
-        predict_split,
+        build_policy,
+        build_trainer,
         print_summary,
         resolved,
-        setup_runtime,
         wandb_run,
         wandb_run_dir,
     )
-    from geoloc.cli.evaluate import thresholds_path
-    from geoloc.evaluation.pipeline import evaluate_and_report
-    from geoloc.evaluation.report import THRESHOLDS_FILE
+    from geoloc.evaluation import evaluate_model, thresholds_path
+    from geoloc.evaluation.render import THRESHOLDS_FILE
 
-    setup_runtime(cfg)
     started = time.time()
     pl.seed_everything(cfg.seed, workers=True)
 
     module = hydra.utils.instantiate(cfg.model)
-    datamodule = build_datamodule(cfg, module.tokenizer)
+    datamodule = build_datamodule(cfg, module)
     loggers = build_loggers(cfg)
     for lg in loggers:
         lg.log_hyperparams(resolved(cfg))
-    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer = build_trainer(cfg, loggers, build_callbacks(cfg, has_logger=bool(loggers)))
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -69,43 +62,36 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
     run = wandb_run(loggers)
-    summary = evaluate_and_report(
-        cfg, trainer, module, datamodule, ckpt_path=ckpt, wandb_run=run,
-        predict=predict_split,
-    )
-    metrics.update(summary)
-    if ckpt:  # every later command (geoloc-eval, prediction) finds them beside the weights
-        fitted = Path(str(cfg.evaluation.report_dir)) / THRESHOLDS_FILE
-        if fitted.exists():
-            shutil.copyfile(fitted, thresholds_path(ckpt))
-    headline = {k: metrics[k] for k in HEADLINE if k in metrics}
-    headline["minutes"] = round((time.time() - started) / 60, 2)
+    report_dir = str(cfg.evaluation.report_dir)
+    result = evaluate_model(trainer, module, datamodule, build_policy(cfg),
+                            split=datamodule.eval_split, report_dir=report_dir,
+                            ckpt_path=ckpt, wandb_run=run)
+    metrics.update(result.metrics())
+    if ckpt and result.fitted:  # later commands (geoloc-eval, prediction) find it there
+        shutil.copyfile(f"{report_dir}/{THRESHOLDS_FILE}", thresholds_path(ckpt))
+    metrics["minutes"] = round((time.time() - started) / 60, 2)
     print_summary(
         "geoloc-train: test metrics",
-        headline,
+        metrics,
         {
             "checkpoint": str(ckpt),
             "thresholds": str(thresholds_path(ckpt)) if ckpt else "none",
-            "report": str(cfg.evaluation.report_dir),
+            "report": report_dir,
             "wandb run": str(wandb_run_dir(run)),
             "split sizes": str(datamodule.split_sizes()),
             # test/* and abstain/* are measured on this split (val for the real tweets)
-            "evaluated split": str(getattr(datamodule, "eval_split", "test")),
+            "evaluated split": datamodule.eval_split,
         },
     )
-    if run is not None:
-        run.finish()
-    return metrics
+    return metrics, {"module": module, "datamodule": datamodule, "trainer": trainer,
+                     "result": result, "ckpt_path": ckpt}
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    try:
-        metrics = train(cfg)
-    except ConfigError as err:
-        print(f"geoloc-train: invalid config: {err}", file=sys.stderr)
-        sys.exit(2)
-    return metrics.get(cfg.get("optimized_metric") or "", None)
+    from geoloc.cli.common import hydra_task
+
+    return hydra_task("geoloc-train", train, cfg, cfg.get("optimized_metric"))
 
 
 def main() -> None:

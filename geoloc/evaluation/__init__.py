@@ -1,78 +1,60 @@
 """Evaluation of model outputs: per-class metrics, calibration, threshold sweeps,
 abstention with a precision guarantee, and one report written locally and to W&B.
 
-A pure library over numpy arrays (logits (N, C), labels (N,), class names); the training
-and ``geoloc-eval`` entry points call :func:`run_evaluation`.
+Modules, in the order data flows through them:
+
+- :mod:`~geoloc.evaluation.runner`: the one path from a finished model (or a baseline's
+  logits) to a result: :func:`evaluate_model`, :func:`evaluate_logits`, :func:`predict_split`;
+- :mod:`~geoloc.evaluation.abstention`: the policy: :class:`PolicyConfig` (how to fit),
+  :func:`fit_policy`, :class:`Thresholds` (the fitted, saved policy);
+- :mod:`~geoloc.evaluation.result`: what is computed (:func:`evaluate_split` ->
+  :class:`EvaluationResult`); :mod:`metrics`, :mod:`calibration`, :mod:`sweep` and
+  :mod:`stats` (Clopper-Pearson) are its pure-numpy pieces;
+- :mod:`~geoloc.evaluation.render`: how it is shown (report folder, W&B).
 """
 
 from geoloc.evaluation.abstention import (
     METHOD,
     UNCERTAIN_INDEX,
     ClassCalibration,
+    PolicyConfig,
     Thresholds,
-    clopper_pearson_lower,
-    fit_abstention,
+    fit_policy,
     fit_thresholds,
-    min_samples_for_target,
 )
-from geoloc.evaluation.calibration import (
-    CalibrationSummary,
-    calibration_summary,
-    fit_temperature,
-    nll,
-    reliability_bins,
-    reliability_figure,
-    softmax,
+from geoloc.evaluation.calibration import fit_temperature, softmax
+from geoloc.evaluation.render import log_wandb, render_markdown, write_report
+from geoloc.evaluation.result import EvaluationResult, evaluate_split, metric_key
+from geoloc.evaluation.runner import (
+    SplitOutputs,
+    evaluate_logits,
+    evaluate_model,
+    predict_split,
+    thresholds_path,
 )
-from geoloc.evaluation.metrics import (
-    ClassificationMetrics,
-    compute_metrics,
-    expected_calibration_error,
-)
-from geoloc.evaluation.report import (
-    EvaluationResult,
-    build_report,
-    evaluate_split,
-    log_wandb,
-    render_markdown,
-    run_evaluation,
-    write_local,
-)
-from geoloc.evaluation.sweep import (
-    default_grid,
-    precision_threshold_figure,
-    risk_coverage_figure,
-    threshold_sweep,
-)
+from geoloc.evaluation.stats import clopper_pearson, min_samples_for_target
 
 __all__ = [
     "METHOD",
     "UNCERTAIN_INDEX",
-    "CalibrationSummary",
     "ClassCalibration",
-    "ClassificationMetrics",
     "EvaluationResult",
+    "PolicyConfig",
+    "SplitOutputs",
     "Thresholds",
-    "build_report",
-    "calibration_summary",
-    "clopper_pearson_lower",
-    "compute_metrics",
-    "default_grid",
+    "clopper_pearson",
+    "evaluate_logits",
+    "evaluate_model",
     "evaluate_split",
-    "expected_calibration_error",
-    "fit_abstention",
+    "fit_policy",
     "fit_temperature",
     "fit_thresholds",
     "log_wandb",
+    "metric_key",
     "min_samples_for_target",
-    "nll",
-    "precision_threshold_figure",
-    "reliability_bins",
-    "reliability_figure",
+    "predict_split",
     "render_markdown",
-    "risk_coverage_figure",
-    "run_evaluation",
     "softmax",
-    "threshold_sweep",
-    "write_local",
+    "thresholds_path",
+    "write_report",
 ]

@@ -40,7 +40,7 @@ split, for each class c separately,
 
 The guarantee is per class: for each class with a finite threshold, with probability
 >= 1 - delta over the calibration sample, its precision on new data drawn like the
-calibration split is >= target. ``simultaneous=True`` tests every class at delta / C so
+calibration split is >= target. ``guarantee="simultaneous"`` tests every class at delta / C so
 that the statement holds for all classes at once. The temperature is treated as fixed;
 fitted on the same split it is one scalar chosen by likelihood, not by precision, but pass
 a temperature fitted elsewhere to be strict.
@@ -57,11 +57,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta
 
 from geoloc.evaluation.calibration import fit_temperature, softmax
 from geoloc.evaluation.metrics import check_outputs
+from geoloc.evaluation.stats import clopper_pearson, min_samples_for_target
 from geoloc.evaluation.sweep import counts_above, default_grid
+from geoloc.io import write_json_atomic
 from geoloc.labels import UNCERTAIN
 
 #: Name of the threshold-selection method, written into thresholds.json and the report.
@@ -75,9 +76,6 @@ METHOD_DESCRIPTION = (
 )
 #: Array value of an UNCERTAIN decision.
 UNCERTAIN_INDEX = -1
-#: Each class runs one fixed sequence per count s <= n_c, starting at the strictest grid
-#: threshold that keeps >= s calibration predictions (see the module docstring).
-DEFAULT_START_COUNTS: tuple[int, ...] = (50, 100, 300, 1000, 3000, 10000)
 SCHEMA = "geoloc.thresholds/v1"
 
 # Per-class status values.
@@ -93,30 +91,54 @@ STATUS_TEXT = {
 }
 
 
-def clopper_pearson_lower(k: Any, n: Any, delta: float) -> Any:
-    """One-sided Clopper-Pearson lower confidence bound of a binomial proportion.
+#: Guarantee kinds. ``per_class``: each class with a threshold keeps precision >= target
+#: with probability >= 1 - delta; ``simultaneous``: all of them at once (delta / C each).
+GUARANTEES = ("per_class", "simultaneous")
 
-    With probability >= 1 - delta the true proportion is >= the bound. Equals
-    ``Beta(delta; k, n - k + 1)`` quantile (0 when k = 0 or n = 0); for k = n it is
-    delta ** (1 / n). Vectorised over k and n; returns a float for scalar input.
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """How thresholds are fitted: the one object the evaluation path passes around.
+
+    Built from the ``evaluation.policy`` config node (``conf/evaluation/default.yaml`` holds
+    the values; there are no code defaults to drift from it). ``start_counts``: each class
+    runs one fixed sequence per count s <= n_c, starting at the strictest grid threshold
+    that keeps >= s calibration predictions (see the module docstring). ``guarantee`` is
+    one of :data:`GUARANTEES`; new kinds (pooled guarantees for rare classes) go there.
     """
-    k_arr = np.asarray(k, dtype=float)
-    n_arr = np.asarray(n, dtype=float)
-    if np.any(k_arr < 0) or np.any(k_arr > n_arr):
-        raise ValueError("need 0 <= k <= n")
-    ok = k_arr > 0
-    bound = np.where(
-        ok, beta.ppf(delta, np.where(ok, k_arr, 1.0), np.where(ok, n_arr - k_arr + 1, 1.0)), 0.0
-    )
-    return float(bound) if bound.ndim == 0 else bound
 
+    target: float
+    delta: float
+    start_counts: tuple[int, ...]
+    guarantee: str
 
-def min_samples_for_target(target: float, delta: float) -> int:
-    """Fewest predictions n for which n-of-n correct certifies ``target`` (delta**(1/n) >= target)."""
-    n = max(1, math.ceil(math.log(delta) / math.log(target)))
-    while clopper_pearson_lower(n, n, delta) < target:  # guard against float rounding
-        n += 1
-    return n
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", float(self.target))
+        object.__setattr__(self, "delta", float(self.delta))
+        object.__setattr__(self, "start_counts",
+                           tuple(sorted({int(x) for x in self.start_counts})))
+        if not 0.0 < self.target < 1.0:
+            raise ValueError(f"evaluation.policy.target={self.target}: must be in (0, 1)")
+        if not 0.0 < self.delta < 1.0:
+            raise ValueError(f"evaluation.policy.delta={self.delta}: must be in (0, 1)")
+        if not self.start_counts or min(self.start_counts) < 1:
+            raise ValueError(f"evaluation.policy.start_counts={list(self.start_counts)}: "
+                             "need one or more positive counts")
+        if self.guarantee not in GUARANTEES:
+            raise ValueError(f"evaluation.policy.guarantee={self.guarantee!r}: expected one "
+                             f"of {', '.join(GUARANTEES)}")
+
+    @property
+    def simultaneous(self) -> bool:
+        return self.guarantee == "simultaneous"
+
+    def delta_per_class(self, n_classes: int) -> float:
+        """The level each class is tested at (delta, or delta / C when simultaneous)."""
+        return self.delta / n_classes if self.simultaneous else self.delta
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "delta": self.delta,
+                "start_counts": list(self.start_counts), "guarantee": self.guarantee}
 
 
 @dataclass(frozen=True)
@@ -153,12 +175,10 @@ class Thresholds:
 
     class_names: list[str]
     thresholds: dict[str, float]
+    policy: PolicyConfig
+    """How the thresholds were fitted (target, delta, start counts, guarantee kind)."""
     temperature: float = 1.0
-    target: float = 0.9
-    delta: float = 0.05
     method: str = METHOD
-    simultaneous: bool = False
-    start_counts: list[int] = field(default_factory=lambda: list(DEFAULT_START_COUNTS))
     n_calibration: int = 0
     calibration: dict[str, ClassCalibration] = field(default_factory=dict)
     grid: list[float] = field(default_factory=lambda: default_grid().tolist())
@@ -171,9 +191,17 @@ class Thresholds:
             raise ValueError(f"no threshold for classes {missing}")
 
     @property
+    def target(self) -> float:
+        return self.policy.target
+
+    @property
+    def delta(self) -> float:
+        return self.policy.delta
+
+    @property
     def delta_per_class(self) -> float:
         """The level each class is tested at (delta, or delta / C when simultaneous)."""
-        return self.delta / len(self.class_names) if self.simultaneous else self.delta
+        return self.policy.delta_per_class(len(self.class_names))
 
     def vector(self) -> np.ndarray:
         """Thresholds in class-index order (+inf = never assigned)."""
@@ -217,7 +245,7 @@ class Thresholds:
             "method_description": METHOD_DESCRIPTION if self.method == METHOD else "",
             "target": self.target,
             "delta": self.delta,
-            "simultaneous": self.simultaneous,
+            "guarantee": self.policy.guarantee,
             "delta_per_class": self.delta_per_class,
             "temperature": self.temperature,
             "class_names": list(self.class_names),
@@ -227,7 +255,7 @@ class Thresholds:
             "never_assigned": self.never_assigned,
             "calibration": {
                 "n_samples": self.n_calibration,
-                "start_counts": list(self.start_counts),
+                "start_counts": list(self.policy.start_counts),
                 "per_class": {n: asdict(c) for n, c in self.calibration.items()},
             },
             "grid": [float(g) for g in self.grid],
@@ -240,17 +268,18 @@ class Thresholds:
         if data.get("schema", SCHEMA) != SCHEMA:
             raise ValueError(f"unsupported thresholds schema {data.get('schema')!r}")
         cal = data.get("calibration", {})
+        # Files written before the guarantee kind had a name stored a boolean instead.
+        guarantee = data.get("guarantee") or (
+            "simultaneous" if data.get("simultaneous") else "per_class")
         return cls(
             class_names=list(data["class_names"]),
             thresholds={
                 n: (math.inf if t is None else float(t)) for n, t in data["thresholds"].items()
             },
+            policy=PolicyConfig(target=data["target"], delta=data["delta"],
+                                start_counts=cal["start_counts"], guarantee=guarantee),
             temperature=float(data.get("temperature", 1.0)),
-            target=float(data["target"]),
-            delta=float(data["delta"]),
             method=str(data.get("method", METHOD)),
-            simultaneous=bool(data.get("simultaneous", False)),
-            start_counts=[int(x) for x in cal.get("start_counts", DEFAULT_START_COUNTS)],
             n_calibration=int(cal.get("n_samples", 0)),
             calibration={n: ClassCalibration(**c) for n, c in cal.get("per_class", {}).items()},
             grid=[float(g) for g in data.get("grid", default_grid().tolist())],
@@ -259,10 +288,7 @@ class Thresholds:
 
     def to_json(self, path: str | Path) -> Path:
         """Write the policy as indented JSON (the file ``geoloc-eval`` and inference load)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
-        return path
+        return write_json_atomic(path, self.to_dict())
 
     @classmethod
     def from_json(cls, path: str | Path) -> Thresholds:
@@ -295,7 +321,7 @@ def _fit_class(
         counts = [n_pred]
     starts = sorted({int(np.flatnonzero(kept >= s)[0]) for s in counts})
     level = delta / len(starts)
-    bounds = clopper_pearson_lower(right, kept, level)
+    bounds = clopper_pearson(right, kept, level)
     chosen: int | None = None
     tested: set[int] = set()
     for start in starts:
@@ -335,27 +361,20 @@ def fit_thresholds(
     probs: np.ndarray,
     labels: np.ndarray,
     class_names: Sequence[str],
+    policy: PolicyConfig,
     *,
-    target: float = 0.9,
-    delta: float = 0.05,
-    grid: np.ndarray | None = None,
-    start_counts: Sequence[int] = DEFAULT_START_COUNTS,
-    simultaneous: bool = False,
     temperature: float = 1.0,
+    grid: np.ndarray | None = None,
 ) -> Thresholds:
     """Choose each class's threshold on calibration probabilities (see module docstring).
 
     ``probs`` must already be softmax(logits / temperature); ``temperature`` is only
     recorded so that :meth:`Thresholds.apply_logits` reproduces them.
     """
-    if not 0 < target < 1:
-        raise ValueError(f"target must be in (0, 1), got {target}")
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1), got {delta}")
     probs, labels, names = check_outputs(probs, labels, class_names)
     grid = default_grid() if grid is None else np.asarray(grid, dtype=np.float64)
     grid_desc = np.unique(grid)[::-1]
-    delta_c = delta / len(names) if simultaneous else delta
+    delta_c = policy.delta_per_class(len(names))
     pred = probs.argmax(axis=1)
     conf = probs.max(axis=1)
     correct = pred == labels
@@ -364,52 +383,33 @@ def fit_thresholds(
     for c, name in enumerate(names):
         mask = pred == c
         thresholds[name], calibration[name] = _fit_class(
-            conf[mask],
-            correct[mask],
-            int((labels == c).sum()),
-            grid_desc,
-            target,
-            delta_c,
-            sorted(set(int(x) for x in start_counts)),
+            conf[mask], correct[mask], int((labels == c).sum()), grid_desc,
+            policy.target, delta_c, policy.start_counts,
         )
     return Thresholds(
         class_names=names,
         thresholds=thresholds,
+        policy=policy,
         temperature=float(temperature),
-        target=float(target),
-        delta=float(delta),
-        simultaneous=simultaneous,
-        start_counts=sorted(set(int(x) for x in start_counts)),
         n_calibration=len(labels),
         calibration=calibration,
         grid=[float(g) for g in np.unique(grid)],
     )
 
 
-def fit_abstention(
+def fit_policy(
     logits: np.ndarray,
     labels: np.ndarray,
     class_names: Sequence[str],
+    policy: PolicyConfig,
     *,
-    target: float = 0.9,
-    delta: float = 0.05,
-    grid: np.ndarray | None = None,
-    start_counts: Sequence[int] = DEFAULT_START_COUNTS,
-    simultaneous: bool = False,
     temperature: float | None = None,
+    grid: np.ndarray | None = None,
 ) -> Thresholds:
-    """Fit the temperature (unless given) and then the per-class thresholds on calibration logits."""
+    """Fit the temperature (unless given), then the per-class thresholds, on calibration
+    logits: the whole abstention policy from one call."""
     logits, labels, names = check_outputs(logits, labels, class_names)
     if temperature is None:
         temperature = fit_temperature(logits, labels)
-    return fit_thresholds(
-        softmax(logits, temperature),
-        labels,
-        names,
-        target=target,
-        delta=delta,
-        grid=grid,
-        start_counts=start_counts,
-        simultaneous=simultaneous,
-        temperature=temperature,
-    )
+    return fit_thresholds(softmax(logits, temperature), labels, names, policy,
+                          temperature=temperature, grid=grid)

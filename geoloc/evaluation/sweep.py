@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from geoloc.evaluation.figures import new_figure
 from geoloc.evaluation.metrics import check_outputs, is_country
+from geoloc.evaluation.stats import ratio
 
 #: Row label of the all-classes rows in a sweep table.
 ALL = "ALL"
@@ -59,15 +60,6 @@ def counts_above(
     return len(confidence) - first_kept, suffix[first_kept]
 
 
-def _ratio(num: np.ndarray, den: np.ndarray | float) -> np.ndarray:
-    """num / den elementwise, NaN where den is 0 (shared by the sweep and the report)."""
-    num = np.asarray(num, dtype=float)
-    den = np.broadcast_to(np.asarray(den, dtype=float), num.shape)
-    out = np.full(num.shape, np.nan)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
 def threshold_sweep(
     probs: np.ndarray,
     labels: np.ndarray,
@@ -95,7 +87,7 @@ def threshold_sweep(
             support = int((labels == c).sum())
             predicted = int(mask.sum())
         kept, right = counts_above(conf[mask], correct[mask], grid)
-        precision = _ratio(right, kept)
+        precision = ratio(right, kept)
         frames.append(
             pd.DataFrame(
                 {
@@ -107,8 +99,8 @@ def threshold_sweep(
                     "kept": kept.astype(int),
                     "correct": right.astype(int),
                     "precision": precision,
-                    "recall": _ratio(right, support),
-                    "coverage": _ratio(kept, predicted),
+                    "recall": ratio(right, support),
+                    "coverage": ratio(kept, predicted),
                     "accuracy_kept": precision,
                     "risk": 1.0 - precision,
                 }

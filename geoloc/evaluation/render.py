@@ -1,0 +1,372 @@
+"""How an evaluation is shown: the report folder (Markdown, CSV, PNG, JSON) and W&B.
+
+Both renderers take the same :class:`~geoloc.evaluation.result.EvaluationResult` and
+compute nothing of their own, so every number a reviewer reads in ``report.md`` is the
+number in the W&B run. W&B keys: scalars under their full names
+(:meth:`EvaluationResult.metrics`: ``eval/…``, ``calibration/…``, ``abstain/…``); tables,
+charts and figures under ``report/``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geoloc.evaluation.abstention import METHOD, METHOD_DESCRIPTION, STATUS_TEXT
+from geoloc.evaluation.figures import figure_png
+from geoloc.evaluation.result import EvaluationResult
+from geoloc.evaluation.sweep import ALL
+from geoloc.io import atomic_write, markdown_table, write_json_atomic, write_text_atomic
+from geoloc.labels import OTHER, UNCERTAIN
+
+#: Files :func:`write_report` writes into the report folder.
+TABLE_FILES = {
+    "per_class": "per_class.csv",
+    "sweep": "sweep.csv",
+    "confusion": "confusion.csv",
+    "confusion_normalized": "confusion_normalized.csv",
+    "confusion_abstain": "confusion_abstain.csv",
+    "reliability": "reliability.csv",
+    "calibration": "calibration.csv",
+    "top_confusions": "top_confusions.csv",
+}
+FIGURE_FILES = {
+    "per_country": "per_country.png",
+    "reliability": "reliability.png",
+    "risk_coverage": "risk_coverage.png",
+    "precision_threshold": "precision_threshold.png",
+    "confusion": "confusion.png",
+}
+REPORT_FILE = "report.md"
+SUMMARY_FILE = "summary.json"
+#: The fitted policy, written beside the report when this evaluation fitted it.
+THRESHOLDS_FILE = "thresholds.json"
+#: W&B namespace of the report's tables, charts and figures.
+WANDB_REPORT = "report"
+
+
+def _pct(x: Any) -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if math.isnan(x) else f"{100 * x:.1f} %"
+
+
+def _thr(x: float) -> str:
+    return f"{x:.3g}" if np.isfinite(x) else "never"
+
+
+def _class_rows(pc: pd.DataFrame, target: float) -> pd.DataFrame:
+    rows = []
+    for _, r in pc.iterrows():
+        if r["flagged"]:
+            flag = f"⚠️ **below {100 * target:.0f} %**"
+        elif not np.isfinite(r["threshold"]):
+            flag = "never assigned"
+        elif r["assigned"] == 0:
+            flag = "no assignment here"
+        else:
+            flag = "ok"
+        code = f"**{r['class']}**" if r["flagged"] else r["class"]
+        ci = (
+            "–"
+            if np.isnan(r["precision_ci95_low"])
+            else f"{100 * r['precision_ci95_low']:.1f}–{100 * r['precision_ci95_high']:.1f}"
+        )
+        rows.append(
+            {
+                "": flag,
+                "code": code,
+                "country": r["name"],
+                "threshold": _thr(r["threshold"]),
+                "assigned": int(r["assigned"]),
+                "precision": _pct(r["precision_abstain"]),
+                "95 % CI": ci,
+                "recall": _pct(r["recall_abstain"]),
+                "support": int(r["support"]),
+                "precision (argmax)": _pct(r["precision"]),
+                "recall (argmax)": _pct(r["recall"]),
+                "F1 (argmax)": _pct(r["f1"]),
+                "cal. bound": _pct(r["cal_lower_bound"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def render_markdown(result: EvaluationResult) -> str:
+    """The Markdown report (``report.md``); figures are referenced by their PNG file names."""
+    s = result.scalars
+    th = result.thresholds
+    pc = result.tables["per_class"]
+    target = th.target
+    split = result.split
+    lines = [
+        f"# Evaluation report: {split} split",
+        "",
+        f"{s['n_samples']} profiles, {s['countries_total']} countries"
+        + (" + OTHER" if OTHER in result.class_names else "")
+        + f". Generated {result.created_at}.",
+        "",
+        "## Headline",
+        "",
+        markdown_table(
+            pd.DataFrame(
+                [
+                    ("Accuracy without abstention (argmax)", _pct(s["accuracy"])),
+                    ("Macro-F1 without abstention", _pct(s["macro_f1"])),
+                    ("Profiles assigned the correct country", _pct(s["correct_country_rate"])),
+                    (
+                        "Profiles assigned the correct label (countries or OTHER)",
+                        _pct(s["correct_assigned_rate"]),
+                    ),
+                    ("Profiles UNCERTAIN", _pct(s["uncertain_rate"])),
+                    ("Accuracy of assigned labels", _pct(s["selective_accuracy"])),
+                    (
+                        f"Countries meeting the {100 * target:.0f} % target here",
+                        f"{s['countries_meeting_target']} of {s['countries_assigned']} assigned "
+                        f"({s['countries_with_threshold']} have a threshold, "
+                        f"{s['countries_total']} in the label set)",
+                    ),
+                    (
+                        "Countries below target here (flagged)",
+                        ", ".join(f"⚠️ **{c}**" for c in result.flagged) or "none",
+                    ),
+                    ("Countries never assigned", str(s["countries_never_assigned"])),
+                    (
+                        "ECE before → after temperature scaling",
+                        f"{s['ece_uncalibrated']:.4f} → {s['ece']:.4f}",
+                    ),
+                ],
+                columns=["metric", "value"],
+            )
+        ),
+        "",
+        "## Abstention policy",
+        "",
+        f"A profile gets its top class c only when P(c) ≥ t_c after temperature scaling "
+        f"(T = {th.temperature:.3g}); otherwise it is {UNCERTAIN}. "
+        f"Thresholds were {'fitted in this run' if result.fitted else 'loaded (fitted earlier)'} "
+        f"on a calibration split of {th.n_calibration} profiles with method "
+        f"`{th.method}`: {METHOD_DESCRIPTION if th.method == METHOD else th.method}. "
+        f"Target precision {100 * target:.0f} %, δ = {th.delta:g}"
+        + (
+            f" split over {len(th.class_names)} classes (simultaneous)"
+            if th.policy.simultaneous
+            else " per class"
+        )
+        + f". Start counts: {list(th.policy.start_counts)} (a class with fewer predictions than "
+        "the first starts once, with all of them). Guarantee: for each class with a threshold, with "
+        f"probability ≥ {1 - th.delta:g} over the calibration sample, its precision on data "
+        "like the calibration split is ≥ target. Precision measured on this finite split can "
+        "still fall below target by chance; the 95 % interval shows how far.",
+        "",
+    ]
+    if result.never_assigned:
+        lines += [
+            "**Never assigned** (no threshold; these classes are always "
+            f"{UNCERTAIN} when predicted):",
+            "",
+        ]
+        by_status: dict[str, list[str]] = {}
+        for name, status in result.never_assigned.items():
+            by_status.setdefault(status, []).append(name)
+        for status, group in by_status.items():
+            lines.append(f"- {STATUS_TEXT.get(status, status)}: {', '.join(group)}")
+        lines.append("")
+    lines += [
+        f"## Per country after abstention (target {100 * target:.0f} %)",
+        "",
+        "Precision/recall/CI are after abstention on this split; argmax columns are "
+        "without abstention; cal. bound is the Clopper–Pearson lower bound of calibration "
+        "precision at the chosen threshold (for a never-assigned class: the highest bound "
+        "any of its tests reached).",
+        "",
+        markdown_table(_class_rows(pc[pc["is_country"]], target)),
+        "",
+        "![per-country table](per_country.png)",
+        "",
+    ]
+    if OTHER in result.class_names:
+        lines += [
+            "## OTHER (catch-all, reported apart from countries)",
+            "",
+            'Assigning OTHER is a claim too ("not one of the listed countries"), so it has a '
+            "threshold chosen the same way.",
+            "",
+            markdown_table(_class_rows(pc[~pc["is_country"]], target)),
+            "",
+        ]
+    cal = result.tables["calibration"]
+    lines += [
+        "## Calibration",
+        "",
+        f"Temperature T = {th.temperature:.4g} fitted by minimising NLL on the calibration "
+        "split (bounded scalar minimisation over log T). Top-1 ECE uses 15 equal-width bins.",
+        "",
+        markdown_table(
+            cal.assign(
+                nll=cal["nll"].map("{:.4f}".format),
+                ece=cal["ece"].map("{:.4f}".format),
+                temperature=cal["temperature"].map("{:.4g}".format),
+            )
+        ),
+        "",
+        "![reliability diagram](reliability.png)",
+        "",
+        "## Threshold sweeps",
+        "",
+        "One global threshold applied to all classes (the star marks the per-class policy).",
+        "",
+        "![risk-coverage](risk_coverage.png)",
+        "",
+        "![precision vs threshold](precision_threshold.png)",
+        "",
+        "## Confusions (argmax, no abstention)",
+        "",
+    ]
+    top = result.tables["top_confusions"]
+    if len(top):
+        lines += [markdown_table(top.assign(share_of_true=top["share_of_true"].map(_pct))), ""]
+    lines += [
+        "![confusion matrix](confusion.png)",
+        "",
+        "## Files",
+        "",
+        *[
+            f"- `{f}`"
+            for f in [
+                *TABLE_FILES.values(),
+                *FIGURE_FILES.values(),
+                SUMMARY_FILE,
+                *([THRESHOLDS_FILE] if result.fitted else []),
+            ]
+        ],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write report.md, summary.json, the CSV tables, the PNG figures and (when this
+    evaluation fitted the policy) thresholds.json into ``out_dir``, each atomically.
+
+    Returns {name: path} of what was written. Infinite thresholds appear as ``inf`` in CSVs.
+    """
+    out = Path(out_dir)
+    written: dict[str, Path] = {}
+    if result.fitted:
+        written["thresholds"] = result.thresholds.to_json(out / THRESHOLDS_FILE)
+    for key, fname in TABLE_FILES.items():
+        with atomic_write(out / fname) as fh:
+            result.tables[key].to_csv(fh, index=key.startswith("confusion"))
+        written[key] = out / fname
+    for key, fname in FIGURE_FILES.items():
+        with atomic_write(out / fname, "wb") as fh:
+            fh.write(figure_png(result.figures[key]))
+        written[f"{key}_png"] = out / fname
+    summary = {
+        "split": result.split,
+        "scalars": result.scalars,
+        "flagged_countries": result.flagged,
+        "never_assigned": result.never_assigned,
+        "method": result.thresholds.method,
+        "created_at": result.created_at,
+    }
+    written["summary"] = write_json_atomic(out / SUMMARY_FILE, _json_safe(summary))
+    written["report"] = write_text_atomic(out / REPORT_FILE, render_markdown(result))
+    return written
+
+
+def _wandb_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Copy with NaN/inf as None and nullable booleans as plain objects (W&B tables are JSON)."""
+    df = df.reset_index(drop=True).astype(object)
+    return df.map(
+        lambda v: (
+            None
+            if (v is pd.NA or (isinstance(v, float) and not math.isfinite(v)))
+            else (v.item() if isinstance(v, np.generic) else v)
+        )
+    )
+
+
+def log_wandb(result: EvaluationResult, run: Any, step: int | None = None) -> list[str]:
+    """Log the result to a W&B run (e.g. ``WandbLogger.experiment``); returns the keys logged.
+
+    Scalars under their full names (also written to ``run.summary``); under ``report/``:
+    ``per_class`` and ``sweep`` tables, ``confusion_matrix`` and
+    ``confusion_matrix_abstain`` charts, ``risk_coverage`` and ``precision_threshold`` line
+    charts and ``figures/<name>`` images (the same PNGs as the local report); W&B stores
+    each chart's data as ``<key>_table``. The summary also gets the strings
+    ``abstain/flagged_countries``, ``abstain/never_assigned`` and ``abstain/method``.
+    ``step`` is passed to ``run.log`` so that a caller that steps the run itself can keep
+    steps monotonic.
+    """
+    import wandb  # imported here: ~1 s, and only this function needs it
+    from PIL import Image
+
+    p = f"{WANDB_REPORT}/"
+    names = result.class_names
+    sweep = result.tables["sweep"]
+    payload: dict[str, Any] = {}
+    payload[p + "per_class"] = wandb.Table(dataframe=_wandb_frame(result.tables["per_class"]))
+    payload[p + "sweep"] = wandb.Table(dataframe=_wandb_frame(sweep))
+    payload[p + "confusion_matrix"] = wandb.plot.confusion_matrix(
+        y_true=result.labels.tolist(),
+        preds=result.predictions.tolist(),
+        class_names=names,
+        title=f"{result.split}: confusion (argmax)",
+    )
+    abst = np.where(result.decisions < 0, len(names), result.decisions)
+    payload[p + "confusion_matrix_abstain"] = wandb.plot.confusion_matrix(
+        y_true=result.labels.tolist(),
+        preds=abst.tolist(),
+        class_names=[*names, UNCERTAIN],
+        title=f"{result.split}: confusion after abstention",
+    )
+    rc = sweep[sweep["class"] == ALL][["threshold", "coverage", "risk"]].dropna()
+    payload[p + "risk_coverage"] = wandb.plot.line(
+        wandb.Table(dataframe=_wandb_frame(rc)),
+        "coverage",
+        "risk",
+        title=f"{result.split}: risk-coverage (one global threshold)",
+    )
+    pt = sweep[sweep["class"] != ALL][["threshold", "precision", "class"]].dropna()
+    payload[p + "precision_threshold"] = wandb.plot.line(
+        wandb.Table(dataframe=_wandb_frame(pt)),
+        "threshold",
+        "precision",
+        stroke="class",
+        title=f"{result.split}: precision vs threshold per class",
+    )
+    for key, fig in result.figures.items():
+        payload[p + f"figures/{key}"] = wandb.Image(
+            Image.open(io.BytesIO(figure_png(fig))), caption=f"{result.split}: {key}"
+        )
+    metrics = result.metrics()
+    payload.update(metrics)
+    run.log(payload, step=step)
+    strings = {
+        "abstain/flagged_countries": ", ".join(result.flagged),
+        "abstain/never_assigned": ", ".join(result.never_assigned),
+        "abstain/method": result.thresholds.method,
+    }
+    run.summary.update({**metrics, **strings})
+    return sorted([*payload, *strings])

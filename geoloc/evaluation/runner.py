@@ -1,0 +1,126 @@
+"""From a finished model to an :class:`EvaluationResult`: the one evaluation path.
+
+``geoloc-train``, ``geoloc-eval`` and the baselines all end here::
+
+    evaluate_model(trainer, module, datamodule, policy, split=…, report_dir=…)
+      ├─ predict_split(…, "calib")   (only when the policy still has to be fitted)
+      ├─ predict_split(…, split)
+      └─ evaluate_logits(calib, evaluated, class_names, policy, …)
+           ├─ fit_policy                 (abstention.py: temperature + thresholds)
+           ├─ evaluate_split             (result.py: tables, figures, scalars)
+           └─ write_report, log_wandb    (render.py)
+
+``policy`` is either a :class:`PolicyConfig` (fit temperature and thresholds on the
+``calib`` split now) or a fitted :class:`Thresholds` (a saved policy, applied as is), so a
+reused policy and a fresh one take the same road. Models that are not Lightning modules
+(the baselines) enter at :func:`evaluate_logits` with their own logits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoloc.evaluation.abstention import PolicyConfig, Thresholds, fit_policy
+from geoloc.evaluation.calibration import calibration_summary
+from geoloc.evaluation.metrics import ECE_BINS, check_outputs
+from geoloc.evaluation.render import log_wandb, write_report
+from geoloc.evaluation.result import EvaluationResult, evaluate_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SplitOutputs:
+    """A model's raw outputs on one split, in dataset order."""
+
+    logits: np.ndarray
+    """(N, C) float32 logits (before temperature)."""
+    labels: np.ndarray
+    """(N,) int64 class indices."""
+    rows: np.ndarray | None = None
+    """(N,) row index of each output in the datamodule's dataset (None for baselines)."""
+
+
+def thresholds_path(ckpt_path: str | Path) -> Path:
+    """Where the policy of a checkpoint is saved: ``<ckpt>.thresholds.json`` beside it, so
+    every later command (``geoloc-eval``, prediction) finds it with the weights."""
+    ckpt = Path(ckpt_path)
+    return ckpt.with_name(ckpt.stem + ".thresholds.json")
+
+
+def predict_split(trainer: Any, module: Any, datamodule: Any, split: str,
+                  ckpt_path: str | None = None) -> SplitOutputs:
+    """Logits, labels and row indices of one datamodule split (``calib`` included), via
+    ``trainer.predict`` so devices, precision and checkpoint loading follow the trainer."""
+    import torch
+
+    outputs = trainer.predict(module, dataloaders=datamodule.split_dataloader(split),
+                              ckpt_path=ckpt_path)
+    return SplitOutputs(
+        logits=torch.cat([o["logits"] for o in outputs]).numpy().astype(np.float32),
+        labels=torch.cat([o["labels"] for o in outputs]).numpy().astype(np.int64),
+        rows=torch.cat([o["row"] for o in outputs]).numpy(),
+    )
+
+
+def evaluate_logits(
+    calib: SplitOutputs | None,
+    evaluated: SplitOutputs,
+    class_names: list[str],
+    policy: PolicyConfig | Thresholds,
+    *,
+    split: str,
+    report_dir: str | Path,
+    wandb_run: Any = None,
+) -> EvaluationResult:
+    """Fit the policy on ``calib`` (when ``policy`` is a config) or apply a fitted one,
+    evaluate ``evaluated``, write the report folder and log it to ``wandb_run``.
+
+    ``calib`` may be None only with a fitted policy; when given it also adds the
+    calibration split's before/after ECE to the report.
+    """
+    fitted = isinstance(policy, PolicyConfig)
+    if fitted:
+        if calib is None:
+            raise ValueError("a calibration split is needed to fit the policy")
+        thresholds = fit_policy(calib.logits, calib.labels, class_names, policy)
+    else:
+        thresholds = policy
+    cal_summary = None
+    if calib is not None:
+        cal_logits, cal_labels, _ = check_outputs(calib.logits, calib.labels, class_names)
+        cal_summary = calibration_summary(cal_logits, cal_labels, thresholds.temperature,
+                                          "calibration", ECE_BINS)
+    result = evaluate_split(evaluated.logits, evaluated.labels, class_names, thresholds,
+                            split=split, calibration=cal_summary, fitted=fitted)
+    write_report(result, report_dir)
+    if wandb_run is not None:
+        log_wandb(result, wandb_run)
+    return result
+
+
+def evaluate_model(
+    trainer: Any,
+    module: Any,
+    datamodule: Any,
+    policy: PolicyConfig | Thresholds,
+    *,
+    split: str,
+    report_dir: str | Path,
+    ckpt_path: str | None = None,
+    wandb_run: Any = None,
+) -> EvaluationResult:
+    """Predict what the policy needs (``calib`` only when it must be fitted, and ``split``)
+    with the weights of ``ckpt_path`` (or the module as it is), then :func:`evaluate_logits`.
+    """
+    calib = None
+    if isinstance(policy, PolicyConfig):
+        calib = predict_split(trainer, module, datamodule, "calib", ckpt_path)
+    evaluated = predict_split(trainer, module, datamodule, split, ckpt_path)
+    return evaluate_logits(calib, evaluated, list(module.class_names), policy, split=split,
+                           report_dir=report_dir, wandb_run=wandb_run)
