@@ -7,11 +7,12 @@ STAMP := $(VENV)/.geoloc-installed
 # Tests and CI never touch the network: hub lookups fail fast, W&B writes offline files.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline
 
-.PHONY: install train test lint bench eval clean-cache help
+.PHONY: install train test test-fast lint bench eval clean-cache help
 
 help:
 	@echo "make train   install, build the backbone, generate data, train + evaluate"
-	@echo "make test    install and run the test suite"
+	@echo "make test    install and run the test suite (everything, slow tests included)"
+	@echo "make test-fast  the inner loop: every test not marked slow (no model training)"
 	@echo "make lint    ruff"
 	@echo "make bench   speed benchmarks (results under experiments/benchmarks/)"
 
@@ -34,6 +35,9 @@ train: install
 
 test: install
 	$(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(OFFLINE) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check geoloc tests experiments

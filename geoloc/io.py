@@ -35,6 +35,9 @@ def atomic_write(path: PathLike, mode: str = "w", *, fsync: bool = False) -> Ite
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # mkstemp creates 0600 files; give the result the mode a plain open() would (0666
+    # minus the umask), so a cache shared between users stays readable.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         text = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
         with os.fdopen(fd, mode, **text) as fh:
@@ -46,6 +49,12 @@ def atomic_write(path: PathLike, mode: str = "w", *, fsync: bool = False) -> Ite
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: PathLike, text: str) -> Path:

@@ -91,6 +91,7 @@ def test_baselines_go_through_the_same_evaluation(tmp_path):
     assert (tmp_path / "lr" / "thresholds.json").exists()
 
 
+@pytest.mark.slow
 def test_runner_writes_one_side_by_side_table(tmp_path):
     tsv = _tweets(tmp_path / "tweets.tsv")
     overrides = ["data=umass", f"data.source.path={tsv}", "labels.countries=[US,BR,FR,JP]",

@@ -12,6 +12,7 @@ from conftest import compose
 from omegaconf import OmegaConf
 
 from geoloc.config import CONF_DIR, ConfigError, validate_config
+from geoloc.metadata import ModelMetadata
 
 GROUPS = ["backbone", "tokenizer", "model", "data", "trainer", "callbacks", "logger",
           "labels", "evaluation", "paths"]
@@ -72,6 +73,7 @@ def test_bad_options_fail_naming_the_option(override, pattern, tmp_path):
         validate_config(cfg)
 
 
+@pytest.mark.slow
 def test_geoloc_train_rejects_depth_beyond_backbone_within_seconds(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "GEOLOC_HOME": str(home)}
@@ -96,7 +98,9 @@ def test_every_data_source_instantiates(data, tmp_path):
                     '"country": "US"}\n')
     cfg = compose([f"data={data}", f"data.source.path={path}"] if data == "jsonl"
                   else [f"data={data}"])
-    source = hydra.utils.instantiate(cfg.data.source)
+    # The datamodule binds its source to the model's label set and the split rule.
+    meta = ModelMetadata.create(cfg.labels.countries, cfg.backbone.name, cfg.tokenizer.variant)
+    source = hydra.utils.instantiate(cfg.data, tokenizer=None, metadata=meta).source
     assert source.fingerprint()
     if data == "jsonl":
         assert source.canonical_jsonl() == path

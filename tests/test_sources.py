@@ -1,5 +1,5 @@
 """MixtureSource: synthetic rows only ever in train, the ratio is respected, real rows keep
-their split; the datamodule honours a record's own ``split`` field."""
+their split; sources are bound to the run's label set and split rule, never repeat them."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
-from geoloc.data.datamodule import DataConfigError, ProfileDataModule, labelled_splits, record_split
-from geoloc.data.sources import CanonicalJsonlSource, MixtureSource
+from geoloc.data.datamodule import labelled_splits
+from geoloc.data.sources import CanonicalJsonlSource, MixtureSource, SyntheticSource
+from geoloc.data.splits import DataConfigError, record_split
+from geoloc.io import read_jsonl
+from geoloc.labels import LabelSet
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "calib": 0.2, "test": 0.0}
 COUNTRIES = ["BR", "FR", "JP"]
+LABELS = LabelSet.from_codes(COUNTRIES)
 
 
 def _real(tmp_path: Path, n: int = 120) -> CanonicalJsonlSource:
@@ -29,19 +31,16 @@ def _real(tmp_path: Path, n: int = 120) -> CanonicalJsonlSource:
     return CanonicalJsonlSource(str(path))
 
 
-def _tokenizer() -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "[PAD]": 1}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+def _bound(source: MixtureSource, split_seed: int = 7) -> MixtureSource:
+    return source.bind(label_set=LABELS, splits=FRACTIONS, split_seed=split_seed)
 
 
 @pytest.mark.parametrize("ratio", [0.5, 2.0])
 def test_mixture_puts_synthetic_rows_only_in_train_at_the_ratio(tmp_path, ratio):
     real = _real(tmp_path)
-    mix = MixtureSource(real=real, synthetic_ratio=ratio, synthetic_seed=3,
-                        countries=COUNTRIES, splits=FRACTIONS, split_seed=7)
+    mix = MixtureSource(real=real, synthetic_ratio=ratio, synthetic_seed=3)
     plain = labelled_splits(real, COUNTRIES, FRACTIONS, 7)
-    mixed = labelled_splits(mix, COUNTRIES, FRACTIONS, 7)
+    mixed = labelled_splits(mix, LABELS, FRACTIONS, 7)  # binds the mixture itself
     n_real_train = len(plain["train"]["id"])
     synthetic = {k: [i for i in v["id"] if i.startswith("synthetic:")] for k, v in mixed.items()}
     assert len(synthetic["train"]) == round(ratio * n_real_train) > 0
@@ -52,18 +51,50 @@ def test_mixture_puts_synthetic_rows_only_in_train_at_the_ratio(tmp_path, ratio)
         assert real_ids == plain[name]["id"]
         assert mixed[name]["labels"][: len(real_ids)] == plain[name]["labels"]
     # Cached by fingerprint; another ratio is another file.
-    assert mix.canonical_jsonl() == mix.canonical_jsonl()
-    other = MixtureSource(real=real, synthetic_ratio=ratio + 1, countries=COUNTRIES,
-                          splits=FRACTIONS, split_seed=7)
-    assert other.fingerprint() != mix.fingerprint()
+    bound = _bound(mix)
+    assert bound.canonical_jsonl() == bound.canonical_jsonl()
+    other = _bound(MixtureSource(real=real, synthetic_ratio=ratio + 1, synthetic_seed=3))
+    assert other.fingerprint() != bound.fingerprint()
 
 
 def test_zero_ratio_is_the_real_data_and_negative_ratio_fails(tmp_path):
     real = _real(tmp_path, 40)
-    mix = MixtureSource(real=real, synthetic_ratio=0, countries=COUNTRIES, splits=FRACTIONS)
-    assert sum(1 for _ in open(mix.canonical_jsonl(), encoding="utf-8")) == 40
+    mix = _bound(MixtureSource(real=real, synthetic_ratio=0, synthetic_seed=0))
+    assert sum(1 for _ in read_jsonl(mix.canonical_jsonl())) == 40
     with pytest.raises(ValueError, match="synthetic_ratio"):
-        MixtureSource(real=real, synthetic_ratio=-1)
+        MixtureSource(real=real, synthetic_ratio=-1, synthetic_seed=0)
+
+
+def test_binding_fills_what_is_unset_and_keeps_what_is_set(tmp_path):
+    real = _real(tmp_path, 8)
+    mix = _bound(MixtureSource(real=real, synthetic_ratio=1.0, synthetic_seed=0))
+    assert (mix.countries, mix.splits, mix.split_seed) == (COUNTRIES, FRACTIONS, 7)
+    # A synthetic source may deliberately generate another country list than the labels.
+    syn = SyntheticSource(n=10, seed=0, countries=["US"])
+    assert syn.bind(label_set=LABELS, splits=FRACTIONS, split_seed=0) is syn
+    unset = SyntheticSource(n=10, seed=0)
+    bound = unset.bind(label_set=LABELS, splits=FRACTIONS, split_seed=0)
+    assert bound.countries == COUNTRIES and unset.countries is None  # a copy, not a mutation
+    assert real.bind(label_set=LABELS, splits=FRACTIONS, split_seed=0) is real
+
+
+def test_unbound_or_mismatched_sources_fail_naming_the_field(tmp_path):
+    real = _real(tmp_path, 8)
+    with pytest.raises(DataConfigError, match=r"SyntheticSource\.countries is unset"):
+        SyntheticSource(n=10, seed=0).fingerprint()
+    with pytest.raises(DataConfigError, match=r"MixtureSource\.countries is unset"):
+        MixtureSource(real=real, synthetic_ratio=1.0, synthetic_seed=0).canonical_jsonl()
+    # A mixture that counted other training rows than the datamodule's would get the
+    # ratio wrong: a split rule set on the source must be the data config's.
+    other = {"train": 0.8, "val": 0.1, "calib": 0.1, "test": 0.0}
+    with pytest.raises(DataConfigError, match=r"data\.source\.splits=.*differs from data\.splits"):
+        _bound(MixtureSource(real=real, synthetic_ratio=1.0, synthetic_seed=0, splits=other))
+    with pytest.raises(DataConfigError, match=r"data\.source\.split_seed=3"):
+        _bound(MixtureSource(real=real, synthetic_ratio=1.0, synthetic_seed=0, split_seed=3))
+    same = MixtureSource(real=real, synthetic_ratio=1.0, synthetic_seed=0, splits=FRACTIONS,
+                         split_seed=7)
+    assert _bound(same).fingerprint() == _bound(
+        MixtureSource(real=real, synthetic_ratio=1.0, synthetic_seed=0)).fingerprint()
 
 
 def test_record_split_field_overrides_the_hash_and_is_validated():
@@ -74,22 +105,11 @@ def test_record_split_field_overrides_the_hash_and_is_validated():
         record_split({"id": "a", "split": "dev"}, 0, FRACTIONS)
 
 
-def test_datamodule_honours_the_split_field(tmp_path):
-    real = _real(tmp_path, 60)
-    mix = MixtureSource(real=real, synthetic_ratio=1.0, synthetic_seed=1, countries=COUNTRIES,
-                        splits=FRACTIONS, split_seed=0)
-    dm = ProfileDataModule(mix, _tokenizer(), "wordlevel", countries=COUNTRIES, max_length=16,
-                           splits=FRACTIONS, split_seed=0, eval_split="val",
-                           cache=str(tmp_path / "hf"))
-    dm.setup()
-    expect = labelled_splits(mix, COUNTRIES, FRACTIONS, 0)
-    raw = [json.loads(x) for x in open(mix.canonical_jsonl(), encoding="utf-8")]
-    for name in ("train", "val", "calib", "test"):
-        rows = dm.datasets[name]["row"]
-        assert [raw[r]["id"] for r in rows] == expect[name]["id"]
-        assert dm.datasets[name]["labels"] == expect[name]["labels"]
-    assert any(raw[r]["id"].startswith("synthetic:") for r in dm.datasets["train"]["row"])
-    assert not any(raw[r]["id"].startswith("synthetic:") for r in dm.datasets["val"]["row"])
-    assert len(dm.datasets["test"]) == 0
-    batch = next(iter(dm.test_dataloader()))  # eval_split: the validation rows
-    assert batch["row"].tolist() == dm.datasets["val"]["row"][: len(batch["row"])]
+def test_splits_and_sources_do_not_import_the_datamodule():
+    """The split rules sit below both sources and the datamodule (no import cycle)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, geoloc.data.sources, geoloc.data.splits; "
+            "assert 'geoloc.data.datamodule' not in sys.modules, 'datamodule imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,15 +9,11 @@ from collections import Counter
 import pytest
 from conftest import compose
 
-from geoloc.data.datamodule import (
-    SPLITS,
-    DataConfigError,
-    ProfileDataModule,
-    assign_split,
-    labelled_splits,
-)
+from geoloc.data.datamodule import ProfileDataModule, labelled_splits
 from geoloc.data.sources import UmassTweetsSource
+from geoloc.data.splits import SPLITS, DataConfigError, assign_split
 from geoloc.labels import OTHER, LabelSet
+from geoloc.metadata import ModelMetadata
 from geoloc.resources import UMASS_DEV_ROWS, resource_path, umass_dev_path
 
 
@@ -63,8 +59,7 @@ def test_countries_outside_the_label_set_become_other(umass_rows):
 def test_umass_config_splits_train_val_calib_only_and_evaluates_val(tmp_path):
     cfg = compose(["data=umass", f"paths.output_dir={tmp_path}"])
     assert cfg.data.max_length == 64 and cfg.data.eval_split == "val"
-    assert cfg.evaluation.split == "val"
-    assert compose([f"paths.output_dir={tmp_path}"]).evaluation.split == "test"
+    assert compose([f"paths.output_dir={tmp_path}"]).data.eval_split == "test"
     fractions = dict(cfg.data.splits)
     assert fractions["test"] == 0
     args = (UmassTweetsSource(), list(cfg.labels.countries), fractions, cfg.data.split_seed)
@@ -91,9 +86,17 @@ def test_a_zero_fraction_split_never_gets_a_row():
 
 
 def test_evaluating_an_empty_split_is_refused_naming_the_option():
+    metadata = ModelMetadata.create(["US", "TR"], "me5_small", "base")
+
+    def datamodule(splits: dict[str, float], eval_split: str) -> ProfileDataModule:
+        return ProfileDataModule(UmassTweetsSource(), tokenizer=None, metadata=metadata,
+                                 max_length=64, batch_size=8, eval_batch_size=8,
+                                 splits=splits, split_seed=0, num_workers=0,
+                                 eval_split=eval_split)
+
+    no_test = {"train": 0.8, "val": 0.1, "calib": 0.1, "test": 0.0}
     with pytest.raises(DataConfigError, match=r"data\.eval_split='test'.*data\.splits\.test"):
-        ProfileDataModule(UmassTweetsSource(), tokenizer=None, tokenizer_key="x",
-                          splits={"train": 0.8, "val": 0.1, "calib": 0.1, "test": 0.0})
+        datamodule(no_test, "test")
     with pytest.raises(DataConfigError, match=r"data\.eval_split='dev'"):
-        ProfileDataModule(UmassTweetsSource(), tokenizer=None, tokenizer_key="x",
-                          eval_split="dev")
+        datamodule(no_test, "dev")
+    assert datamodule(no_test, "val").eval_split == "val"

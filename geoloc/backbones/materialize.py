@@ -20,7 +20,6 @@ crash never leaves a folder that looks complete, and two processes never build a
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
+from geoloc.io import file_sha256
 from geoloc.paths import geoloc_home
 
 log = logging.getLogger(__name__)
@@ -120,14 +120,6 @@ E5_TOKENIZER_CONFIG = {
 }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _source_record(src: _Source) -> dict:
     path = src.path()
     return {
@@ -135,11 +127,17 @@ def _source_record(src: _Source) -> dict:
         "version": src.installed_version(),
         "file": f"{src.package}/{src.relpath}",
         "size": path.stat().st_size,
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
     }
 
 
 def _write_json(path: Path, obj: dict) -> None:
+    """A JSON file inside a build folder.
+
+    Not :func:`geoloc.io.write_json_atomic`: the whole folder is already renamed into place
+    only when complete, so per-file atomicity adds nothing, and its temporary files are
+    created 0600 (``mkstemp``), which would make a cache shared between users unreadable.
+    """
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from geoloc.data.location import DEFAULT_MIN_CONFIDENCE, resolve_location
-from geoloc.data.readers import AtomicWriter, ColumnMapping, error_to_dict, iter_results
+from geoloc.data.readers import ColumnMapping, error_to_dict, iter_results
 from geoloc.data.schema import RecordError
+from geoloc.io import atomic_write
 
 _CACHE_LIMIT = 500_000  # location strings repeat a lot ("London", "NYC"): memoise them
 
@@ -97,7 +98,7 @@ def label_file(input_path: str, mapping: ColumnMapping, out: str, errors_out: st
     """Label every row of ``input_path``; returns the counts printed by :func:`main`."""
     counts: Counter = Counter()
     cache: dict[str, str | None] = {}
-    with AtomicWriter(out) as fh, AtomicWriter(errors_out) as efh:
+    with atomic_write(out) as fh, atomic_write(errors_out) as efh:
         for item in iter_results(input_path, mapping, fmt=fmt):
             counts["rows"] += 1
             if isinstance(item, RecordError):

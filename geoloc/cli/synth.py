@@ -3,27 +3,52 @@
 A plain argparse tool rather than a Hydra app: it has a handful of options, and the class
 table it prints is the quick check that a config change (``--set other_share=0.2``, another
 label set) produced the skew you intended before anything trains on it.
+
+Without ``--n``/``--seed``/``--countries`` it writes exactly the corpus a default
+``geoloc-train`` run trains on: ``n`` and ``seed`` are read from ``conf/`` (the
+``data=synthetic`` source and the run ``seed``) and the label set is the default one, so
+the table previews that corpus and this tool keeps no second copy of those values.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from geoloc.config import CONF_DIR
+from geoloc.io import read_jsonl
 from geoloc.labels import DEFAULT_COUNTRIES, OTHER, LabelSet
 
 
+def default_corpus() -> tuple[int, int]:
+    """``(n, seed)`` of the synthetic corpus of a default ``geoloc-train`` run.
+
+    Read from ``conf/data/synthetic.yaml`` (``source.n``, ``source.seed``) with the run
+    ``seed`` of ``conf/train.yaml`` resolved into it, so the CLI default follows the config
+    instead of repeating it.
+    """
+    from omegaconf import OmegaConf
+
+    conf = Path(CONF_DIR)
+    train = OmegaConf.load(conf / "train.yaml")
+    data = OmegaConf.load(conf / "data" / "synthetic.yaml")
+    cfg = OmegaConf.create({"seed": train.seed, "data": data})
+    return int(cfg.data.source.n), int(cfg.data.source.seed)
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    n, seed = default_corpus()
     p = argparse.ArgumentParser(
         prog="geoloc-synth",
         description="Generate synthetic social-media profiles (JSONL, one ProfileRecord a line).",
     )
-    p.add_argument("--n", type=int, default=10_000, help="number of profiles (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--n", type=int, default=n,
+                   help="number of profiles (default %(default)s: the data=synthetic corpus)")
+    p.add_argument("--seed", type=int, default=seed,
+                   help="random seed (default %(default)s: the train config's seed)")
     p.add_argument("--out", type=Path, default=Path("synthetic.jsonl"),
                    help="output file (written atomically; default synthetic.jsonl)")
     p.add_argument("--countries", default=",".join(DEFAULT_COUNTRIES),
@@ -35,12 +60,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def class_frequencies(path: Path, labels: LabelSet) -> Counter[str]:
     """Count profiles per class (label-set country or OTHER) in a JSONL file."""
-    counts: Counter[str] = Counter()
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                counts[labels.label(json.loads(line)["country"])] += 1
-    return counts
+    return Counter(labels.label(row["country"]) for row in read_jsonl(path))
 
 
 def format_frequencies(counts: Counter[str], top: int = 12) -> str:

@@ -1,17 +1,21 @@
 """The LightningDataModule: canonical profiles -> labelled, split, tokenised HF datasets.
 
-Splits are decided by a keyed hash of each profile's id, not by shuffling row order:
-a profile stays in the same split when the corpus grows or is re-ordered, so a test
-split never leaks into training across runs. A record may carry an optional ``split``
-field; when present and non-null it overrides the hash (e.g. synthetic rows mixed into a
-real corpus are pinned to ``train``, see :class:`geoloc.data.sources.MixtureSource`).
-A split may have fraction 0 (the real tweets have no ``test`` split: their held-out half
-is the test); ``eval_split`` names the split that ``test_dataloader`` serves and that the
-evaluation reads (``evaluation.split`` follows ``data.eval_split``).
+The split rule (keyed id hash, or a record's own ``split`` field) lives in
+:mod:`geoloc.data.splits`; ``eval_split`` names the split that ``test_dataloader`` serves
+and that the evaluation reads.
+
+The model hands over one :class:`~geoloc.metadata.ModelMetadata`: its label set turns
+country codes into class indices and its ``tokenizer_id`` keys the tokenisation cache, so
+the data side cannot use a label set or tokenizer other than the model's. The datamodule
+binds its source to that label set and to its own split rule
+(:meth:`geoloc.data.sources.ProfileSource.bind`), so no config node repeats them.
 
 Tokenisation is a cached ``datasets.map`` whose fingerprint is derived from what
-determines its output (source, tokenizer, max length, label set), so a second run with
-the same options tokenises nothing.
+determines its output (source, label set, split rule, tokenizer identity, max length), so
+a second run with the same options tokenises nothing.
+
+Every option the data configs (``conf/data/*.yaml``) set is a required argument here: the
+config is the one place a default is written.
 """
 
 from __future__ import annotations
@@ -22,141 +26,64 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from datasets import Dataset, Features, Value, load_dataset
 from datasets import Sequence as HFSequence
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
-from transformers import PreTrainedTokenizerBase
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from geoloc.data.schema import profile_text
 from geoloc.data.sources import ProfileSource
-from geoloc.labels import DEFAULT_COUNTRIES, LabelSet
+from geoloc.data.splits import (
+    SPLITS,
+    DataConfigError,
+    prepare_rows,
+    validate_eval_split,
+    validate_splits,
+)
+from geoloc.io import read_jsonl
+from geoloc.labels import LabelSet
+from geoloc.metadata import ModelMetadata
 from geoloc.paths import cache_dir
 
-SPLITS = ("train", "val", "calib", "test")
-DEFAULT_SPLITS = {"train": 0.7, "val": 0.1, "calib": 0.1, "test": 0.1}
-
-PROFILE_FEATURES = Features(
+#: What the datamodule reads: the canonical fields (:class:`geoloc.data.schema.ProfileRecord`)
+#: plus the optional per-record ``split`` (missing in a file -> null -> the id hash decides).
+RECORD_FEATURES = Features(
     {
         "id": Value("string"),
         "bio": Value("string"),
         "captions": HFSequence(Value("string")),
         "stated_location": Value("string"),
         "country": Value("string"),
+        "split": Value("string"),
     }
 )
-#: What the datamodule reads: the canonical fields plus the optional per-record ``split``
-#: (missing in a file -> null -> decided by the id hash).
-RECORD_FEATURES = Features({**PROFILE_FEATURES, "split": Value("string")})
-
-
-class DataConfigError(ValueError):
-    """An invalid data option; the message names the option."""
-
-
-def validate_splits(splits: Mapping[str, float]) -> dict[str, float]:
-    """Check ``data.splits``: the four named splits, fractions summing to 1."""
-    keys = set(splits)
-    if keys != set(SPLITS):
-        raise DataConfigError(
-            f"data.splits: expected exactly the keys {', '.join(SPLITS)}, got {sorted(keys)}"
-        )
-    fractions = {k: float(splits[k]) for k in SPLITS}
-    if any(v < 0 for v in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
-        raise DataConfigError(f"data.splits: fractions must be >= 0 and sum to 1, got {fractions}")
-    return fractions
-
-
-def assign_split(profile_id: str, seed: int, fractions: Mapping[str, float]) -> str:
-    """Deterministic split of one profile id under ``seed`` (keyed SHA-256 bucket).
-
-    A split with fraction 0 never receives a row (float rounding of the cumulative sum
-    falls back to the last split with a positive fraction, not blindly to ``test``).
-    """
-    digest = hashlib.sha256(f"{seed}:{profile_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    acc = 0.0
-    for name in SPLITS:
-        if fractions[name] <= 0:
-            continue
-        acc += fractions[name]
-        if u < acc:
-            return name
-    return [n for n in SPLITS if fractions[n] > 0][-1]
-
-
-def record_split(record: Mapping[str, Any], seed: int, fractions: Mapping[str, float]) -> str:
-    """The split of one canonical record: its own ``split`` field if set, else the id hash."""
-    given = record.get("split")
-    if given is not None:
-        if given not in SPLITS:
-            raise DataConfigError(
-                f"record {record.get('id')!r}: field 'split'={given!r}: expected one of "
-                f"{', '.join(SPLITS)} or null"
-            )
-        return str(given)
-    return assign_split(str(record["id"]), seed, fractions)
-
-
-def validate_eval_split(eval_split: str, fractions: Mapping[str, float]) -> str:
-    """``data.eval_split``: a named split that the id hash fills (fraction > 0)."""
-    if eval_split not in SPLITS:
-        raise DataConfigError(
-            f"data.eval_split={eval_split!r}: expected one of {', '.join(SPLITS)}"
-        )
-    if fractions[eval_split] <= 0:
-        raise DataConfigError(
-            f"data.eval_split={eval_split!r}: data.splits.{eval_split} is 0, so it would be "
-            "empty; evaluate a split with a positive fraction (e.g. data.eval_split=val)"
-        )
-    return eval_split
-
-
-def prepare_rows(batch: Mapping[str, list], label_set: LabelSet, seed: int,
-                 fractions: Mapping[str, float]) -> dict[str, list]:
-    """Model text, class index and split of a batch of canonical records (columns).
-
-    The one place that turns records into (text, label, split): the datamodule and the
-    baselines (:mod:`geoloc.baselines`) both call it, so they see the same split.
-    """
-    given = batch.get("split") or [None] * len(batch["id"])
-    return {
-        "text": [profile_text(b or "", c or []) for b, c in
-                 zip(batch["bio"], batch["captions"], strict=True)],
-        "labels": [label_set.index(c) for c in batch["country"]],
-        "split": [record_split({"id": i, "split": s}, seed, fractions)
-                  for i, s in zip(batch["id"], given, strict=True)],
-    }
 
 
 def labelled_splits(
     source: ProfileSource,
-    countries: Sequence[str] = DEFAULT_COUNTRIES,
-    splits: Mapping[str, float] | None = None,
-    split_seed: int = 0,
+    labels: LabelSet | Sequence[str],
+    splits: Mapping[str, float],
+    split_seed: int,
 ) -> dict[str, dict[str, list]]:
     """Untokenised view of what the datamodule builds: ``{split: {"id", "text", "labels"}}``.
 
-    Same source, label set, split rule and text as :class:`ProfileDataModule` (via
-    :func:`prepare_rows`), without a tokenizer or HF datasets, for models that bring their
-    own features (the baselines).
+    Same source binding, label set, split rule and text as :class:`ProfileDataModule` (via
+    :func:`geoloc.data.splits.prepare_rows`), without a tokenizer or HF datasets, for
+    models that bring their own features (the baselines). ``labels`` is a label set or
+    its country codes; ``splits``/``split_seed`` are the data config's (no default, so a
+    caller cannot silently split differently from a run).
     """
-    import json
-
-    fractions = validate_splits(splits or DEFAULT_SPLITS)
-    label_set = LabelSet.from_codes(list(countries))
+    label_set = labels if isinstance(labels, LabelSet) else LabelSet.from_codes(list(labels))
+    fractions, seed = validate_splits(splits), int(split_seed)
+    source = source.bind(label_set=label_set, splits=fractions, split_seed=seed)
     cols: dict[str, list] = {k: [] for k in ("id", "bio", "captions", "country", "split")}
-    with open(source.canonical_jsonl(), encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            cols["id"].append(str(rec["id"]))
-            cols["bio"].append(rec.get("bio") or "")
-            cols["captions"].append(rec.get("captions") or [])
-            cols["country"].append(rec.get("country"))
-            cols["split"].append(rec.get("split"))
-    prepared = prepare_rows(cols, label_set, int(split_seed), fractions)
+    for rec in read_jsonl(source.canonical_jsonl()):
+        cols["id"].append(str(rec["id"]))
+        cols["bio"].append(rec.get("bio") or "")
+        cols["captions"].append(rec.get("captions") or [])
+        cols["country"].append(rec.get("country"))
+        cols["split"].append(rec.get("split"))
+    prepared = prepare_rows(cols, label_set, seed, fractions)
     out: dict[str, dict[str, list]] = {s: {"id": [], "text": [], "labels": []} for s in SPLITS}
     for rid, text, label, split in zip(cols["id"], prepared["text"], prepared["labels"],
                                        prepared["split"], strict=True):
@@ -166,6 +93,24 @@ def labelled_splits(
     return out
 
 
+def _as_metadata(metadata: ModelMetadata | DictConfig) -> ModelMetadata:
+    """The :class:`ModelMetadata` itself, also when ``hydra.utils.instantiate`` got it.
+
+    Hydra merges keyword arguments into the config, and a dataclass instance passed that
+    way becomes a structured ``DictConfig`` (its tuples turned into lists), not the object;
+    so ``instantiate(cfg.data, tokenizer=..., metadata=module.metadata)`` hands over a
+    config of the same fields, from which the object is rebuilt (and re-validated).
+    """
+    if isinstance(metadata, ModelMetadata):
+        return metadata
+    if isinstance(metadata, DictConfig) and OmegaConf.get_type(metadata) is ModelMetadata:
+        d = OmegaConf.to_container(metadata, resolve=True)
+        assert isinstance(d, dict)
+        return ModelMetadata.create(d["label_set"]["countries"], d["backbone"],
+                                    d["tokenizer_variant"])
+    raise TypeError(f"metadata: expected a ModelMetadata, got {type(metadata).__name__}")
+
+
 def _key(*parts: Any) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -173,45 +118,53 @@ def _key(*parts: Any) -> str:
 class ProfileDataModule(pl.LightningDataModule):
     """Profiles from a :class:`ProfileSource`, split train/val/calib/test by id hash
     (or by a record's own ``split`` field); ``eval_split`` is what ``test_dataloader``
-    serves (default ``test``)."""
+    serves.
+
+    Built by the entry points as ``hydra.utils.instantiate(cfg.data, tokenizer=...,
+    metadata=...)``: the data config supplies every keyword option, the model its tokenizer
+    and :class:`~geoloc.metadata.ModelMetadata`. ``tokenizer`` may be None when no loader
+    is needed (option validation, :attr:`source` inspection). ``cache`` is the folder of
+    the HF datasets cache (None: ``GEOLOC_HOME/hf_datasets``).
+    """
 
     def __init__(
         self,
         source: ProfileSource,
-        tokenizer: PreTrainedTokenizerBase,
-        tokenizer_key: str,
-        countries: Sequence[str] = DEFAULT_COUNTRIES,
-        max_length: int = 128,
-        batch_size: int = 32,
-        eval_batch_size: int = 64,
-        splits: Mapping[str, float] | None = None,
-        split_seed: int = 0,
-        num_workers: int = 0,
+        tokenizer: PreTrainedTokenizerBase | None,
+        metadata: ModelMetadata | DictConfig,
+        *,
+        max_length: int,
+        batch_size: int,
+        eval_batch_size: int,
+        splits: Mapping[str, float],
+        split_seed: int,
+        num_workers: int,
+        eval_split: str,
         cache: str | None = None,
-        eval_split: str = "test",
     ) -> None:
         super().__init__()
-        self.source = source
         self.tokenizer = tokenizer
-        self.tokenizer_key = tokenizer_key
-        self.label_set = LabelSet.from_codes(list(countries))
+        self.metadata = metadata = _as_metadata(metadata)
+        self.label_set = metadata.label_set
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size)
-        self.fractions = validate_splits(splits or DEFAULT_SPLITS)
+        self.fractions = validate_splits(splits)
         self.eval_split = validate_eval_split(str(eval_split), self.fractions)
         self.split_seed = int(split_seed)
         self.num_workers = int(num_workers)
+        self.source = source.bind(label_set=self.label_set, splits=self.fractions,
+                                  split_seed=self.split_seed)
         self.cache = Path(cache) if cache else cache_dir("hf_datasets")
         self.datasets: dict[str, Dataset] = {}
         # Plain values only (checkpoints are loaded with weights_only=True, which refuses
         # OmegaConf containers); countries are logged once, by the module, because
         # Lightning refuses two differing copies of one key.
         self.save_hyperparameters({
-            "tokenizer_key": tokenizer_key, "max_length": self.max_length,
+            "tokenizer_id": metadata.tokenizer_id, "max_length": self.max_length,
             "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
             "splits": self.fractions, "split_seed": self.split_seed,
-            "source": repr(source), "eval_split": self.eval_split,
+            "source": repr(self.source), "eval_split": self.eval_split,
         }, logger=False)  # the entry points log the whole resolved Hydra config instead
 
     # ---------------------------------------------------------------- preparation
@@ -221,6 +174,7 @@ class ProfileDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
+        self._require_tokenizer()
         path = self.source.canonical_jsonl()
         raw = load_dataset(
             "json", data_files=str(path), split="train", features=RECORD_FEATURES,
@@ -243,7 +197,7 @@ class ProfileDataModule(pl.LightningDataModule):
             enc = tok(batch["text"], truncation=True, max_length=max_length)
             return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
-        tok_key = _key(base_key, self.tokenizer_key, max_length)
+        tok_key = _key(base_key, self.metadata.tokenizer_id, max_length)
         ds = ds.map(tokenize, batched=True, new_fingerprint=f"tok-{tok_key}", desc="tokenize")
         for name in SPLITS:
             self.datasets[name] = ds.filter(
@@ -252,23 +206,23 @@ class ProfileDataModule(pl.LightningDataModule):
             )
 
     # ---------------------------------------------------------------- loaders
-    def collate(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Pad a batch to its longest row (dynamic padding keeps short tweets cheap)."""
-        enc = self.tokenizer.pad(
-            {"input_ids": [r["input_ids"] for r in rows],
-             "attention_mask": [r["attention_mask"] for r in rows]},
-            return_tensors="pt",
-        )
-        enc["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
-        enc["row"] = torch.tensor([r["row"] for r in rows], dtype=torch.long)
-        return dict(enc)
+    def _require_tokenizer(self) -> PreTrainedTokenizerBase:
+        if self.tokenizer is None:
+            raise RuntimeError("ProfileDataModule: tokenising and loading need a tokenizer "
+                               "(constructed with tokenizer=None)")
+        return self.tokenizer
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         columns = ["input_ids", "attention_mask", "labels", "row"]
         data = self.datasets[split].select_columns(columns)
+        # Dynamic padding to the batch's longest row keeps short tweets cheap; ``labels``
+        # and ``row`` ride along as long tensors. The tokenizer's padding side applies
+        # (right for the bundled backbones, whose position ids assume it).
+        collate = DataCollatorWithPadding(self._require_tokenizer(), padding="longest",
+                                          return_tensors="pt")
         return DataLoader(
             data, batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle, collate_fn=self.collate, num_workers=self.num_workers,
+            shuffle=shuffle, collate_fn=collate, num_workers=self.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -278,7 +232,7 @@ class ProfileDataModule(pl.LightningDataModule):
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The evaluation split (``eval_split``; ``test`` unless configured otherwise)."""
+        """The evaluation split (``eval_split``)."""
         return self._loader(self.eval_split, shuffle=False)
 
     def split_dataloader(self, split: str) -> DataLoader:
@@ -288,4 +242,5 @@ class ProfileDataModule(pl.LightningDataModule):
         return self._loader(split, shuffle=False)
 
     def split_sizes(self) -> dict[str, int]:
+        """Rows per split (after :meth:`setup`)."""
         return {k: len(v) for k, v in self.datasets.items()}

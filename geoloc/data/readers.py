@@ -24,13 +24,13 @@ import csv
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from geoloc.data.schema import MAX_CAPTIONS, ProfileRecord, RecordError
+from geoloc.io import write_jsonl
 from geoloc.labels import is_valid_code, normalize_code
 
 Format = Literal["jsonl", "csv", "tsv", "parquet"]
@@ -129,12 +129,6 @@ class ColumnMapping:
             if name is not None:
                 cols.append(name)
         return list(dict.fromkeys(cols))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if isinstance(d["captions"], tuple):
-            d["captions"] = list(d["captions"])
-        return d
 
 
 def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> Format:
@@ -479,41 +473,6 @@ def error_to_dict(err: RecordError) -> dict[str, Any]:
             "message": str(err)}
 
 
-class AtomicWriter:
-    """Write a text file through a temporary sibling and rename it into place on success.
-
-    A crash or an exception half-way leaves the previous file (or none), never a truncated
-    one that a later step would read as complete.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def __enter__(self):  # noqa: ANN204 - returns a text file object
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                        dir=self.path.parent)
-        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-        return self.fh
-
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
-        self.fh.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
-
-
-def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
-    """Atomically write rows as JSON Lines (UTF-8, non-ASCII kept); returns the row count."""
-    n = 0
-    with AtomicWriter(path) as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
-
 def read_profiles_to_jsonl(
     path: str | os.PathLike[str],
     mapping: ColumnMapping,
@@ -530,18 +489,14 @@ def read_profiles_to_jsonl(
     errors are kept in memory.
     """
     errors: list[RecordError] = []
-    with AtomicWriter(out_path) as fh:
-        n_ok = 0
-        for rec in iter_profiles(path, mapping, fmt, require_country, "collect", errors, **kwargs):
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            n_ok += 1
+    n_ok = write_jsonl(out_path, iter_profiles(path, mapping, fmt, require_country, "collect",
+                                               errors, **kwargs))
     if errors_path is not None:
         write_jsonl(errors_path, (error_to_dict(e) for e in errors))
     return n_ok, errors
 
 
 __all__ = [
-    "AtomicWriter",
     "ColumnMapping",
     "detect_format",
     "error_to_dict",
@@ -549,5 +504,4 @@ __all__ = [
     "iter_results",
     "read_profiles",
     "read_profiles_to_jsonl",
-    "write_jsonl",
 ]

@@ -4,61 +4,116 @@ Every source turns its input (the synthetic generator, a user's file, the real t
 into one canonical JSONL file of :class:`geoloc.data.schema.ProfileRecord` rows, cached
 under ``GEOLOC_HOME``. The datamodule only ever reads that file, so adding a source never
 touches splitting, tokenisation or training.
+
+Binding. Some sources need options that belong to the run, not to the source: the label
+set (the synthetic generator draws profiles for its countries) and the split rule (a
+mixture sizes its synthetic part by the number of real *training* rows). Rather than
+interpolating the same values into several config nodes, such fields default to None and
+the consumer fills them in through :meth:`ProfileSource.bind`::
+
+    source = source.bind(label_set=metadata.label_set, splits=fractions, split_seed=seed)
+
+:class:`geoloc.data.datamodule.ProfileDataModule` and
+:func:`geoloc.data.datamodule.labelled_splits` both bind the source they are given, so a
+config names each value once (``labels.countries``, ``data.splits``, ``data.split_seed``).
+``bind`` returns a copy (sources are plain dataclasses) and keeps a value that was set
+explicitly, e.g. a synthetic source may generate profiles for a different country list
+than the model's label set; countries outside the label set then become OTHER. A source
+that needs none of these returns itself. Using an unbound source raises
+:class:`~geoloc.data.splits.DataConfigError` naming the missing field.
+
+This module imports the split rules from :mod:`geoloc.data.splits`, never the datamodule.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from geoloc.labels import DEFAULT_COUNTRIES
+from geoloc.data.readers import ColumnMapping, read_profiles_to_jsonl
+from geoloc.data.splits import DataConfigError, record_split, validate_splits
+from geoloc.io import file_sha256, read_jsonl, write_jsonl
+from geoloc.labels import LabelSet
+from geoloc.paths import cache_dir
+
+#: Hex digits of a file's SHA-256 kept in source fingerprints (and so in cache names).
+_DIGEST_CHARS = 16
 
 
 class ProfileSource(Protocol):
     """Anything that can produce a canonical profile JSONL file."""
 
-    def canonical_jsonl(self) -> Path: ...
+    def canonical_jsonl(self) -> Path:
+        """The canonical JSONL file (built and cached on first call)."""
+        ...
 
-    def fingerprint(self) -> str: ...
+    def fingerprint(self) -> str:
+        """A short key of everything that determines the file's content."""
+        ...
+
+    def bind(self, *, label_set: LabelSet, splits: Mapping[str, float],
+             split_seed: int) -> ProfileSource:
+        """This source with the run's label set and split rule filled in where unset."""
+        ...
 
 
 def _hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+def _unbound(cls: str, name: str) -> DataConfigError:
+    return DataConfigError(
+        f"{cls}.{name} is unset: bind the source to the run's label set and split rule "
+        f"(source.bind(...); ProfileDataModule and labelled_splits do this) or pass {name}="
+    )
 
 
 @dataclass
 class SyntheticSource:
-    """The embedded default: profiles from the synthetic generator (not a benchmark)."""
+    """The embedded default: profiles from the synthetic generator (not a benchmark).
 
-    n: int = 9000
-    seed: int = 0
-    countries: Sequence[str] = DEFAULT_COUNTRIES
+    ``n`` and ``seed`` have no code default: ``conf/data/synthetic.yaml`` is the one place
+    the corpus size is written (and ``seed`` follows the run's ``${seed}``), so a Python
+    caller states them instead of silently getting a different corpus than a run would.
+    ``countries=None`` is filled by :meth:`bind` with the model's label set.
+    """
+
+    n: int
+    seed: int
+    countries: Sequence[str] | None = None
     generator: dict[str, Any] = field(default_factory=dict)
 
-    def _config(self):
+    def bind(self, *, label_set: LabelSet, splits: Mapping[str, float],
+             split_seed: int) -> SyntheticSource:
+        """Fill ``countries`` from the label set when unset (splits do not matter here)."""
+        if self.countries is not None:
+            return self
+        return replace(self, countries=list(label_set.countries))
+
+    def _countries(self) -> list[str]:
+        if self.countries is None:
+            raise _unbound("SyntheticSource", "countries")
+        return [str(c) for c in self.countries]
+
+    def _config(self) -> Any:
+        """The generator's ``SyntheticConfig`` (None: its defaults)."""
         from geoloc.data.synthetic import SyntheticConfig
 
         return SyntheticConfig(**dict(self.generator)) if self.generator else None
 
     def canonical_jsonl(self) -> Path:
+        # Imported here: the generator and its lexicons load only when synthetic rows are
+        # actually needed (not for real-data runs or config validation).
         from geoloc.data.synthetic import ensure_synthetic
 
-        return ensure_synthetic(self.n, self.seed, list(self.countries), self._config())
+        return ensure_synthetic(self.n, self.seed, self._countries(), self._config())
 
     def fingerprint(self) -> str:
-        return _hash({"kind": "synthetic", **asdict(self), "countries": list(self.countries)})
+        return _hash({"kind": "synthetic", **asdict(self), "countries": self._countries()})
 
 
 @dataclass
@@ -67,6 +122,11 @@ class CanonicalJsonlSource:
 
     path: str
 
+    def bind(self, *, label_set: LabelSet, splits: Mapping[str, float],
+             split_seed: int) -> CanonicalJsonlSource:
+        """Nothing to bind: the file is what it is."""
+        return self
+
     def canonical_jsonl(self) -> Path:
         path = Path(self.path).expanduser()
         if not path.exists():
@@ -74,13 +134,8 @@ class CanonicalJsonlSource:
         return path
 
     def fingerprint(self) -> str:
-        return _hash({"kind": "jsonl", "digest": _file_digest(self.canonical_jsonl())})
-
-
-def _atomic_jsonl(path: Path, rows) -> int:
-    from geoloc.data.readers import write_jsonl
-
-    return write_jsonl(path, rows)
+        return _hash({"kind": "jsonl",
+                      "digest": file_sha256(self.canonical_jsonl(), _DIGEST_CHARS)})
 
 
 @dataclass
@@ -99,7 +154,13 @@ class UmassTweetsSource:
 
     path: str | None = None
 
+    def bind(self, *, label_set: LabelSet, splits: Mapping[str, float],
+             split_seed: int) -> UmassTweetsSource:
+        """Nothing to bind: tweets keep their own country codes."""
+        return self
+
     def input_path(self) -> Path:
+        """The TSV read: the bundled development half, or ``path``."""
         if self.path is None:
             from geoloc.resources import umass_dev_path
 
@@ -110,9 +171,6 @@ class UmassTweetsSource:
         return path
 
     def canonical_jsonl(self) -> Path:
-        from geoloc.data.readers import ColumnMapping, read_profiles_to_jsonl
-        from geoloc.paths import cache_dir
-
         src = self.input_path()
         out = cache_dir("data", "umass") / f"{src.stem}-{self.fingerprint()}.jsonl"
         if not out.exists():
@@ -127,7 +185,8 @@ class UmassTweetsSource:
         return out
 
     def fingerprint(self) -> str:
-        return _hash({"kind": "umass_tweets", "digest": _file_digest(self.input_path()),
+        return _hash({"kind": "umass_tweets",
+                      "digest": file_sha256(self.input_path(), _DIGEST_CHARS),
                       "mapping": "tweets-v1"})
 
 
@@ -139,19 +198,24 @@ class MixtureSource:
     ``real`` unchanged (so it lands in exactly the split it has without the mixture: same
     id, same keyed hash), followed by ``round(synthetic_ratio * n_real_train)`` synthetic
     profiles that carry ``"split": "train"``, which the datamodule honours instead of the
-    id hash. ``n_real_train`` is the number of real rows the datamodule will put in train
-    under ``splits``/``split_seed`` (pass the data config's own values; the data configs
-    interpolate them), so ``synthetic_ratio`` is "synthetic rows per real training row".
-    Synthetic ids are prefixed with ``synthetic:`` so they can never collide with real ids.
+    id hash. ``n_real_train`` is the number of real rows the datamodule will put in train,
+    so ``synthetic_ratio`` is "synthetic rows per real training row". Synthetic ids are
+    prefixed with ``synthetic:`` so they can never collide with real ids.
+
+    ``synthetic_ratio`` and ``synthetic_seed`` have no code default (``conf/data/umass_mix
+    .yaml`` writes them). ``countries``, ``splits`` and ``split_seed`` are normally left
+    unset and filled by :meth:`bind` from the datamodule: ``splits``/``split_seed`` *must*
+    be the datamodule's own (otherwise the ratio counts the wrong training rows), so a
+    value set here that differs from them is refused at bind time.
     """
 
     real: ProfileSource
-    synthetic_ratio: float = 1.0
-    synthetic_seed: int = 0
-    countries: Sequence[str] = DEFAULT_COUNTRIES
+    synthetic_ratio: float
+    synthetic_seed: int
+    countries: Sequence[str] | None = None
     generator: dict[str, Any] = field(default_factory=dict)
-    splits: dict[str, float] | None = None
-    split_seed: int = 0
+    splits: Mapping[str, float] | None = None
+    split_seed: int | None = None
 
     SYNTHETIC_PREFIX = "synthetic:"
 
@@ -160,51 +224,85 @@ class MixtureSource:
         if not ratio >= 0:
             raise ValueError(f"data.source.synthetic_ratio={self.synthetic_ratio!r}: must be >= 0")
         self.synthetic_ratio = ratio
-        self.countries = [str(c) for c in self.countries]
+        self.synthetic_seed = int(self.synthetic_seed)
+        if self.countries is not None:
+            self.countries = [str(c) for c in self.countries]
         self.generator = dict(self.generator or {})
-        self.splits = dict(self.splits) if self.splits is not None else None
+        if self.splits is not None:
+            self.splits = validate_splits(self.splits)
+        if self.split_seed is not None:
+            self.split_seed = int(self.split_seed)
 
-    def _fractions(self) -> dict[str, float]:
-        from geoloc.data.datamodule import DEFAULT_SPLITS, validate_splits
+    def bind(self, *, label_set: LabelSet, splits: Mapping[str, float],
+             split_seed: int) -> MixtureSource:
+        """Fill the label set and split rule from the consumer (and bind ``real`` too)."""
+        fractions, seed = validate_splits(splits), int(split_seed)
+        for name, mine, theirs in (("splits", self.splits, fractions),
+                                   ("split_seed", self.split_seed, seed)):
+            if mine is not None and mine != theirs:
+                raise DataConfigError(
+                    f"data.source.{name}={mine}: differs from data.{name}={theirs}; the "
+                    "mixture must count the datamodule's own training rows, so leave it "
+                    "unset (it is bound from the data config)"
+                )
+        return replace(
+            self,
+            real=self.real.bind(label_set=label_set, splits=fractions, split_seed=seed),
+            countries=self.countries if self.countries is not None else list(label_set.countries),
+            splits=fractions, split_seed=seed,
+        )
 
-        return validate_splits(self.splits or DEFAULT_SPLITS)
+    def _bound(self) -> tuple[list[str], dict[str, float], int]:
+        if self.countries is None:
+            raise _unbound("MixtureSource", "countries")
+        if self.splits is None:
+            raise _unbound("MixtureSource", "splits")
+        if self.split_seed is None:
+            raise _unbound("MixtureSource", "split_seed")
+        return list(self.countries), dict(self.splits), int(self.split_seed)
 
     def n_synthetic(self, n_real_train: int) -> int:
+        """Synthetic rows added for ``n_real_train`` real training rows."""
         return int(round(self.synthetic_ratio * n_real_train))
 
     def canonical_jsonl(self) -> Path:
-        from geoloc.data.datamodule import record_split
-        from geoloc.paths import cache_dir
-
         out = cache_dir("data", "mixture") / f"mixture-{self.fingerprint()}.jsonl"
         if out.exists():
             return out
-        fractions, seed = self._fractions(), int(self.split_seed)
-        real_rows = []
-        with open(self.real.canonical_jsonl(), encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    real_rows.append(json.loads(line))
-        n_train = sum(record_split(r, seed, fractions) == "train" for r in real_rows)
+        countries, fractions, seed = self._bound()
+        real_path = self.real.canonical_jsonl()
+        n_train = sum(record_split(r, seed, fractions) == "train" for r in read_jsonl(real_path))
         n_syn = self.n_synthetic(n_train)
-        syn_rows = []
+        syn_path = None
         if n_syn:
-            syn = SyntheticSource(n=n_syn, seed=int(self.synthetic_seed),
-                                  countries=list(self.countries), generator=self.generator)
-            with open(syn.canonical_jsonl(), encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        row = json.loads(line)
-                        row["id"] = f"{self.SYNTHETIC_PREFIX}{row['id']}"
-                        row["split"] = "train"
-                        syn_rows.append(row)
-        _atomic_jsonl(out, [*real_rows, *syn_rows])
+            syn_path = SyntheticSource(n=n_syn, seed=self.synthetic_seed, countries=countries,
+                                       generator=self.generator).canonical_jsonl()
+
+        def rows() -> Iterator[dict[str, Any]]:
+            yield from read_jsonl(real_path)
+            if syn_path is not None:
+                for row in read_jsonl(syn_path):
+                    row["id"] = f"{self.SYNTHETIC_PREFIX}{row['id']}"
+                    row["split"] = "train"
+                    yield row
+
+        write_jsonl(out, rows())
         return out
 
     def fingerprint(self) -> str:
+        countries, fractions, seed = self._bound()
         return _hash({
             "kind": "mixture-v1", "real": self.real.fingerprint(),
-            "synthetic_ratio": self.synthetic_ratio, "synthetic_seed": int(self.synthetic_seed),
-            "countries": list(self.countries), "generator": self.generator,
-            "splits": self._fractions(), "split_seed": int(self.split_seed),
+            "synthetic_ratio": self.synthetic_ratio, "synthetic_seed": self.synthetic_seed,
+            "countries": countries, "generator": self.generator,
+            "splits": fractions, "split_seed": seed,
         })
+
+
+__all__ = [
+    "CanonicalJsonlSource",
+    "MixtureSource",
+    "ProfileSource",
+    "SyntheticSource",
+    "UmassTweetsSource",
+]

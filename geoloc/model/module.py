@@ -20,7 +20,6 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import get_linear_schedule_with_warmup
 
 from geoloc.backbones import materialize_backbone
-from geoloc.labels import DEFAULT_COUNTRIES
 from geoloc.metadata import ModelMetadata
 
 # freeze_word_embeddings is aliased: the constructor argument of that name shadows it.
@@ -32,10 +31,6 @@ from geoloc.model.encoder import (
 )
 from geoloc.model.encoder import freeze_word_embeddings as freeze_embedding_rows
 from geoloc.model.tokenization import build_tokenizer, extend_embeddings, load_base_tokenizer
-
-DEFAULT_OPTIMIZER: dict[str, Any] = {
-    "_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-4, "weight_decay": 0.01,
-}
 
 
 def _plain(value: Any) -> Any:
@@ -50,20 +45,23 @@ class GeolocModule(pl.LightningModule):
 
     def __init__(
         self,
-        backbone: str = "me5_small",
-        encoder_layers: int = 3,
-        pooling: str = "mean",
-        dropout: float = 0.1,
-        tokenizer_variant: str = "location_emoji",
-        countries: Sequence[str] = DEFAULT_COUNTRIES,
-        freeze_word_embeddings: bool = True,
-        optimizer: Mapping[str, Any] | None = None,
-        warmup_ratio: float = 0.1,
-        compile: bool = False,
+        *,
+        backbone: str,
+        encoder_layers: int,
+        pooling: str,
+        dropout: float,
+        tokenizer_variant: str,
+        countries: Sequence[str],
+        freeze_word_embeddings: bool,
+        optimizer: Mapping[str, Any],
+        warmup_ratio: float,
+        compile: bool,
     ) -> None:
+        """Every option is required: ``conf/model/default.yaml`` is where their values
+        live, and a checkpoint's hyper-parameters supply them all on reload."""
         super().__init__()
         countries = list(_plain(countries))
-        optimizer = _plain(optimizer) or dict(DEFAULT_OPTIMIZER)
+        optimizer = dict(_plain(optimizer))
         self.save_hyperparameters(
             {
                 "backbone": backbone, "encoder_layers": encoder_layers, "pooling": pooling,
