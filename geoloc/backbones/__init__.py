@@ -7,23 +7,21 @@ under ``GEOLOC_HOME`` on first use.
 """
 
 from geoloc.backbones.materialize import (
-    BUILD_COUNTS,
     BUNDLED_BACKBONES,
     MANIFEST,
     backbone_dir,
     backbone_info,
+    bundled_num_layers,
     check_backbone_name,
     materialize_backbone,
-    session_backbone,
 )
 
 __all__ = [
-    "BUILD_COUNTS",
     "BUNDLED_BACKBONES",
     "MANIFEST",
     "backbone_dir",
     "backbone_info",
+    "bundled_num_layers",
     "check_backbone_name",
     "materialize_backbone",
-    "session_backbone",
 ]

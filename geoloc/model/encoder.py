@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
-# Layer counts of the bundled backbones, known without materialising them, so that
-# start-up validation does not need the (minute-long) first conversion.
-BUNDLED_LAYERS: dict[str, int] = {"me5_small": 12, "minilm_en": 6}
+from geoloc.backbones import bundled_num_layers
+
 POOLINGS = ("cls", "mean")
 
 
@@ -27,8 +26,9 @@ class ModelConfigError(ValueError):
 
 def backbone_num_layers(backbone: str) -> int:
     """Number of transformer layers of a backbone name, local folder or hub id."""
-    if backbone in BUNDLED_LAYERS:
-        return BUNDLED_LAYERS[backbone]
+    bundled = bundled_num_layers(backbone)  # from the registry, without building it
+    if bundled is not None:
+        return bundled
     path = Path(backbone).expanduser()
     if (path / "config.json").exists():
         cfg = json.loads((path / "config.json").read_text())
