@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, open_dict
 
+from geoloc.cli import common
 from geoloc.config import CONF_DIR, ConfigError
 
 log = logging.getLogger("geoloc")
@@ -28,16 +29,6 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if not ckpt.is_file():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
 
-    from geoloc.cli.common import (
-        build_datamodule,
-        build_loggers,
-        build_policy,
-        build_trainer,
-        print_summary,
-        resolved,
-        wandb_run,
-        wandb_run_dir,
-    )
     from geoloc.evaluation import evaluate_model, thresholds_path
     from geoloc.model.module import GeolocModule
 
@@ -52,23 +43,23 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         log.info("applying the saved policy %s (evaluation.policy is not used)",
                  cfg.evaluation.thresholds)
 
-    datamodule = build_datamodule(cfg, module)
-    loggers = build_loggers(cfg)
+    datamodule = common.build_datamodule(cfg, module)
+    loggers = common.build_loggers(cfg)
     for lg in loggers:
-        lg.log_hyperparams({**resolved(cfg), "model": dict(module.hparams)})
-    trainer = build_trainer(cfg, loggers, callbacks=[])
+        lg.log_hyperparams({**common.resolved(cfg), "model": dict(module.hparams)})
+    trainer = common.build_trainer(cfg, loggers, callbacks=[])
     datamodule.prepare_data()
     datamodule.setup("predict")
-    run = wandb_run(loggers)
-    result = evaluate_model(trainer, module, datamodule, build_policy(cfg),
+    run = common.wandb_run(loggers)
+    result = evaluate_model(trainer, module, datamodule, common.build_policy(cfg),
                             split=datamodule.eval_split,
                             report_dir=str(cfg.evaluation.report_dir), wandb_run=run)
     metrics = result.metrics()
-    print_summary(
+    common.print_summary(
         "geoloc-eval",
         metrics,
         {"checkpoint": str(ckpt), "thresholds": str(cfg.evaluation.get("thresholds")),
-         "report": str(cfg.evaluation.report_dir), "wandb run": str(wandb_run_dir(run)),
+         "report": str(cfg.evaluation.report_dir), "wandb run": str(common.wandb_run_dir(run)),
          "evaluated split": datamodule.eval_split},
     )
     return metrics, {"module": module, "datamodule": datamodule, "result": result}
@@ -76,9 +67,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from geoloc.cli.common import hydra_task
-
-    return hydra_task("geoloc-eval", evaluate, cfg, "abstain/correct_country_rate")
+    return common.hydra_task("geoloc-eval", evaluate, cfg, "abstain/correct_country_rate")
 
 
 def main() -> None:

@@ -8,13 +8,13 @@ error handling are :func:`geoloc.cli.common.hydra_task`'s.
 
 from __future__ import annotations
 
-import shutil
 import time
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
+from geoloc.cli import common
 from geoloc.config import CONF_DIR
 
 
@@ -28,29 +28,18 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """
     import pytorch_lightning as pl
 
-    from geoloc.cli.common import (
-        build_callbacks,
-        build_datamodule,
-        build_loggers,
-        build_policy,
-        build_trainer,
-        print_summary,
-        resolved,
-        wandb_run,
-        wandb_run_dir,
-    )
     from geoloc.evaluation import evaluate_model, thresholds_path
-    from geoloc.evaluation.render import THRESHOLDS_FILE
 
     started = time.time()
     pl.seed_everything(cfg.seed, workers=True)
 
     module = hydra.utils.instantiate(cfg.model)
-    datamodule = build_datamodule(cfg, module)
-    loggers = build_loggers(cfg)
+    datamodule = common.build_datamodule(cfg, module)
+    loggers = common.build_loggers(cfg)
     for lg in loggers:
-        lg.log_hyperparams(resolved(cfg))
-    trainer = build_trainer(cfg, loggers, build_callbacks(cfg, has_logger=bool(loggers)))
+        lg.log_hyperparams(common.resolved(cfg))
+    callbacks = common.build_callbacks(cfg, has_logger=bool(loggers))
+    trainer = common.build_trainer(cfg, loggers, callbacks)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -61,23 +50,23 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
-    run = wandb_run(loggers)
+    run = common.wandb_run(loggers)
     report_dir = str(cfg.evaluation.report_dir)
-    result = evaluate_model(trainer, module, datamodule, build_policy(cfg),
+    result = evaluate_model(trainer, module, datamodule, common.build_policy(cfg),
                             split=datamodule.eval_split, report_dir=report_dir,
                             ckpt_path=ckpt, wandb_run=run)
     metrics.update(result.metrics())
     if ckpt and result.fitted:  # later commands (geoloc-eval, prediction) find it there
-        shutil.copyfile(f"{report_dir}/{THRESHOLDS_FILE}", thresholds_path(ckpt))
+        result.thresholds.to_json(thresholds_path(ckpt))
     metrics["minutes"] = round((time.time() - started) / 60, 2)
-    print_summary(
+    common.print_summary(
         "geoloc-train: test metrics",
         metrics,
         {
             "checkpoint": str(ckpt),
             "thresholds": str(thresholds_path(ckpt)) if ckpt else "none",
             "report": report_dir,
-            "wandb run": str(wandb_run_dir(run)),
+            "wandb run": str(common.wandb_run_dir(run)),
             "split sizes": str(datamodule.split_sizes()),
             # test/* and abstain/* are measured on this split (val for the real tweets)
             "evaluated split": datamodule.eval_split,
@@ -89,9 +78,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from geoloc.cli.common import hydra_task
-
-    return hydra_task("geoloc-train", train, cfg, cfg.get("optimized_metric"))
+    return common.hydra_task("geoloc-train", train, cfg, cfg.get("optimized_metric"))
 
 
 def main() -> None:
