@@ -91,7 +91,7 @@ def test_geoloc_train_rejects_depth_beyond_backbone_within_seconds(tmp_path):
 
 @pytest.mark.parametrize("data", ["synthetic", "jsonl", "umass", "umass_mix"])
 def test_every_data_source_instantiates(data, tmp_path):
-    import hydra
+    from geoloc.cli.common import build_datamodule
 
     path = tmp_path / "profiles.jsonl"
     path.write_text('{"id": "1", "bio": "", "captions": ["hi"], "stated_location": null, '
@@ -100,7 +100,7 @@ def test_every_data_source_instantiates(data, tmp_path):
                   else [f"data={data}"])
     # The datamodule binds its source to the model's label set and the split rule.
     meta = ModelMetadata.create(cfg.labels.countries, cfg.backbone.name, cfg.tokenizer.variant)
-    source = hydra.utils.instantiate(cfg.data, tokenizer=None, metadata=meta).source
+    source = build_datamodule(cfg, None, meta).source
     assert source.fingerprint()
     if data == "jsonl":
         assert source.canonical_jsonl() == path

@@ -119,13 +119,13 @@ def test_batches_are_padded_to_their_longest_row_on_the_right(tmp_path):
 
 @pytest.mark.parametrize("data", ["synthetic", "umass", "umass_mix"])
 def test_entry_point_call_binds_the_models_metadata(data):
-    """``instantiate(cfg.data, tokenizer=..., metadata=...)``, as the entry points call it:
+    """``build_datamodule(cfg, tokenizer, metadata)``, as the entry points call it:
     the model's label set reaches the datamodule and the source; nothing is built."""
-    import hydra
+    from geoloc.cli.common import build_datamodule
 
     cfg = compose([f"data={data}"])
     metadata = ModelMetadata.create(["JP", "BR"], "me5_small", "location_emoji")
-    dm = hydra.utils.instantiate(cfg.data, tokenizer=None, metadata=metadata)
+    dm = build_datamodule(cfg, None, metadata)
     assert dm.metadata == metadata and dm.label_set.countries == ("JP", "BR")
     assert dm.fractions == validate_splits(cfg.data.splits)
     assert dm.eval_split == cfg.data.eval_split

@@ -94,13 +94,19 @@ def setup_runtime(cfg: DictConfig) -> None:
         torch.set_num_threads(int(cfg.threads))
 
 
-def build_datamodule(cfg: DictConfig, module: Any) -> Any:
-    """Instantiate ``cfg.data`` with the model's tokenizer and metadata (label set and
-    tokenizer identity travel from the model to the data, never through config)."""
+def build_datamodule(cfg: DictConfig, tokenizer: Any, metadata: Any) -> Any:
+    """Instantiate ``cfg.data`` with the model's tokenizer and
+    :class:`~geoloc.metadata.ModelMetadata` (label set and tokenizer identity travel from
+    the model to the data, never through config).
+
+    Instantiated as a partial and then called, so the two objects reach the datamodule as
+    they are: keyword arguments given to ``instantiate`` itself are merged into the config
+    first, which would turn the metadata dataclass into a ``DictConfig``.
+    """
     import hydra
 
-    return hydra.utils.instantiate(cfg.data, tokenizer=module.tokenizer,
-                                   metadata=module.metadata)
+    return hydra.utils.instantiate(cfg.data, _partial_=True)(tokenizer=tokenizer,
+                                                             metadata=metadata)
 
 
 def build_policy(cfg: DictConfig) -> Any:

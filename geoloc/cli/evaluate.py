@@ -43,7 +43,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         log.info("applying the saved policy %s (evaluation.policy is not used)",
                  cfg.evaluation.thresholds)
 
-    datamodule = common.build_datamodule(cfg, module)
+    datamodule = common.build_datamodule(cfg, module.tokenizer, module.metadata)
     loggers = common.build_loggers(cfg)
     for lg in loggers:
         lg.log_hyperparams({**common.resolved(cfg), "model": dict(module.hparams)})

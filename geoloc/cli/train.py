@@ -34,7 +34,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     pl.seed_everything(cfg.seed, workers=True)
 
     module = hydra.utils.instantiate(cfg.model)
-    datamodule = common.build_datamodule(cfg, module)
+    datamodule = common.build_datamodule(cfg, module.tokenizer, module.metadata)
     loggers = common.build_loggers(cfg)
     for lg in loggers:
         lg.log_hyperparams(common.resolved(cfg))

@@ -28,7 +28,6 @@ from typing import Any
 import pytorch_lightning as pl
 from datasets import Dataset, Features, Value, load_dataset
 from datasets import Sequence as HFSequence
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
@@ -93,24 +92,6 @@ def labelled_splits(
     return out
 
 
-def _as_metadata(metadata: ModelMetadata | DictConfig) -> ModelMetadata:
-    """The :class:`ModelMetadata` itself, also when ``hydra.utils.instantiate`` got it.
-
-    Hydra merges keyword arguments into the config, and a dataclass instance passed that
-    way becomes a structured ``DictConfig`` (its tuples turned into lists), not the object;
-    so ``instantiate(cfg.data, tokenizer=..., metadata=module.metadata)`` hands over a
-    config of the same fields, from which the object is rebuilt (and re-validated).
-    """
-    if isinstance(metadata, ModelMetadata):
-        return metadata
-    if isinstance(metadata, DictConfig) and OmegaConf.get_type(metadata) is ModelMetadata:
-        d = OmegaConf.to_container(metadata, resolve=True)
-        assert isinstance(d, dict)
-        return ModelMetadata.create(d["label_set"]["countries"], d["backbone"],
-                                    d["tokenizer_variant"])
-    raise TypeError(f"metadata: expected a ModelMetadata, got {type(metadata).__name__}")
-
-
 def _key(*parts: Any) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -120,8 +101,7 @@ class ProfileDataModule(pl.LightningDataModule):
     (or by a record's own ``split`` field); ``eval_split`` is what ``test_dataloader``
     serves.
 
-    Built by the entry points as ``hydra.utils.instantiate(cfg.data, tokenizer=...,
-    metadata=...)``: the data config supplies every keyword option, the model its tokenizer
+    Built by the entry points with :func:`geoloc.cli.common.build_datamodule`: the data config supplies every keyword option, the model its tokenizer
     and :class:`~geoloc.metadata.ModelMetadata`. ``tokenizer`` may be None when no loader
     is needed (option validation, :attr:`source` inspection). ``cache`` is the folder of
     the HF datasets cache (None: ``GEOLOC_HOME/hf_datasets``).
@@ -131,7 +111,7 @@ class ProfileDataModule(pl.LightningDataModule):
         self,
         source: ProfileSource,
         tokenizer: PreTrainedTokenizerBase | None,
-        metadata: ModelMetadata | DictConfig,
+        metadata: ModelMetadata,
         *,
         max_length: int,
         batch_size: int,
@@ -144,7 +124,9 @@ class ProfileDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
-        self.metadata = metadata = _as_metadata(metadata)
+        if not isinstance(metadata, ModelMetadata):
+            raise TypeError(f"metadata: expected a ModelMetadata, got {type(metadata).__name__}")
+        self.metadata = metadata
         self.label_set = metadata.label_set
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
