@@ -75,6 +75,13 @@ def validate_config(cfg: DictConfig) -> None:
         if "data" in cfg and "splits" in cfg.data:
             fractions = validate_splits(dict(cfg.data.splits))
             validate_eval_split(str(cfg.data.get("eval_split", "test")), fractions)
+        folds = (cfg.get("crossfit") or {}).get("folds")
+        if folds is not None:
+            if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+                raise ConfigError(f"crossfit.folds={folds!r}: expected null or an integer >= 2")
+            if cfg.get("ckpt_path"):
+                raise ConfigError("crossfit.folds with ckpt_path: resuming a cross-fit is not "
+                                  "supported; resume without crossfit or start afresh")
         if "evaluation" in cfg and not cfg.evaluation.get("thresholds"):
             import hydra
 

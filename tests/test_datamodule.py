@@ -136,3 +136,35 @@ def test_entry_point_call_binds_the_models_metadata(data):
     assert dm.source.fingerprint()
     with pytest.raises(RuntimeError, match="need a tokenizer"):
         dm.setup()
+
+
+def test_crossfit_folds_redeal_train_and_calib_only():
+    """Fold k turns one K-th of the train + calib rows into calib (the rows model k
+    predicts out of fold); the folds partition that pool; val, test and pinned rows never
+    move; the refit (index None) trains on the whole pool."""
+    from geoloc.data.splits import CROSSFIT_POOL, CrossFitFold, DataConfigError, prepare_rows
+    from geoloc.labels import LabelSet
+
+    n = 600
+    batch = {"id": [f"p{i}" for i in range(n)], "bio": [""] * n, "captions": [["x"]] * n,
+             "country": ["US"] * n, "split": [None] * (n - 10) + ["train"] * 10}
+    labels = LabelSet.from_codes(["US"])
+    fractions = validate_splits({"train": 0.6, "val": 0.1, "calib": 0.2, "test": 0.1})
+    plain = prepare_rows(batch, labels, 3, fractions)["split"]
+    pool = {i for i, s in enumerate(plain) if s in CROSSFIT_POOL and i < n - 10}
+    held_out: list[set[int]] = []
+    for k in range(3):
+        split = prepare_rows(batch, labels, 3, fractions, CrossFitFold(3, k))["split"]
+        for i, (a, b) in enumerate(zip(plain, split, strict=True)):
+            if i not in pool:
+                assert a == b  # val, test and pinned rows keep their split
+            else:
+                assert b in CROSSFIT_POOL
+        held_out.append({i for i, s in enumerate(split) if s == "calib"})
+    assert set().union(*held_out) == pool
+    assert sum(len(h) for h in held_out) == len(pool)  # a partition
+    assert all(len(h) > len(pool) / 3 * 0.7 for h in held_out)  # roughly even
+    refit = prepare_rows(batch, labels, 3, fractions, CrossFitFold(3, None))["split"]
+    assert all(refit[i] == "train" for i in pool) and "calib" not in refit
+    with pytest.raises(DataConfigError, match="crossfit.folds=1"):
+        CrossFitFold(1, 0)

@@ -38,6 +38,7 @@ from geoloc.evaluation import (
     fit_thresholds,
     log_wandb,
     min_samples_for_target,
+    render_markdown,
     softmax,
     write_report,
 )
@@ -536,3 +537,40 @@ def test_evaluate_model_predicts_only_what_the_policy_needs(tmp_path: Path) -> N
                            report_dir=tmp_path / "r2")
     assert calls == [("test", None)]
     assert again.metrics()["abstain/coverage"] == metrics["abstain/coverage"]
+
+
+def test_rare_countries_share_a_pooled_certified_threshold() -> None:
+    """Countries too rare to certify alone (here: 25 calibration predictions each, fewer
+    than the 29 all-correct ones a bound needs) are pooled by a label-free rule (fewer predictions than pool_below) and share
+    one threshold whose bound is about their pooled precision; the JSON and report say
+    which kind of guarantee each country has."""
+    names = ["US", "BR", "FR", "DE", "JP", "OTHER"]
+    rng = np.random.default_rng(8)
+    rows, labels = [], []
+    for c, n, p_right in ((0, 1500, 0.97), (1, 25, 0.99), (2, 25, 0.99), (3, 25, 0.99),
+                          (4, 25, 0.99), (5, 400, 0.96)):
+        conf = rng.uniform(0.6, 1.0, n)
+        right = rng.random(n) < p_right
+        probs = np.tile(((1 - conf) / (len(names) - 1))[:, None], (1, len(names)))
+        probs[:, c] = conf
+        rows.append(probs)
+        labels.append(np.where(right, c, (c + rng.integers(1, len(names), n)) % len(names)))
+    probs, labels = np.concatenate(rows), np.concatenate(labels)
+    alone = fit_thresholds(probs, labels, names, POLICY)
+    assert alone.never_assigned == ["BR", "FR", "DE", "JP"]
+    pooled = fit_thresholds(probs, labels, names, policy(pool_below=100))
+    cal = pooled.calibration
+    assert cal["US"].guarantee == "class" and cal["OTHER"].guarantee == "class"
+    assert pooled.thresholds["US"] == alone.thresholds["US"]
+    for name in ("BR", "FR", "DE", "JP"):
+        assert cal[name].guarantee == "pooled" and cal[name].pool == ["BR", "FR", "DE", "JP"]
+        assert cal[name].n_predicted == 25
+        assert pooled.thresholds[name] == pooled.thresholds["BR"] < 1
+    assert cal["BR"].lower_bound >= 0.9 and cal["BR"].n_kept <= 100
+    raw = pooled.to_dict()
+    assert raw["pool_below"] == 100 and raw["guarantee_per_class"]["FR"] == "pooled"
+    assert Thresholds.from_dict(raw).to_dict() == raw
+    result = evaluate_split(np.log(probs), labels, names, pooled)
+    pc = result.tables["per_class"].set_index("class")
+    assert pc.loc["DE", "guarantee"] == "pooled" and pc.loc["US", "guarantee"] == "class"
+    assert "Pooled rare countries" in render_markdown(result)

@@ -197,3 +197,30 @@ def test_failed_task_closes_its_wandb_run_and_logs_the_error(tmp_path, caplog):
     assert "geoloc-train failed" in caplog.text and "boom" in caplog.text
     run_dir = next((tmp_path / "wandb").glob("offline-run-*"))
     assert _summary(run_dir)["state"] != "running"
+
+
+def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
+    """crossfit.folds=2: two fold models predict their held-out folds, the policy is fitted
+    on all those out-of-fold rows (train + calib, not just calib), the refit is deployed
+    and evaluated, and the fold checkpoints are cleaned up."""
+    import numpy as np
+
+    from geoloc.cli.common import run_task
+    from geoloc.cli.train import train
+
+    cfg = compose([*TINY, "logger=none", "crossfit.folds=2", "evaluation.policy.pool_below=50",
+                   f"paths.output_dir={tmp_path}"])
+    metrics, objects = run_task(train, cfg)
+    sizes = objects["datamodule"].split_sizes()
+    assert sizes["calib"] == 0  # the refit trains on every pooled row
+    oof = np.load(tmp_path / "report" / "crossfit_oof.npz")
+    assert metrics["crossfit/calibration_rows"] == len(oof["labels"]) == sizes["train"]
+    assert sorted(set(oof["fold"].tolist())) == [0, 1]
+    assert len(set(oof["rows"].tolist())) == len(oof["rows"])  # each row predicted once
+    assert {"crossfit/fold0/macro_f1", "crossfit/fold1/macro_f1"} <= set(metrics)
+    assert objects["result"].thresholds.n_calibration == sizes["train"]
+    assert not (tmp_path / "checkpoints" / "fold0").exists()
+    saved = json.loads(Path(str(objects["ckpt_path"]).replace(".ckpt", ".thresholds.json"))
+                       .read_text())
+    assert saved["pool_below"] == 50 and set(saved["guarantee_per_class"].values()) <= {
+        "class", "pooled", "none"}

@@ -94,19 +94,20 @@ def setup_runtime(cfg: DictConfig) -> None:
         torch.set_num_threads(int(cfg.threads))
 
 
-def build_datamodule(cfg: DictConfig, tokenizer: Any, metadata: Any) -> Any:
+def build_datamodule(cfg: DictConfig, tokenizer: Any, metadata: Any, fold: Any = None) -> Any:
     """Instantiate ``cfg.data`` with the model's tokenizer and
     :class:`~geoloc.metadata.ModelMetadata` (label set and tokenizer identity travel from
     the model to the data, never through config).
 
     Instantiated as a partial and then called, so the two objects reach the datamodule as
     they are: keyword arguments given to ``instantiate`` itself are merged into the config
-    first, which would turn the metadata dataclass into a ``DictConfig``.
+    first, which would turn the metadata dataclass into a ``DictConfig``. ``fold`` is the
+    cross-fitting driver's (:class:`~geoloc.data.splits.CrossFitFold`), never config's.
     """
     import hydra
 
     return hydra.utils.instantiate(cfg.data, _partial_=True)(tokenizer=tokenizer,
-                                                             metadata=metadata)
+                                                             metadata=metadata, fold=fold)
 
 
 def build_policy(cfg: DictConfig) -> Any:

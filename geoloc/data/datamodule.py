@@ -34,6 +34,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from geoloc.data.sources import ProfileSource
 from geoloc.data.splits import (
     SPLITS,
+    CrossFitFold,
     DataConfigError,
     prepare_rows,
     validate_eval_split,
@@ -104,7 +105,9 @@ class ProfileDataModule(pl.LightningDataModule):
     Built by the entry points with :func:`geoloc.cli.common.build_datamodule`: the data config supplies every keyword option, the model its tokenizer
     and :class:`~geoloc.metadata.ModelMetadata`. ``tokenizer`` may be None when no loader
     is needed (option validation, :attr:`source` inspection). ``cache`` is the folder of
-    the HF datasets cache (None: ``GEOLOC_HOME/hf_datasets``).
+    the HF datasets cache (None: ``GEOLOC_HOME/hf_datasets``). ``fold`` (set by the
+    cross-fitting driver, never by config) re-deals ``train`` + ``calib`` into one model's
+    share of a cross-fit (:class:`~geoloc.data.splits.CrossFitFold`).
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class ProfileDataModule(pl.LightningDataModule):
         num_workers: int,
         eval_split: str,
         cache: str | None = None,
+        fold: CrossFitFold | None = None,
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
@@ -135,6 +139,7 @@ class ProfileDataModule(pl.LightningDataModule):
         self.eval_split = validate_eval_split(str(eval_split), self.fractions)
         self.split_seed = int(split_seed)
         self.num_workers = int(num_workers)
+        self.fold = fold
         self.source = source.bind(label_set=self.label_set, splits=self.fractions,
                                   split_seed=self.split_seed)
         self.cache = Path(cache) if cache else cache_dir("hf_datasets")
@@ -164,11 +169,12 @@ class ProfileDataModule(pl.LightningDataModule):
         )
         # "v2": splits honour a record's own ``split`` field (older caches did not).
         base_key = _key("v2", self.source.fingerprint(), self.label_set.countries,
-                        self.split_seed, self.fractions)
-        label_set, seed, fractions = self.label_set, self.split_seed, self.fractions
+                        self.split_seed, self.fractions, self.fold)
+        label_set, seed, fractions, fold = (self.label_set, self.split_seed, self.fractions,
+                                            self.fold)
 
         def prepare(batch: dict[str, list]) -> dict[str, list]:
-            return prepare_rows(batch, label_set, seed, fractions)
+            return prepare_rows(batch, label_set, seed, fractions, fold)
 
         ds = raw.map(prepare, batched=True, new_fingerprint=f"prep-{base_key}",
                      desc="labels + splits")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from geoloc.data.schema import profile_text
@@ -90,26 +91,68 @@ def record_split(record: Mapping[str, Any], seed: int, fractions: Mapping[str, f
     return assign_split(str(record["id"]), seed, fractions)
 
 
+#: The splits cross-fitting draws its folds from: every labelled row that is not
+#: evaluated (``val`` and ``test`` stay untouched, so evaluation is as without folds).
+CROSSFIT_POOL = ("train", "calib")
+
+
+@dataclass(frozen=True)
+class CrossFitFold:
+    """Which model of a cross-fit a datamodule feeds.
+
+    The rows the id hash puts in ``train`` or ``calib`` (pinned rows keep their split)
+    are dealt into ``folds`` folds by a second keyed hash. ``index = k``: fold k becomes
+    the ``calib`` split (the rows model k predicts out of fold) and the other folds
+    ``train``. ``index = None``: the refit on every pooled row (all ``train``, no calib).
+    """
+
+    folds: int
+    index: int | None
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise DataConfigError(f"crossfit.folds={self.folds}: need at least 2 folds")
+        if self.index is not None and not 0 <= self.index < self.folds:
+            raise DataConfigError(f"fold index {self.index}: expected 0 .. {self.folds - 1}")
+
+
+def assign_fold(profile_id: str, seed: int, folds: int) -> int:
+    """Deterministic fold of one profile id (keyed SHA-256, independent of its split)."""
+    digest = hashlib.sha256(f"fold:{seed}:{profile_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
 def prepare_rows(batch: Mapping[str, list], label_set: LabelSet, seed: int,
-                 fractions: Mapping[str, float]) -> dict[str, list]:
+                 fractions: Mapping[str, float], fold: CrossFitFold | None = None
+                 ) -> dict[str, list]:
     """Model text, class index and split of a batch of canonical records (columns).
 
     The one place that turns records into (text, label, split): the datamodule and the
     baselines (via :func:`geoloc.data.datamodule.labelled_splits`) both call it, so they
-    see the same text, labels and split.
+    see the same text, labels and split. ``fold`` re-deals the cross-fitting pool.
     """
     given = batch.get("split") or [None] * len(batch["id"])
+    splits = []
+    for rid, pinned in zip(batch["id"], given, strict=True):
+        split = record_split({"id": rid, "split": pinned}, seed, fractions)
+        if fold is not None and pinned is None and split in CROSSFIT_POOL:
+            held_out = fold.index is not None and assign_fold(str(rid), seed,
+                                                              fold.folds) == fold.index
+            split = "calib" if held_out else "train"
+        splits.append(split)
     return {
         "text": [profile_text(b or "", c or []) for b, c in
                  zip(batch["bio"], batch["captions"], strict=True)],
         "labels": [label_set.index(c) for c in batch["country"]],
-        "split": [record_split({"id": i, "split": s}, seed, fractions)
-                  for i, s in zip(batch["id"], given, strict=True)],
+        "split": splits,
     }
 
 
 __all__ = [
+    "CROSSFIT_POOL",
     "SPLITS",
+    "CrossFitFold",
+    "assign_fold",
     "DataConfigError",
     "assign_split",
     "prepare_rows",

@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ from geoloc.evaluation.metrics import check_outputs
 from geoloc.evaluation.stats import clopper_pearson, min_samples_for_target
 from geoloc.evaluation.sweep import counts_above, default_grid
 from geoloc.io import write_json_atomic
-from geoloc.labels import UNCERTAIN
+from geoloc.labels import OTHER, UNCERTAIN
 
 #: Name of the threshold-selection method, written into thresholds.json and the report.
 METHOD = "fixed_sequence_clopper_pearson"
@@ -83,8 +83,12 @@ ASSIGNED = "assigned"
 NO_PREDICTIONS = "no_calibration_predictions"
 TOO_FEW = "too_few_calibration_predictions"
 BOUND_BELOW_TARGET = "bound_below_target"
+POOLED = "pooled"
+POOL_FAILED = "pool_bound_below_target"
 STATUS_TEXT = {
     ASSIGNED: "threshold certified on the calibration split",
+    POOLED: "rare country: shares the threshold certified for the pooled rare countries",
+    POOL_FAILED: "rare country: the pooled rare countries' bound never reaches the target",
     NO_PREDICTIONS: "never predicted on the calibration split",
     TOO_FEW: "too few calibration predictions for the bound to reach the target",
     BOUND_BELOW_TARGET: "lower confidence bound of precision never reaches the target",
@@ -111,6 +115,10 @@ class PolicyConfig:
     delta: float
     start_counts: tuple[int, ...]
     guarantee: str
+    pool_below: int | None = None
+    """Countries with fewer calibration predictions than this are not tested alone but
+    as one pooled group (one shared threshold, certified on their pooled predictions);
+    None: every class is tested alone. See :func:`fit_thresholds`."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", float(self.target))
@@ -124,6 +132,11 @@ class PolicyConfig:
         if not self.start_counts or min(self.start_counts) < 1:
             raise ValueError(f"evaluation.policy.start_counts={list(self.start_counts)}: "
                              "need one or more positive counts")
+        if self.pool_below is not None:
+            object.__setattr__(self, "pool_below", int(self.pool_below))
+            if self.pool_below < 1:
+                raise ValueError(f"evaluation.policy.pool_below={self.pool_below}: must be "
+                                 ">= 1 or null")
         if self.guarantee not in GUARANTEES:
             raise ValueError(f"evaluation.policy.guarantee={self.guarantee!r}: expected one "
                              f"of {', '.join(GUARANTEES)}")
@@ -138,7 +151,8 @@ class PolicyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "delta": self.delta,
-                "start_counts": list(self.start_counts), "guarantee": self.guarantee}
+                "start_counts": list(self.start_counts), "guarantee": self.guarantee,
+                "pool_below": self.pool_below}
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,12 @@ class ClassCalibration:
     delta_per_test: float | None = None
     """Level of each test: delta (/ C when simultaneous) / number of sequences."""
     n_tests: int = 0
+    pool: list[str] = field(default_factory=list)
+    """For a pooled country: the countries of its pool."""
+    guarantee: str = "class"
+    """What the threshold's precision bound is about: ``class`` (this class alone),
+    ``pooled`` (all assignments to the pooled rare countries together; the counts and
+    bound above are then the pool's), or ``none`` (never assigned)."""
 
 
 @dataclass
@@ -246,6 +266,8 @@ class Thresholds:
             "target": self.target,
             "delta": self.delta,
             "guarantee": self.policy.guarantee,
+            "pool_below": self.policy.pool_below,
+            "guarantee_per_class": {n: c.guarantee for n, c in self.calibration.items()},
             "delta_per_class": self.delta_per_class,
             "temperature": self.temperature,
             "class_names": list(self.class_names),
@@ -277,7 +299,8 @@ class Thresholds:
                 n: (math.inf if t is None else float(t)) for n, t in data["thresholds"].items()
             },
             policy=PolicyConfig(target=data["target"], delta=data["delta"],
-                                start_counts=cal["start_counts"], guarantee=guarantee),
+                                start_counts=cal["start_counts"], guarantee=guarantee,
+                                pool_below=data.get("pool_below")),
             temperature=float(data.get("temperature", 1.0)),
             method=str(data.get("method", METHOD)),
             n_calibration=int(cal.get("n_samples", 0)),
@@ -380,12 +403,36 @@ def fit_thresholds(
     correct = pred == labels
     thresholds: dict[str, float] = {}
     calibration: dict[str, ClassCalibration] = {}
+    n_pred = np.bincount(pred, minlength=len(names))
+    # Which countries are pooled depends only on how often each is *predicted*, never on
+    # whether the predictions are right, so the pooled test stays a valid test (the same
+    # argument as for the start counts).
+    pooled = [c for c, name in enumerate(names) if name != OTHER and policy.pool_below
+              and 0 < n_pred[c] < policy.pool_below]
     for c, name in enumerate(names):
+        if c in pooled:
+            continue
         mask = pred == c
         thresholds[name], calibration[name] = _fit_class(
             conf[mask], correct[mask], int((labels == c).sum()), grid_desc,
             policy.target, delta_c, policy.start_counts,
         )
+        if not math.isfinite(thresholds[name]):
+            calibration[name] = replace(calibration[name], guarantee="none")
+    if pooled:
+        mask = np.isin(pred, pooled)
+        t_pool, pool_info = _fit_class(
+            conf[mask], correct[mask], int(np.isin(labels, pooled).sum()), grid_desc,
+            policy.target, delta_c, policy.start_counts,
+        )
+        certified = math.isfinite(t_pool)
+        for c in pooled:
+            thresholds[names[c]] = t_pool
+            calibration[names[c]] = replace(
+                pool_info, status=POOLED if certified else POOL_FAILED,
+                guarantee="pooled" if certified else "none",
+                n_predicted=int(n_pred[c]), n_support=int((labels == c).sum()),
+                pool=[names[i] for i in pooled])
     return Thresholds(
         class_names=names,
         thresholds=thresholds,

@@ -84,6 +84,7 @@ def _class_rows(pc: pd.DataFrame, target: float) -> pd.DataFrame:
                 "": flag,
                 "code": code,
                 "country": r["name"],
+                "guarantee": r["guarantee"],
                 "threshold": _thr(r["threshold"]),
                 "assigned": int(r["assigned"]),
                 "precision": _pct(r["precision_abstain"]),
@@ -93,6 +94,7 @@ def _class_rows(pc: pd.DataFrame, target: float) -> pd.DataFrame:
                 "precision (argmax)": _pct(r["precision"]),
                 "recall (argmax)": _pct(r["recall"]),
                 "F1 (argmax)": _pct(r["f1"]),
+                "cal. support": "–" if pd.isna(r["cal_support"]) else int(r["cal_support"]),
                 "cal. bound": _pct(r["cal_lower_bound"]),
             }
         )
@@ -167,6 +169,20 @@ def render_markdown(result: EvaluationResult) -> str:
         "still fall below target by chance; the 95 % interval shows how far.",
         "",
     ]
+    pooled = [n for n, c in th.calibration.items() if c.guarantee == "pooled"]
+    if th.policy.pool_below:
+        pool_members = sorted({m for c in th.calibration.values() for m in c.pool})
+        lines += [
+            f"**Pooled rare countries** (fewer than {th.policy.pool_below} calibration "
+            "predictions each, a label-free rule): "
+            + (", ".join(pool_members) or "none")
+            + ". They are not tested alone; one threshold is certified on their pooled "
+            "predictions, so the guarantee (kind `pooled`) is about the precision of all "
+            "assignments to these countries together, not of each one. "
+            + ("Certified: " + ", ".join(pooled) + " share it." if pooled else
+               "The pooled bound did not reach the target: none of them is assigned."),
+            "",
+        ]
     if result.never_assigned:
         lines += [
             "**Never assigned** (no threshold; these classes are always "
@@ -183,9 +199,12 @@ def render_markdown(result: EvaluationResult) -> str:
         f"## Per country after abstention (target {100 * target:.0f} %)",
         "",
         "Precision/recall/CI are after abstention on this split; argmax columns are "
-        "without abstention; cal. bound is the Clopper–Pearson lower bound of calibration "
-        "precision at the chosen threshold (for a never-assigned class: the highest bound "
-        "any of its tests reached).",
+        "without abstention; guarantee is what the threshold certifies (`class`: this "
+        "country alone, `pooled`: the pooled rare countries together, `none`: never "
+        "assigned); cal. support is the country's calibration rows; cal. bound is the "
+        "Clopper–Pearson lower bound of calibration precision at the chosen threshold (the "
+        "pool's for a pooled country; for a never-assigned class: the highest bound any of "
+        "its tests reached).",
         "",
         markdown_table(_class_rows(pc[pc["is_country"]], target)),
         "",

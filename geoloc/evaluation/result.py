@@ -131,6 +131,9 @@ def evaluate_split(
         for nm, t in zip(names, tvec, strict=True)
     ]
     cal_info = [thresholds.calibration.get(nm) for nm in names]
+    pc["guarantee"] = [ci.guarantee if ci else ("class" if np.isfinite(t) else "none")
+                       for ci, t in zip(cal_info, tvec, strict=True)]
+    pc["cal_support"] = [ci.n_support if ci else np.nan for ci in cal_info]
     pc["cal_predicted"] = [ci.n_predicted if ci else np.nan for ci in cal_info]
     pc["cal_kept"] = [ci.n_kept if ci else np.nan for ci in cal_info]
     pc["cal_precision"] = [
