@@ -256,3 +256,14 @@ def test_real_dev_tsv_reads_every_row() -> None:
     assert all(len(r["captions"]) == 1 and r["bio"] == "" for r in records)
     assert {"US", "BR", "TR", "GB", "XK"} <= {r["country"] for r in records}
     assert list(iter_profiles(REAL_TSV, ColumnMapping.tweets(), require_country=True))[0] == records[0]
+
+
+def test_model_text_undoes_storage_artefacts():
+    """HTML entities and line breaks stored as backslash-n (as in the real tweet set)
+    become plain text in every model input; clean text is unchanged."""
+    from geoloc.data.schema import normalize_text, profile_text
+
+    assert normalize_text("Bed &amp; Breakfast &lt;3") == "Bed & Breakfast <3"
+    assert normalize_text("line one\\nline two") == "line one\nline two"
+    assert normalize_text("Bom dia 🇧🇷 São Paulo") == "Bom dia 🇧🇷 São Paulo"
+    assert profile_text("me &amp; you", ["a\\nb", ""]) == "me & you | a\nb"

@@ -167,8 +167,9 @@ class ProfileDataModule(pl.LightningDataModule):
             "json", data_files=str(path), split="train", features=RECORD_FEATURES,
             cache_dir=str(self.cache),
         )
-        # "v2": splits honour a record's own ``split`` field (older caches did not).
-        base_key = _key("v2", self.source.fingerprint(), self.label_set.countries,
+        # "v3": text goes through schema.normalize_text (v2: splits honour a record's own
+        # ``split`` field). Bump whenever prepare_rows's output changes for the same input.
+        base_key = _key("v3", self.source.fingerprint(), self.label_set.countries,
                         self.split_seed, self.fractions, self.fold)
         label_set, seed, fractions, fold = (self.label_set, self.split_seed, self.fractions,
                                             self.fold)

@@ -18,6 +18,7 @@ A :class:`ColumnMapping` says which column of an input file feeds which of these
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypedDict
@@ -42,10 +43,25 @@ class RecordError(ValueError):
         super().__init__(f"{path}:{line}: field '{field}': {problem}")
 
 
+def normalize_text(text: str) -> str:
+    """Undo storage artefacts of scraped text: HTML entities (``&amp;`` -> ``&``, as the
+    tweet API delivers them) and line breaks stored as the two characters ``\\n``.
+
+    Applied to every model input (training, evaluation, prediction), so a model never
+    learns that ``amp`` or a literal backslash is a cue; clean text passes unchanged.
+    """
+    if "&" in text:
+        text = html.unescape(text)
+    if "\\n" in text:
+        text = text.replace("\\n", "\n")
+    return text
+
+
 def profile_text(bio: str, captions: list[str], sep: str = CAPTION_SEPARATOR) -> str:
-    """Join bio and captions into the single model input (empty parts are skipped)."""
+    """Join bio and captions into the single model input (empty parts are skipped), after
+    :func:`normalize_text`."""
     parts = [p.strip() for p in [bio, *captions[:MAX_CAPTIONS]] if p and p.strip()]
-    return sep.join(parts)
+    return normalize_text(sep.join(parts))
 
 
 @dataclass(frozen=True)
