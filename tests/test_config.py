@@ -104,3 +104,12 @@ def test_every_data_source_instantiates(data, tmp_path):
     assert source.fingerprint()
     if data == "jsonl":
         assert source.canonical_jsonl() == path
+
+
+def test_experiment_configs_override_the_root_keys(tmp_path):
+    """An experiment's own top-level keys (threads, task_name, crossfit) win over the root
+    config's defaults: the root's _self_ comes first in its defaults list."""
+    cfg = compose(["experiment=real_umass", f"paths.output_dir={tmp_path}"])
+    assert cfg.threads == 2 and cfg.task_name == "real_umass"
+    assert cfg.crossfit.folds == 3 and cfg.evaluation.policy.pool_below == 100
+    assert compose([f"paths.output_dir={tmp_path}"]).crossfit.folds is None
