@@ -53,6 +53,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("accuracy", "accuracy", "pct"),
     ("macro-F1", "macro_f1", "pct"),
     ("assigned correct country", "correct_country_rate", "pct"),
+    ("countries certified", "countries_with_threshold", "int"),
     ("UNCERTAIN", "uncertain_rate", "pct"),
     ("country coverage at target", "country_assigned_rate", "pct"),
     ("precision of assigned countries", "country_precision", "pct"),
@@ -244,6 +245,8 @@ def results_table(rows: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
                                "n": s.get("n_samples")}
         for header, key, _ in COLUMNS:
             rec[header] = s.get(key)
+            if f"{key}_se" in s:  # standard errors travel beside their metric
+                rec[f"{header} SE"] = s[f"{key}_se"]
         rec["countries assigned"] = s.get("countries_assigned")
         records.append(rec)
     return pd.DataFrame(records)
@@ -265,6 +268,9 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
         row = {"model": str(r["model"])}
         for header, _, kind in COLUMNS:
             cell = _fmt(r[header], kind)
+            se = r.get(f"{header} SE")
+            if se is not None and not pd.isna(se) and cell != "–":
+                cell = f"{cell[:-2]} ± {100 * float(se):.1f} %"
             if header == "countries meeting target" and r["countries assigned"] is not None \
                     and not pd.isna(r["countries assigned"]):
                 cell = f"{cell} of {int(r['countries assigned'])} assigned"
@@ -294,10 +300,13 @@ def write_results(
 
 COLUMN_NOTES = (
     "Columns: accuracy and macro-F1 are argmax without abstention (macro over the 36 "
-    "countries + OTHER); *assigned correct country* is the share of all profiles that get "
-    "their true country after abstention; *UNCERTAIN* the share left unassigned; *country "
-    "coverage at target* the share assigned any country under the per-country thresholds "
-    "fitted on the calib split for 90 % precision (δ = 0.05); *precision of assigned "
+    "countries + OTHER); ± is one standard error on the evaluated split (binomial; "
+    "bootstrap for macro-F1); *assigned correct country* is the share of all profiles that "
+    "get their true country after abstention; *countries certified* the countries with a "
+    "threshold (their own, or the pooled rare countries' one); *UNCERTAIN* the share left "
+    "unassigned; *country coverage at target* the share assigned any country under the "
+    "thresholds fitted for 90 % precision (δ = 0.05) on the calibration set (the calib "
+    "split, or all out-of-fold predictions when cross-fitted); *precision of assigned "
     "countries* the precision of those assignments on this split; *countries meeting "
     "target* counts countries whose precision here is ≥ 90 %, of those assigned at least "
     "once. *Coverage at 90 % accuracy (oracle)* is the largest share of profiles one global "

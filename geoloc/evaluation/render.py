@@ -58,6 +58,13 @@ def _pct(x: Any) -> str:
     return "–" if math.isnan(x) else f"{100 * x:.1f} %"
 
 
+def _pct_se(x: Any, se: Any) -> str:
+    """A percentage with its standard error (binomial; bootstrap for macro-F1)."""
+    if se is None or not math.isfinite(float(se)):
+        return _pct(x)
+    return f"{_pct(x)[:-2]} ± {100 * float(se):.1f} %"
+
+
 def _thr(x: float) -> str:
     return f"{x:.3g}" if np.isfinite(x) else "never"
 
@@ -120,9 +127,12 @@ def render_markdown(result: EvaluationResult) -> str:
         markdown_table(
             pd.DataFrame(
                 [
-                    ("Accuracy without abstention (argmax)", _pct(s["accuracy"])),
-                    ("Macro-F1 without abstention", _pct(s["macro_f1"])),
-                    ("Profiles assigned the correct country", _pct(s["correct_country_rate"])),
+                    ("Accuracy without abstention (argmax)",
+                     _pct_se(s["accuracy"], s.get("accuracy_se"))),
+                    ("Macro-F1 without abstention",
+                     _pct_se(s["macro_f1"], s.get("macro_f1_se"))),
+                    ("Profiles assigned the correct country",
+                     _pct_se(s["correct_country_rate"], s.get("correct_country_rate_se"))),
                     (
                         "Profiles assigned the correct label (countries or OTHER)",
                         _pct(s["correct_assigned_rate"]),

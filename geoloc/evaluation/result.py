@@ -32,7 +32,12 @@ from geoloc.evaluation.calibration import (
 )
 from geoloc.evaluation.figures import confusion_figure, per_class_table_figure
 from geoloc.evaluation.metrics import ECE_BINS, check_outputs, compute_metrics
-from geoloc.evaluation.stats import clopper_pearson, ratio
+from geoloc.evaluation.stats import (
+    binomial_se,
+    bootstrap_macro_f1_se,
+    clopper_pearson,
+    ratio,
+)
 from geoloc.evaluation.sweep import (
     precision_threshold_figure,
     risk_coverage_figure,
@@ -44,7 +49,8 @@ from geoloc.labels import OTHER, UNCERTAIN
 #: one: ``eval/`` = argmax classifier on the evaluated split, ``calibration/`` =
 #: temperature scaling (fitted on the calibration split, measured on the evaluated one).
 METRIC_GROUPS: dict[str, str] = {
-    **dict.fromkeys(("n_samples", "n_classes", "accuracy", "macro_f1"), "eval"),
+    **dict.fromkeys(("n_samples", "n_classes", "accuracy", "accuracy_se", "macro_f1",
+                     "macro_f1_se"), "eval"),
     **dict.fromkeys(("ece", "ece_uncalibrated", "nll", "nll_uncalibrated", "temperature",
                      "calibration_samples"), "calibration"),
 }
@@ -181,7 +187,9 @@ def evaluate_split(
         "n_samples": n,
         "n_classes": c,
         "accuracy": metrics.accuracy,
+        "accuracy_se": binomial_se(metrics.accuracy, n),
         "macro_f1": metrics.macro_f1,
+        "macro_f1_se": bootstrap_macro_f1_se(labels, predictions, c),
         "ece": metrics.ece,
         "ece_uncalibrated": cal_here.ece_before,
         "nll": cal_here.nll_after,
@@ -195,6 +203,7 @@ def evaluate_split(
         "correct_assigned_rate": float(hit.mean()),
         "country_assigned_rate": float(country_dec.mean()),
         "correct_country_rate": float((country_dec & hit).mean()),
+        "correct_country_rate_se": binomial_se(float((country_dec & hit).mean()), n),
         "selective_accuracy": float(hit.sum() / kept.sum()) if kept.any() else math.nan,
         "country_precision": (
             float((country_dec & hit).sum() / country_dec.sum()) if country_dec.any() else math.nan

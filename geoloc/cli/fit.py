@@ -1,0 +1,92 @@
+"""Fitting models: one fit from a config, and the cross-fit that calibrates on
+out-of-fold predictions: the orchestration ``geoloc-train`` (:mod:`geoloc.cli.train`)
+composes with testing and evaluation.
+
+**Cross-fitting** (``crossfit.folds=K``): calibration data is the scarce resource (on the
+real tweets the calib split is ~800 rows over 37 classes), so instead of fitting the
+temperature and thresholds on one small split, K models are trained, model k without fold
+k of the labelled rows (``train`` + ``calib``), and each predicts its held-out fold. The
+pooled out-of-fold predictions are a calibration set as large as all those rows. The
+deployed model is then refitted on all of them with the same recipe, and the policy fitted
+on the out-of-fold predictions is applied to it.
+
+Why the thresholds carry over: each out-of-fold prediction is an honest prediction of a
+model trained exactly like the deployed one on (K - 1) / K of its data, on a row it never
+saw, so the calibration set is distributed like the deployed model's outputs on new data
+up to the effect of 1 / K less training data. More data makes a model no less accurate, so
+precision at a given confidence threshold is, if anything, higher for the refit: the
+guarantee holds for the fold models exactly and carries over to the refit under this
+stability assumption (as in cross-conformal prediction and CV+, Barber et al. 2021). It is
+checked, not assumed, on the evaluated split, which no model of the cross-fit trains on.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from geoloc.cli import common
+
+
+def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | None = None
+        ) -> dict[str, Any]:
+    """Build module, datamodule and trainer from ``cfg`` and fit; returns them with the
+    best checkpoint path (``ckpt_path``) and the fit's metrics."""
+    import pytorch_lightning as pl
+
+    pl.seed_everything(cfg.seed, workers=True)
+    module = hydra.utils.instantiate(cfg.model)
+    datamodule = common.build_datamodule(cfg, module.tokenizer, module.metadata, fold=fold)
+    callbacks = common.build_callbacks(cfg, has_logger=bool(loggers))
+    if ckpt_subdir:  # one checkpoint folder per cross-fit model
+        for cb in callbacks:
+            if isinstance(cb, pl.callbacks.ModelCheckpoint) and cb.dirpath:
+                cb.dirpath = str(Path(cb.dirpath) / ckpt_subdir)
+    trainer = common.build_trainer(cfg, loggers, callbacks)
+    trainer.fit(module, datamodule=datamodule,
+                ckpt_path=None if ckpt_subdir else cfg.get("ckpt_path"))
+    ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    return {"module": module, "datamodule": datamodule, "trainer": trainer,
+            "ckpt_path": ckpt or None,
+            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}
+
+
+def crossfit_calibration(cfg: DictConfig, folds: int) -> tuple[Any, dict[str, float]]:
+    """Train the K fold models; return their pooled out-of-fold outputs (as one
+    :class:`~geoloc.evaluation.SplitOutputs`) and each fold's validation metrics.
+
+    Fold checkpoints are deleted once their fold is predicted (the refit is deployed);
+    the out-of-fold logits are kept in the report folder (``crossfit_oof.npz``).
+    """
+    from geoloc.data.splits import CrossFitFold
+    from geoloc.evaluation import SplitOutputs, predict_split
+
+    parts, metrics = [], {}
+    for k in range(folds):
+        objs = fit(cfg, loggers=[], fold=CrossFitFold(folds, k), ckpt_subdir=f"fold{k}")
+        out = predict_split(objs["trainer"], objs["module"], objs["datamodule"], "calib",
+                            objs["ckpt_path"])
+        parts.append((out, np.full(len(out.labels), k)))
+        for key in ("val/acc", "val/macro_f1"):
+            if key in objs["metrics"]:
+                metrics[f"crossfit/fold{k}/{key.split('/')[1]}"] = objs["metrics"][key]
+        if objs["ckpt_path"]:
+            shutil.rmtree(Path(objs["ckpt_path"]).parent, ignore_errors=True)
+        del objs
+        gc.collect()
+    oof = SplitOutputs(np.concatenate([p.logits for p, _ in parts]),
+                       np.concatenate([p.labels for p, _ in parts]),
+                       np.concatenate([p.rows for p, _ in parts]))
+    report_dir = Path(str(cfg.evaluation.report_dir))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(report_dir / "crossfit_oof.npz", logits=oof.logits, labels=oof.labels,
+                        rows=oof.rows, fold=np.concatenate([f for _, f in parts]))
+    metrics["crossfit/folds"] = float(folds)
+    metrics["crossfit/calibration_rows"] = float(len(oof.labels))
+    return oof, metrics
