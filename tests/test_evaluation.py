@@ -435,6 +435,9 @@ def test_evaluate_logits_writes_report_and_logs_wandb(tmp_path: Path, monkeypatc
     summary = _leet_summary(run_dir)["summary"]
     for key, name in (
         ("eval/accuracy", "accuracy"),
+        ("eval/accuracy_se", "accuracy_se"),
+        ("eval/macro_f1_se", "macro_f1_se"),
+        ("abstain/correct_country_rate_se", "correct_country_rate_se"),
         ("abstain/correct_country_rate", "correct_country_rate"),
         ("abstain/uncertain_rate", "uncertain_rate"),
         ("abstain/coverage", "coverage"),
@@ -574,3 +577,18 @@ def test_rare_countries_share_a_pooled_certified_threshold() -> None:
     pc = result.tables["per_class"].set_index("class")
     assert pc.loc["DE", "guarantee"] == "pooled" and pc.loc["US", "guarantee"] == "class"
     assert "Pooled rare countries" in render_markdown(result)
+
+
+def test_standard_errors() -> None:
+    """Binomial SE of a proportion; bootstrap SE of macro-F1: 0 for a perfect classifier,
+    near the binomial SE of accuracy for a balanced two-class one."""
+    from geoloc.evaluation.stats import binomial_se, bootstrap_macro_f1_se
+
+    assert binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert math.isnan(binomial_se(0.5, 0))
+    labels = np.repeat([0, 1], 500)
+    assert bootstrap_macro_f1_se(labels, labels, 2) == 0.0
+    rng = np.random.default_rng(0)
+    noisy = np.where(rng.random(1000) < 0.8, labels, 1 - labels)
+    se = bootstrap_macro_f1_se(labels, noisy, 2)
+    assert 0.6 * binomial_se(0.8, 1000) < se < 1.6 * binomial_se(0.8, 1000)

@@ -1,0 +1,73 @@
+"""How confident is the model on tweets from outside the label set (OTHER)?
+
+A language spoken in many countries is weak evidence for any one of them. This reads a
+cross-fitted run's out-of-fold predictions (``crossfit_oof.npz``, every train + calib
+tweet predicted by a model that never saw it) and its saved policy, and reports, for the
+tweets whose true class is OTHER, grouped by script (Arabic, Cyrillic, Latin, ...): how
+many there are, their mean calibrated top probability, and the share the policy assigns
+to a *country* (a confident wrong answer). The same figures for all tweets are the
+reference.
+
+    python experiments/real_data/other_confidence.py outputs/real_data/real_only
+"""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geoloc.evaluation import Thresholds
+from geoloc.io import markdown_table, read_jsonl
+from geoloc.labels import OTHER
+
+
+def script_of(text: str) -> str:
+    """The most frequent Unicode script of the letters in ``text`` (by character name)."""
+    counts: Counter = Counter()
+    for ch in text:
+        if ch.isalpha():
+            counts[unicodedata.name(ch, "UNKNOWN").split(" ")[0]] += 1
+    return counts.most_common(1)[0][0].title() if counts else "None"
+
+
+def main(run_dir: str) -> str:
+    from geoloc.data.sources import UmassTweetsSource
+
+    run = Path(run_dir)
+    oof = np.load(run / "report" / "crossfit_oof.npz")
+    policy = Thresholds.from_json(next((run / "checkpoints").glob("*.thresholds.json")))
+    records = list(read_jsonl(UmassTweetsSource().canonical_jsonl()))
+    texts = [" ".join(r["captions"]) for r in records]
+    probs = policy.probabilities(oof["logits"])
+    decisions = policy.apply(probs)
+    names = policy.class_names
+    other = names.index(OTHER)
+    df = pd.DataFrame({
+        "script": [script_of(texts[i]) for i in oof["rows"]],
+        "is_other": oof["labels"] == other,
+        "top_prob": probs.max(axis=1),
+        "assigned_country": (decisions >= 0) & (decisions != other),
+        "assigned_right": decisions == oof["labels"],
+    })
+    rows = []
+    for (script, is_other), g in df.groupby(["script", "is_other"]):
+        if len(g) < 10:
+            continue
+        rows.append({"script": script, "true class": "OTHER" if is_other else "a country",
+                     "tweets": len(g), "mean top prob": f"{g['top_prob'].mean():.2f}",
+                     "assigned a country": f"{100 * g['assigned_country'].mean():.1f} %",
+                     "assigned correctly": f"{100 * g['assigned_right'].mean():.1f} %"})
+    table = markdown_table(pd.DataFrame(rows))
+    wrong = Counter(names[d] for d, o in zip(decisions, df["is_other"], strict=True)
+                    if o and d >= 0 and d != other)
+    return (f"{table}\n\nOTHER tweets assigned a country, by country: "
+            f"{dict(wrong.most_common()) or 'none'}\n")
+
+
+if __name__ == "__main__":
+    print(main(sys.argv[1]))
