@@ -41,7 +41,7 @@ from geoloc.data.synthetic_pools import (
 from geoloc.labels import LabelSet, flag_emoji
 
 if TYPE_CHECKING:
-    from geoloc.data.synthetic import SyntheticConfig
+    from geoloc.data.synthetic_config import SyntheticConfig
 
 _MASK64 = (1 << 64) - 1
 _NORMAL, _SPARSE, _NO_CUE, _TRAVELLER, _DIASPORA = range(5)
