@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from geoloc.evaluation import EvaluationResult, PolicyConfig
+from geoloc.evaluation.render import pct_with_se
 from geoloc.io import markdown_table, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("geoloc.baselines")
@@ -267,10 +268,11 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     for _, r in table.iterrows():
         row = {"model": str(r["model"])}
         for header, _, kind in COLUMNS:
-            cell = _fmt(r[header], kind)
             se = r.get(f"{header} SE")
-            if se is not None and not pd.isna(se) and cell != "–":
-                cell = f"{cell[:-2]} ± {100 * float(se):.1f} %"
+            if kind == "pct" and se is not None and not pd.isna(se):
+                cell = pct_with_se(r[header], se)
+            else:
+                cell = _fmt(r[header], kind)
             if header == "countries meeting target" and r["countries assigned"] is not None \
                     and not pd.isna(r["countries assigned"]):
                 cell = f"{cell} of {int(r['countries assigned'])} assigned"

@@ -179,10 +179,14 @@ class ClassCalibration:
     n_tests: int = 0
     pool: list[str] = field(default_factory=list)
     """For a pooled country: the countries of its pool."""
-    guarantee: str = "class"
-    """What the threshold's precision bound is about: ``class`` (this class alone),
-    ``pooled`` (all assignments to the pooled rare countries together; the counts and
-    bound above are then the pool's), or ``none`` (never assigned)."""
+
+    @property
+    def guarantee(self) -> str:
+        """What the threshold's precision bound is about, derived from ``status``:
+        ``class`` (this class alone), ``pooled`` (all assignments to the pooled rare
+        countries together; the counts and bound above are then the pool's), or ``none``
+        (never assigned)."""
+        return {ASSIGNED: "class", POOLED: "pooled"}.get(self.status, "none")
 
 
 @dataclass
@@ -278,7 +282,8 @@ class Thresholds:
             "calibration": {
                 "n_samples": self.n_calibration,
                 "start_counts": list(self.policy.start_counts),
-                "per_class": {n: asdict(c) for n, c in self.calibration.items()},
+                "per_class": {n: {**asdict(c), "guarantee": c.guarantee}
+                              for n, c in self.calibration.items()},
             },
             "grid": [float(g) for g in self.grid],
             "created_at": self.created_at,
@@ -304,7 +309,8 @@ class Thresholds:
             temperature=float(data.get("temperature", 1.0)),
             method=str(data.get("method", METHOD)),
             n_calibration=int(cal.get("n_samples", 0)),
-            calibration={n: ClassCalibration(**c) for n, c in cal.get("per_class", {}).items()},
+            calibration={n: ClassCalibration(**{k: v for k, v in c.items() if k != "guarantee"})
+                         for n, c in cal.get("per_class", {}).items()},
             grid=[float(g) for g in data.get("grid", default_grid().tolist())],
             created_at=str(data.get("created_at", "")),
         )
@@ -417,8 +423,6 @@ def fit_thresholds(
             conf[mask], correct[mask], int((labels == c).sum()), grid_desc,
             policy.target, delta_c, policy.start_counts,
         )
-        if not math.isfinite(thresholds[name]):
-            calibration[name] = replace(calibration[name], guarantee="none")
     if pooled:
         mask = np.isin(pred, pooled)
         t_pool, pool_info = _fit_class(
@@ -429,9 +433,7 @@ def fit_thresholds(
         for c in pooled:
             thresholds[names[c]] = t_pool
             calibration[names[c]] = replace(
-                pool_info, status=POOLED if certified else POOL_FAILED,
-                guarantee="pooled" if certified else "none",
-                n_predicted=int(n_pred[c]), n_support=int((labels == c).sum()),
+                pool_info, status=POOLED if certified else POOL_FAILED, n_predicted=int(n_pred[c]), n_support=int((labels == c).sum()),
                 pool=[names[i] for i in pooled])
     return Thresholds(
         class_names=names,

@@ -58,11 +58,13 @@ def _pct(x: Any) -> str:
     return "–" if math.isnan(x) else f"{100 * x:.1f} %"
 
 
-def _pct_se(x: Any, se: Any) -> str:
-    """A percentage with its standard error (binomial; bootstrap for macro-F1)."""
-    if se is None or not math.isfinite(float(se)):
-        return _pct(x)
-    return f"{_pct(x)[:-2]} ± {100 * float(se):.1f} %"
+def pct_with_se(x: Any, se: Any) -> str:
+    """A percentage with its standard error (binomial; bootstrap for macro-F1); the report
+    headline and the results table both format "value ± SE %" here."""
+    value = _pct(x)
+    if value == "–" or se is None or not math.isfinite(float(se)):
+        return value
+    return f"{value[:-2]} ± {100 * float(se):.1f} %"
 
 
 def _thr(x: float) -> str:
@@ -128,11 +130,11 @@ def render_markdown(result: EvaluationResult) -> str:
             pd.DataFrame(
                 [
                     ("Accuracy without abstention (argmax)",
-                     _pct_se(s["accuracy"], s.get("accuracy_se"))),
+                     pct_with_se(s["accuracy"], s.get("accuracy_se"))),
                     ("Macro-F1 without abstention",
-                     _pct_se(s["macro_f1"], s.get("macro_f1_se"))),
+                     pct_with_se(s["macro_f1"], s.get("macro_f1_se"))),
                     ("Profiles assigned the correct country",
-                     _pct_se(s["correct_country_rate"], s.get("correct_country_rate_se"))),
+                     pct_with_se(s["correct_country_rate"], s.get("correct_country_rate_se"))),
                     (
                         "Profiles assigned the correct label (countries or OTHER)",
                         _pct(s["correct_assigned_rate"]),
