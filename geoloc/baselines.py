@@ -40,11 +40,10 @@ import pandas as pd
 from geoloc.evaluation import EvaluationResult, PolicyConfig
 from geoloc.evaluation.render import pct_with_se
 from geoloc.io import markdown_table, write_json_atomic, write_text_atomic
+from geoloc.model.ngram import CharNgramLR
 
 log = logging.getLogger("geoloc.baselines")
 
-#: Probability floor for classes a baseline cannot score (e.g. absent from train).
-PROB_FLOOR = 1e-9
 #: The grid searched for ``C`` (by validation macro-F1; wide, because on the short real
 #: tweets macro-F1 keeps rising to C ~ 1e3 while accuracy peaks near C ~ 1e2).
 DEFAULT_C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
@@ -72,15 +71,6 @@ DATASET_CITATION = (
 # ------------------------------------------------------------------------------ models
 
 
-def _full_log_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
-    """Scatter per-seen-class probabilities into all classes, floor, renormalise, log."""
-    full = np.zeros((proba.shape[0], n_classes), dtype=np.float64)
-    full[:, np.asarray(classes, dtype=int)] = proba
-    full = np.maximum(full, PROB_FLOOR)
-    full /= full.sum(axis=1, keepdims=True)
-    return np.log(full).astype(np.float32)
-
-
 @dataclass
 class MajorityBaseline:
     """The (add-one smoothed) class prior of the train split for every profile."""
@@ -101,46 +91,6 @@ class MajorityBaseline:
 
     def describe(self) -> str:
         return "train-split class prior (add-one smoothed) for every profile"
-
-
-@dataclass
-class CharNgramLR:
-    """TF-IDF character n-grams (``char_wb``) + multinomial logistic regression."""
-
-    n_classes: int
-    C: float = 10.0
-    ngram_range: tuple[int, int] = (1, 4)
-    analyzer: str = "char_wb"
-    min_df: int = 2
-    sublinear_tf: bool = True
-    max_iter: int = 2000
-    name: str = "char n-gram LR"
-    vectorizer_: Any = field(default=None, repr=False)
-    model_: Any = field(default=None, repr=False)
-
-    def fit(self, texts: Sequence[str], labels: Sequence[int]) -> CharNgramLR:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-
-        self.vectorizer_ = TfidfVectorizer(
-            analyzer=self.analyzer, ngram_range=tuple(self.ngram_range), min_df=self.min_df,
-            sublinear_tf=self.sublinear_tf, lowercase=True, dtype=np.float32,
-        )
-        x = self.vectorizer_.fit_transform(list(texts))
-        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter)
-        self.model_.fit(x, np.asarray(labels, dtype=int))
-        return self
-
-    def log_proba(self, texts: Sequence[str]) -> np.ndarray:
-        if self.model_ is None:
-            raise RuntimeError("fit the baseline first")
-        proba = self.model_.predict_proba(self.vectorizer_.transform(list(texts)))
-        return _full_log_proba(proba, self.model_.classes_, self.n_classes)
-
-    def describe(self) -> str:
-        lo, hi = self.ngram_range
-        return (f"TF-IDF {self.analyzer} {lo}-{hi} grams (sublinear tf, min_df={self.min_df}) "
-                f"+ multinomial logistic regression, C={self.C:g}")
 
 
 def macro_f1(logits: np.ndarray, labels: Sequence[int], n_classes: int) -> float:

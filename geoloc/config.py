@@ -50,6 +50,17 @@ def validate_backbone_name(name: object) -> str:
         raise ConfigError(str(err)) from err
 
 
+def _instantiate_or_explain(node: DictConfig) -> None:
+    """Instantiate a config node; a bad value raises :class:`ConfigError` with the
+    constructor's own message (Hydra wraps it)."""
+    import hydra
+
+    try:
+        hydra.utils.instantiate(node)
+    except Exception as err:
+        raise ConfigError(str(err.__cause__ or err)) from err
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Validate the options of a train/eval config; raise :class:`ConfigError`.
 
@@ -83,12 +94,11 @@ def validate_config(cfg: DictConfig) -> None:
                 raise ConfigError("crossfit.folds with ckpt_path: resuming a cross-fit is not "
                                   "supported; resume without crossfit or start afresh")
         if "evaluation" in cfg and not cfg.evaluation.get("thresholds"):
-            import hydra
-
-            try:
-                hydra.utils.instantiate(cfg.evaluation.policy)
-            except Exception as err:  # Hydra wraps the ValueError; show its message
-                cause = err.__cause__ or err
-                raise ConfigError(str(cause)) from err
+            _instantiate_or_explain(cfg.evaluation.policy)
+        if cfg.get("fusion"):
+            if "evaluation" in cfg and cfg.evaluation.get("thresholds"):
+                raise ConfigError("fusion chooses its weight on calibration outputs: it "
+                                  "cannot be used with a saved policy (evaluation.thresholds)")
+            _instantiate_or_explain(cfg.fusion)
     except (LabelSetError, ModelConfigError, DataConfigError) as err:
         raise ConfigError(str(err)) from err

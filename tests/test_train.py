@@ -200,21 +200,38 @@ def test_failed_task_closes_its_wandb_run_and_logs_the_error(tmp_path, caplog):
 
 
 def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
-    """crossfit.folds=2: two fold models predict their held-out folds, the policy is fitted
-    on all those out-of-fold rows (train + calib, not just calib), the refit is deployed
-    and evaluated, and the fold checkpoints are cleaned up."""
+    """crossfit.folds=2 with fusion: two fold models predict their held-out folds, the
+    n-gram model is cross-fitted on the same folds, the policy is fitted on all those
+    out-of-fold rows (train + calib, not just calib), the refit is deployed and evaluated,
+    the fold checkpoints are cleaned up; geoloc-eval on the deployed checkpoint applies
+    the saved fusion and policy and reproduces the headline figures."""
     import numpy as np
 
     from geoloc.cli.common import run_task
+    from geoloc.cli.evaluate import evaluate
     from geoloc.cli.train import train
 
     cfg = compose([*TINY, "logger=none", "crossfit.folds=2", "evaluation.policy.pool_below=50",
+                   "fusion=char_ngram", "fusion.C_grid=[3.0,30.0]", "fusion.weights=[0,0.5,1]",
                    f"paths.output_dir={tmp_path}"])
     metrics, objects = run_task(train, cfg)
     sizes = objects["datamodule"].split_sizes()
     assert sizes["calib"] == 0  # the refit trains on every pooled row
     oof = np.load(tmp_path / "report" / "crossfit_oof.npz")
     assert metrics["crossfit/calibration_rows"] == len(oof["labels"]) == sizes["train"]
+    assert oof["ngram_C3"].shape == oof["ngram_C30"].shape == oof["logits"].shape
+    assert metrics["fusion/C"] in (3.0, 30.0) and metrics["fusion/weight"] in (0.0, 0.5, 1.0)
+    fusion_file = Path(str(objects["ckpt_path"]).replace(".ckpt", ".fusion.json"))
+    assert len(json.loads(fusion_file.read_text())["trials"]) == 6
+
+    eval_dir = tmp_path / "eval"
+    cfg = compose([f"ckpt_path={objects['ckpt_path']}", "logger=none", "data.source.n=400",
+                   f"paths.output_dir={eval_dir}"], config_name="eval")
+    run_task(evaluate, cfg)
+    saved = json.loads((tmp_path / "report" / "summary.json").read_text())["scalars"]
+    fresh = json.loads((eval_dir / "report" / "summary.json").read_text())["scalars"]
+    for key in ("accuracy", "temperature", "uncertain_rate", "correct_country_rate"):
+        assert fresh[key] == pytest.approx(saved[key], abs=1e-6), key
     assert sorted(set(oof["fold"].tolist())) == [0, 1]
     assert len(set(oof["rows"].tolist())) == len(oof["rows"])  # each row predicted once
     assert {"crossfit/fold0/macro_f1", "crossfit/fold1/macro_f1"} <= set(metrics)

@@ -2,7 +2,8 @@
 
 A language spoken in many countries is weak evidence for any one of them. This reads a
 cross-fitted run's out-of-fold predictions (``crossfit_oof.npz``, every train + calib
-tweet predicted by a model that never saw it) and its saved policy, and reports, for the
+tweet predicted by a model that never saw it; fused with the n-gram model's as the run
+did) and its saved policy, and reports, for the
 tweets whose true class is OTHER, grouped by script (Arabic, Cyrillic, Latin, ...): how
 many there are, their mean calibrated top probability, and the share the policy assigns
 to a *country* (a confident wrong answer). The same figures for all tweets are the
@@ -13,6 +14,7 @@ reference.
 
 from __future__ import annotations
 
+import json
 import sys
 import unicodedata
 from collections import Counter
@@ -24,6 +26,7 @@ import pandas as pd
 from geoloc.evaluation import Thresholds
 from geoloc.io import markdown_table, read_jsonl
 from geoloc.labels import OTHER
+from geoloc.model.ngram import fuse
 
 
 def script_of(text: str) -> str:
@@ -40,10 +43,17 @@ def main(run_dir: str) -> str:
 
     run = Path(run_dir)
     oof = np.load(run / "report" / "crossfit_oof.npz")
-    policy = Thresholds.from_json(next((run / "checkpoints").glob("*.thresholds.json")))
+    ckpt_thresholds = next((run / "checkpoints").glob("*.thresholds.json"))
+    policy = Thresholds.from_json(ckpt_thresholds)
     records = list(read_jsonl(UmassTweetsSource().canonical_jsonl()))
     texts = [" ".join(r["captions"]) for r in records]
-    probs = policy.probabilities(oof["logits"])
+    logits = oof["logits"]
+    fusion = ckpt_thresholds.with_name(ckpt_thresholds.name.replace(".thresholds.",
+                                                                    ".fusion."))
+    if fusion.exists():  # the policy was fitted on the fused out-of-fold predictions
+        chosen = json.loads(fusion.read_text(encoding="utf-8"))
+        logits = fuse(logits, oof[f"ngram_C{chosen['ngram']['C']:g}"], chosen["weight"])
+    probs = policy.probabilities(logits)
     decisions = policy.apply(probs)
     names = policy.class_names
     other = names.index(OTHER)

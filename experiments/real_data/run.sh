@@ -4,11 +4,13 @@
 #   experiments/real_data/run.sh [extra Hydra overrides for the trainings]
 #   WITH_MIX=1 experiments/real_data/run.sh     # also the real + synthetic recipe
 #
-# 1. transformer, real tweets only (geoloc-train experiment=real_umass): 3 fold models
-#    whose out-of-fold predictions calibrate the policy, then the deployed refit
+# 1. transformer fused with a char n-gram model, real tweets only (geoloc-train
+#    experiment=real_umass): 3 fold models (and n-gram models on the same folds) whose
+#    out-of-fold predictions choose the fusion weight and calibrate the policy, then the
+#    deployed refit; then how confident it is on OTHER tweets, by script
 # 2. (WITH_MIX=1) the same with synthetic rows in train (experiment=real_umass_mix)
 # 3. majority + char n-gram LR baselines on the same split, then one table with the runs
-#    above and the previous recipe's committed rows (python -m geoloc.baselines ...)
+#    above and the previous recipes' committed rows (python -m geoloc.baselines ...)
 # Everything is evaluated on the real validation split. Runs go to $REAL_DATA_OUT
 # (default outputs/real_data, git-ignored); the small records (summaries, per-country
 # tables, run times) are copied to experiments/real_data/results/ and the table to
@@ -19,6 +21,7 @@ BIN="${BIN:-.venv/bin}"
 OUT="${REAL_DATA_OUT:-outputs/real_data}"
 RESULTS=experiments/real_data/results
 PREVIOUS="$RESULTS/calib_split_recipe"
+ALONE="$RESULTS/crossfit_transformer_only"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export WANDB_MODE="${WANDB_MODE:-offline}" PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$RESULTS"
@@ -35,6 +38,10 @@ train() {  # name, experiment, extra overrides...
   cp "$OUT/$name/report/summary.json" "$OUT/$name/report/per_class.csv" \
      "$OUT/$name/report/report.md" "$RESULTS/$name/"
   cp "$OUT/$name"/checkpoints/*.thresholds.json "$RESULTS/$name/thresholds.json"
+  # the fusion's choice (C, weight and every candidate's out-of-fold log-loss), without
+  # the n-gram vocabulary and weights (megabytes; they stay beside the checkpoint)
+  "$BIN/python" -c 'import json,sys; d=json.load(open(sys.argv[1])); d["ngram"]={k: v for k, v in d["ngram"].items() if k!="vocabulary"}; print(json.dumps(d, indent=1))' \
+    "$OUT/$name"/checkpoints/*.fusion.json >"$RESULTS/$name/fusion.json"
   echo "$name: $(( $(date +%s) - start )) s wall (geoloc-train experiment=$experiment $*)" \
     | tee -a "$RESULTS/times.txt"
 }
@@ -42,13 +49,16 @@ train() {  # name, experiment, extra overrides...
 : >"$RESULTS/times.txt"
 rows=()
 train real_only real_umass "$@"
-rows+=(--transformer "transformer, cross-fit (real only)=$OUT/real_only/report")
+rows+=(--transformer "transformer + char n-grams, cross-fit (real only)=$OUT/real_only/report")
+"$BIN/python" experiments/real_data/other_confidence.py "$OUT/real_only" \
+  | tee "$RESULTS/other_confidence.md"
 if [ "${WITH_MIX:-0}" = 1 ]; then
   train real_mix real_umass_mix "$@"
-  rows+=(--transformer "transformer, cross-fit (real + synthetic)=$OUT/real_mix/report")
+  rows+=(--transformer "transformer + char n-grams, cross-fit (real + synthetic)=$OUT/real_mix/report")
 fi
 
 "$BIN/python" -m geoloc.baselines experiment=real_umass "${rows[@]}" \
+  --transformer "transformer alone, cross-fit (previous recipe, real only)=$ALONE" \
   --transformer "transformer, calib split (previous recipe, real only)=$PREVIOUS/real_only" \
   --transformer "transformer, calib split (previous recipe, real + synthetic)=$PREVIOUS/real_mix" \
   --out experiments/baselines --reports "$OUT/baselines" \

@@ -123,6 +123,13 @@ def build_policy(cfg: DictConfig) -> Any:
     return hydra.utils.instantiate(cfg.evaluation.policy)
 
 
+def build_fusion(cfg: DictConfig) -> Any:
+    """The :class:`~geoloc.model.ngram.FusionConfig` of ``cfg.fusion`` (None: no fusion)."""
+    import hydra
+
+    return hydra.utils.instantiate(cfg.fusion) if cfg.get("fusion") else None
+
+
 def build_loggers(cfg: DictConfig) -> list:
     """Instantiate every ``cfg.logger`` entry that has a ``_target_``."""
     import hydra

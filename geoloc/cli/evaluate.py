@@ -2,9 +2,10 @@
 
 The temperature and thresholds fitted at training time live beside the checkpoint
 (``<checkpoint>.thresholds.json``); this command applies them, so the numbers it reports
-are those of the system as it would be deployed. If none are found (a checkpoint from
-elsewhere) they are fitted on the calibration split with ``evaluation.policy``, and the
-log says so.
+are those of the system as it would be deployed. A char n-gram model fused at training
+time (``<checkpoint>.fusion.json``, see :mod:`geoloc.model.ngram`) is applied the same
+way. If no thresholds are found (a checkpoint from elsewhere) they are fitted on the
+calibration split with ``evaluation.policy``, and the log says so.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     from geoloc.evaluation import evaluate_model, thresholds_path
     from geoloc.model.module import GeolocModule
+    from geoloc.model.ngram import Fusion, fusion_path
 
     module = GeolocModule.load_from_checkpoint(str(ckpt), map_location="cpu")
     saved = thresholds_path(ckpt)
@@ -43,6 +45,11 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         log.info("applying the saved policy %s (evaluation.policy is not used)",
                  cfg.evaluation.thresholds)
 
+    fusion = None
+    if fusion_path(ckpt).exists():  # the n-gram model fused at training time
+        fusion = Fusion.load(fusion_path(ckpt))
+        log.info("fusing with %s (weight %.2g on the transformer)", fusion_path(ckpt),
+                 fusion.weight)
     datamodule = common.build_datamodule(cfg, module.tokenizer, module.metadata)
     loggers = common.build_loggers(cfg)
     for lg in loggers:
@@ -53,12 +60,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     run = common.wandb_run(loggers)
     result = evaluate_model(trainer, module, datamodule, common.build_policy(cfg),
                             split=datamodule.eval_split,
-                            report_dir=str(cfg.evaluation.report_dir), wandb_run=run)
+                            report_dir=str(cfg.evaluation.report_dir), wandb_run=run,
+                            fusion=fusion)
     metrics = result.metrics()
     common.print_summary(
         "geoloc-eval",
         metrics,
         {"checkpoint": str(ckpt), "thresholds": str(cfg.evaluation.get("thresholds")),
+         "fusion": str(fusion_path(ckpt)) if fusion is not None else "none",
          "report": str(cfg.evaluation.report_dir), "wandb run": str(common.wandb_run_dir(run)),
          "evaluated split": datamodule.eval_split},
     )

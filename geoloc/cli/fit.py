@@ -32,6 +32,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from geoloc.cli import common
+from geoloc.model.ngram import Fusion, FusionConfig, fuse, select_fusion
 
 
 def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | None = None
@@ -57,9 +58,24 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}
 
 
-def crossfit_calibration(cfg: DictConfig, folds: int) -> tuple[Any, dict[str, float]]:
+def ngram_by_c(fusion: FusionConfig, datamodule: Any, split: str, rows: np.ndarray
+               ) -> dict[float, np.ndarray]:
+    """Log-probabilities of ``rows`` of ``split`` from one n-gram model per ``C`` of the
+    fusion grid, each fitted on the datamodule's train split (the transformer's rows)."""
+    train = datamodule.datasets["train"]
+    texts, labels = list(train["text"]), list(train["labels"])
+    target = datamodule.texts(split, rows)
+    n_classes = len(datamodule.label_set.names)
+    return {c: fusion.model(n_classes, c).fit(texts, labels).log_proba(target)
+            for c in fusion.C_grid}
+
+
+def crossfit_calibration(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None
+                         ) -> tuple[Any, dict[float, np.ndarray] | None, dict[str, float]]:
     """Train the K fold models; return their pooled out-of-fold outputs (as one
-    :class:`~geoloc.evaluation.SplitOutputs`) and each fold's validation metrics.
+    :class:`~geoloc.evaluation.SplitOutputs`), with ``fusion`` the out-of-fold n-gram
+    log-probabilities per ``C`` (same rows, same folds; else None), and each fold's
+    validation metrics.
 
     Fold checkpoints are deleted once their fold is predicted (the refit is deployed);
     the out-of-fold logits are kept in the report folder (``crossfit_oof.npz``).
@@ -67,12 +83,14 @@ def crossfit_calibration(cfg: DictConfig, folds: int) -> tuple[Any, dict[str, fl
     from geoloc.data.splits import CrossFitFold
     from geoloc.evaluation import SplitOutputs, predict_split
 
-    parts, metrics = [], {}
+    parts, ngram_parts, metrics = [], [], {}
     for k in range(folds):
         objs = fit(cfg, loggers=[], fold=CrossFitFold(folds, k), ckpt_subdir=f"fold{k}")
         out = predict_split(objs["trainer"], objs["module"], objs["datamodule"], "calib",
                             objs["ckpt_path"])
         parts.append((out, np.full(len(out.labels), k)))
+        if fusion is not None:
+            ngram_parts.append(ngram_by_c(fusion, objs["datamodule"], "calib", out.rows))
         for key in ("val/acc", "val/macro_f1"):
             if key in objs["metrics"]:
                 metrics[f"crossfit/fold{k}/{key.split('/')[1]}"] = objs["metrics"][key]
@@ -85,8 +103,56 @@ def crossfit_calibration(cfg: DictConfig, folds: int) -> tuple[Any, dict[str, fl
                        np.concatenate([p.rows for p, _ in parts]))
     report_dir = Path(str(cfg.evaluation.report_dir))
     report_dir.mkdir(parents=True, exist_ok=True)
+    ngram = ({c: np.concatenate([p[c] for p in ngram_parts]) for c in fusion.C_grid}
+             if fusion is not None else None)
+    extra = {f"ngram_C{c:g}": v for c, v in (ngram or {}).items()}
     np.savez_compressed(report_dir / "crossfit_oof.npz", logits=oof.logits, labels=oof.labels,
-                        rows=oof.rows, fold=np.concatenate([f for _, f in parts]))
+                        rows=oof.rows, fold=np.concatenate([f for _, f in parts]), **extra)
     metrics["crossfit/folds"] = float(folds)
     metrics["crossfit/calibration_rows"] = float(len(oof.labels))
-    return oof, metrics
+    return oof, ngram, metrics
+
+
+def fit_fusion(fusion: FusionConfig, datamodule: Any, calib: Any, evaluated: Any,
+               split: str, calib_ngram: dict[float, np.ndarray] | None = None
+               ) -> tuple[Fusion, Any, Any, dict[str, float]]:
+    """Choose the n-gram model's ``C`` and the weight on the calibration outputs, fit the
+    deployed n-gram model on the datamodule's train split, and fuse.
+
+    ``calib`` are the transformer's calibration outputs: out-of-fold (then
+    ``calib_ngram`` holds the n-gram model's out-of-fold log-probabilities per ``C``, from
+    the same folds) or the calib split's (then the n-gram models are fitted on the train
+    split and predict it here). Returns the fitted :class:`Fusion`, the fused calibration
+    and evaluated outputs, and ``fusion/*`` metrics: the choice, and each part's and the
+    fusion's accuracy on the evaluated split.
+    """
+    from dataclasses import replace
+
+    from geoloc.evaluation.calibration import fit_temperature, nll
+
+    if calib_ngram is None:
+        calib_ngram = ngram_by_c(fusion, datamodule, "calib", calib.rows)
+    c, weight, trials = select_fusion(calib.logits, calib_ngram, calib.labels,
+                                      fusion.weights)
+    train = datamodule.datasets["train"]
+    model = fusion.model(len(datamodule.label_set.names), c).fit(list(train["text"]),
+                                                                  list(train["labels"]))
+    fitted = Fusion(model=model, weight=weight, trials=trials)
+    ngram_eval = model.log_proba(datamodule.texts(split, evaluated.rows))
+    fused_calib = replace(calib, logits=fuse(calib.logits, calib_ngram[c], weight))
+    fused_eval = replace(evaluated, logits=fuse(evaluated.logits, ngram_eval, weight))
+    chosen = next(t for t in trials if (t["C"], t["weight"]) == (c, weight))
+
+    def acc(logits: np.ndarray) -> float:
+        return float((logits.argmax(axis=1) == evaluated.labels).mean())
+
+    metrics = {
+        "fusion/weight": weight, "fusion/C": c,
+        "fusion/calib_nll": chosen["nll"],
+        "fusion/calib_nll_transformer": nll(calib.logits, calib.labels,
+                                            fit_temperature(calib.logits, calib.labels)),
+        f"fusion/{split}_acc_transformer": acc(evaluated.logits),
+        f"fusion/{split}_acc_ngram": acc(ngram_eval),
+        f"fusion/{split}_acc_fused": acc(fused_eval.logits),
+    }
+    return fitted, fused_calib, fused_eval, metrics

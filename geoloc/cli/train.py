@@ -7,7 +7,10 @@ error handling are :func:`geoloc.cli.common.hydra_task`'s.
 
 With ``crossfit.folds=K`` the policy is fitted on the out-of-fold predictions of K fold
 models and applied to a refit on all their rows (:mod:`geoloc.cli.fit` says why the
-thresholds carry over).
+thresholds carry over). With ``fusion=char_ngram`` a character n-gram model is fitted on
+the same rows (and folds), its weight chosen on the calibration outputs, and the fused
+log-probabilities are what the policy is fitted on and applied to
+(:mod:`geoloc.model.ngram`); it is saved beside the checkpoint (``*.fusion.json``).
 """
 
 from __future__ import annotations
@@ -30,23 +33,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ``trainer``, ``result`` (the :class:`~geoloc.evaluation.EvaluationResult`) and
     ``ckpt_path``.
     """
-    from geoloc.cli.fit import crossfit_calibration, fit
+    from geoloc.cli.fit import crossfit_calibration, fit, fit_fusion
     from geoloc.data.splits import CrossFitFold
-    from geoloc.evaluation import (
-        PolicyConfig,
-        evaluate_logits,
-        evaluate_model,
-        predict_split,
-        thresholds_path,
-    )
+    from geoloc.evaluation import PolicyConfig, evaluate_logits, predict_split, thresholds_path
+    from geoloc.model.ngram import fusion_path
 
     started = time.time()
     folds = int(cfg.get("crossfit", {}).get("folds") or 0)
     metrics: dict[str, float] = {}
     policy = common.build_policy(cfg)
-    oof = None
+    fusion_cfg = common.build_fusion(cfg)
+    oof = oof_ngram = None
     if folds and isinstance(policy, PolicyConfig):
-        oof, metrics = crossfit_calibration(cfg, folds)
+        oof, oof_ngram, metrics = crossfit_calibration(cfg, folds, fusion_cfg)
 
     loggers = common.build_loggers(cfg)
     for lg in loggers:
@@ -62,16 +61,25 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     run = common.wandb_run(loggers)
     report_dir = str(cfg.evaluation.report_dir)
     split = datamodule.eval_split
-    if oof is not None:  # the refit's outputs under the policy fitted out of fold
-        evaluated = predict_split(trainer, module, datamodule, split, ckpt)
-        result = evaluate_logits(oof, evaluated, list(module.class_names), policy,
-                                 split=split, report_dir=report_dir, wandb_run=run)
-    else:
-        result = evaluate_model(trainer, module, datamodule, policy, split=split,
-                                report_dir=report_dir, ckpt_path=ckpt, wandb_run=run)
+    # Calibration outputs: out of fold (cross-fit), else the calib split (unless the
+    # policy is a saved one, which needs none).
+    calib = oof
+    if calib is None and isinstance(policy, PolicyConfig):
+        calib = predict_split(trainer, module, datamodule, "calib", ckpt)
+    evaluated = predict_split(trainer, module, datamodule, split, ckpt)
+    fusion = None
+    if fusion_cfg is not None:
+        fusion, calib, evaluated, fusion_metrics = fit_fusion(
+            fusion_cfg, datamodule, calib, evaluated, split, calib_ngram=oof_ngram)
+        metrics.update(fusion_metrics)
+    result = evaluate_logits(calib, evaluated, list(module.class_names), policy,
+                             split=split, report_dir=report_dir, wandb_run=run)
     metrics.update(result.metrics())
-    if run is not None and folds:
-        run.summary.update({k: v for k, v in metrics.items() if k.startswith("crossfit/")})
+    if run is not None:
+        run.summary.update({k: v for k, v in metrics.items()
+                            if k.startswith(("crossfit/", "fusion/"))})
+    if ckpt and fusion is not None:  # beside the checkpoint, like the thresholds
+        fusion.save(fusion_path(ckpt))
     if ckpt and result.fitted:  # later commands (geoloc-eval, prediction) find it there
         result.thresholds.to_json(thresholds_path(ckpt))
     metrics["minutes"] = round((time.time() - started) / 60, 2)
@@ -86,6 +94,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             "split sizes": str(datamodule.split_sizes()),
             "calibration": (f"{folds}-fold cross-fit, {len(oof.labels)} out-of-fold rows"
                             if oof is not None else "the calib split"),
+            "fusion": (f"char n-gram LR (C={fusion.model.C:g}), weight {fusion.weight:g} "
+                       "on the transformer" if fusion is not None else "none"),
             # test/* and abstain/* are measured on this split (val for the real tweets)
             "evaluated split": split,
         },

@@ -114,13 +114,23 @@ def evaluate_model(
     report_dir: str | Path,
     ckpt_path: str | None = None,
     wandb_run: Any = None,
+    fusion: Any = None,
 ) -> EvaluationResult:
     """Predict what the policy needs (``calib`` only when it must be fitted, and ``split``)
     with the weights of ``ckpt_path`` (or the module as it is), then :func:`evaluate_logits`.
+
+    ``fusion`` (a fitted :class:`geoloc.model.ngram.Fusion`, as saved beside a checkpoint)
+    turns the transformer's logits into the fused ones the saved policy was fitted on.
     """
-    calib = None
-    if isinstance(policy, PolicyConfig):
-        calib = predict_split(trainer, module, datamodule, "calib", ckpt_path)
-    evaluated = predict_split(trainer, module, datamodule, split, ckpt_path)
+    from dataclasses import replace
+
+    def predict(name: str) -> SplitOutputs:
+        out = predict_split(trainer, module, datamodule, name, ckpt_path)
+        if fusion is None:
+            return out
+        return replace(out, logits=fusion.apply(out.logits, datamodule.texts(name, out.rows)))
+
+    calib = predict("calib") if isinstance(policy, PolicyConfig) else None
+    evaluated = predict(split)
     return evaluate_logits(calib, evaluated, list(module.class_names), policy, split=split,
                            report_dir=report_dir, wandb_run=wandb_run)

@@ -1,0 +1,225 @@
+"""Character n-gram logistic regression, and its fusion with the transformer.
+
+The n-gram model sees spelling (``colour``/``color``, ``-ville``, ``jalan``), place names
+and emoji as character sequences, the transformer sees context through subwords; on the
+real tweets the two make different errors, so a weighted sum of their log-probabilities
+is more accurate and separates right from wrong predictions better than either (measured
+in ``experiments/real_data/README.md``). The same class is the ``char n-gram LR``
+baseline of :mod:`geoloc.baselines`.
+
+Fusion (``fusion=char_ngram``, :mod:`geoloc.cli.fit`) is chosen by cross-validation, not
+by a look at the evaluated split: the n-gram model is cross-fitted on the transformer's
+folds, and its ``C`` and the weight ``w`` are those whose fused out-of-fold predictions,
+temperature-scaled, have the lowest log-loss (a proper scoring rule, so it rewards
+confidence only where it is earned, unlike accuracy at a threshold).
+
+Persistence is safe by construction: the vocabulary and parameters go to JSON, the arrays
+to an ``.npz`` read with ``allow_pickle=False``; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import log_softmax
+
+from geoloc.io import atomic_write, write_json_atomic
+
+#: Probability floor for classes the model cannot score (e.g. absent from its train rows).
+PROB_FLOOR = 1e-9
+FUSION_FORMAT = "geoloc-fusion/1"
+
+
+def full_log_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Scatter per-seen-class probabilities into all classes, floor, renormalise, log."""
+    full = np.zeros((proba.shape[0], n_classes), dtype=np.float64)
+    full[:, np.asarray(classes, dtype=int)] = proba
+    full = np.maximum(full, PROB_FLOOR)
+    full /= full.sum(axis=1, keepdims=True)
+    return np.log(full).astype(np.float32)
+
+
+@dataclass
+class CharNgramLR:
+    """TF-IDF character n-grams (``char_wb``) + multinomial logistic regression."""
+
+    n_classes: int
+    C: float = 10.0
+    ngram_range: tuple[int, int] = (1, 4)
+    analyzer: str = "char_wb"
+    min_df: int = 2
+    sublinear_tf: bool = True
+    max_iter: int = 2000
+    name: str = "char n-gram LR"
+    vectorizer_: Any = field(default=None, repr=False)
+    model_: Any = field(default=None, repr=False)
+
+    def _vectorizer(self, vocabulary: Sequence[str] | None = None) -> Any:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return TfidfVectorizer(
+            analyzer=self.analyzer, ngram_range=tuple(self.ngram_range), min_df=self.min_df,
+            sublinear_tf=self.sublinear_tf, lowercase=True, dtype=np.float32,
+            vocabulary=vocabulary,
+        )
+
+    def fit(self, texts: Sequence[str], labels: Sequence[int]) -> CharNgramLR:
+        from sklearn.linear_model import LogisticRegression
+
+        self.vectorizer_ = self._vectorizer()
+        x = self.vectorizer_.fit_transform(list(texts))
+        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter)
+        self.model_.fit(x, np.asarray(labels, dtype=int))
+        return self
+
+    def log_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.model_ is None:
+            raise RuntimeError("fit the model first")
+        proba = self.model_.predict_proba(self.vectorizer_.transform(list(texts)))
+        return full_log_proba(proba, self.model_.classes_, self.n_classes)
+
+    def describe(self) -> str:
+        lo, hi = self.ngram_range
+        return (f"TF-IDF {self.analyzer} {lo}-{hi} grams (sublinear tf, min_df={self.min_df}) "
+                f"+ multinomial logistic regression, C={self.C:g}")
+
+    # ------------------------------------------------------------ persistence
+    def params(self) -> dict[str, Any]:
+        return {"n_classes": self.n_classes, "C": self.C, "ngram_range": list(self.ngram_range),
+                "analyzer": self.analyzer, "min_df": self.min_df,
+                "sublinear_tf": self.sublinear_tf, "max_iter": self.max_iter}
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-able parameters + vocabulary (terms in column order), and the arrays."""
+        if self.model_ is None:
+            raise RuntimeError("fit the model first")
+        vocab = self.vectorizer_.vocabulary_
+        terms = [""] * len(vocab)
+        for term, col in vocab.items():
+            terms[col] = term
+        arrays = {"idf": self.vectorizer_.idf_.astype(np.float32),
+                  "coef": self.model_.coef_.astype(np.float32),
+                  "intercept": self.model_.intercept_.astype(np.float32),
+                  "classes": self.model_.classes_.astype(np.int64)}
+        return {**self.params(), "vocabulary": terms}, arrays
+
+    @classmethod
+    def from_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+                   ) -> CharNgramLR:
+        from sklearn.linear_model import LogisticRegression
+
+        params = {k: meta[k] for k in ("n_classes", "C", "analyzer", "min_df",
+                                       "sublinear_tf", "max_iter")}
+        model = cls(**params, ngram_range=tuple(meta["ngram_range"]))
+        model.vectorizer_ = model._vectorizer(vocabulary=list(meta["vocabulary"]))
+        model.vectorizer_.idf_ = np.asarray(arrays["idf"], dtype=np.float32)
+        lr = LogisticRegression(C=model.C, max_iter=model.max_iter)
+        lr.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
+        lr.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
+        lr.classes_ = np.asarray(arrays["classes"], dtype=np.int64)
+        model.model_ = lr
+        return model
+
+
+# ---------------------------------------------------------------------------- fusion
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """What ``fusion=char_ngram`` searches (the n-gram model's ``C``, the weight)."""
+
+    C_grid: tuple[float, ...] = (100.0, 300.0, 1000.0)
+    weights: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+    ngram_range: tuple[int, int] = (1, 4)
+    analyzer: str = "char_wb"
+    min_df: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.C_grid or any(not float(c) > 0 for c in self.C_grid):
+            raise ValueError(f"fusion.C_grid={list(self.C_grid)}: positive values expected")
+        if not self.weights or any(not 0.0 <= float(w) <= 1.0 for w in self.weights):
+            raise ValueError(f"fusion.weights={list(self.weights)}: values in [0, 1] expected")
+        object.__setattr__(self, "C_grid", tuple(float(c) for c in self.C_grid))
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        object.__setattr__(self, "ngram_range", tuple(int(n) for n in self.ngram_range))
+
+    def model(self, n_classes: int, C: float) -> CharNgramLR:
+        return CharNgramLR(n_classes=n_classes, C=float(C), ngram_range=self.ngram_range,
+                           analyzer=self.analyzer, min_df=self.min_df)
+
+
+def fuse(transformer_logits: np.ndarray, ngram_log_proba: np.ndarray, weight: float
+         ) -> np.ndarray:
+    """``w · log p_transformer + (1 - w) · log p_ngram`` (a log-linear pool; used as logits,
+    so the policy's temperature rescales the sum as a whole)."""
+    tr = log_softmax(np.asarray(transformer_logits, dtype=np.float64), axis=1)
+    mixed = weight * tr + (1.0 - weight) * np.asarray(ngram_log_proba, dtype=np.float64)
+    return mixed.astype(np.float32)
+
+
+def select_fusion(transformer_logits: np.ndarray, ngram_by_c: Mapping[float, np.ndarray],
+                  labels: np.ndarray, weights: Sequence[float]
+                  ) -> tuple[float, float, list[dict[str, float]]]:
+    """The ``(C, w)`` whose fused out-of-fold log-loss, after fitting a temperature, is
+    lowest; returns them and every candidate's score (for the report)."""
+    from geoloc.evaluation.calibration import fit_temperature, nll
+
+    labels = np.asarray(labels, dtype=np.int64)
+    trials = []
+    for c, ngram in ngram_by_c.items():
+        for w in weights:
+            fused = fuse(transformer_logits, ngram, w)
+            temp = fit_temperature(fused, labels)
+            trials.append({"C": float(c), "weight": float(w), "temperature": temp,
+                           "nll": nll(fused, labels, temp),
+                           "accuracy": float((fused.argmax(axis=1) == labels).mean())})
+    best = min(trials, key=lambda t: (t["nll"], -t["weight"]))
+    return best["C"], best["weight"], trials
+
+
+@dataclass
+class Fusion:
+    """A fitted n-gram model and its weight: turns transformer logits into fused ones."""
+
+    model: CharNgramLR
+    weight: float
+    trials: list[dict[str, float]] = field(default_factory=list)
+
+    def apply(self, transformer_logits: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        return fuse(transformer_logits, self.model.log_proba(texts), self.weight)
+
+    def save(self, path: str | Path) -> None:
+        """``path`` (JSON: weight, parameters, vocabulary, selection trials) and
+        ``path`` with suffix ``.npz`` (the arrays)."""
+        meta, arrays = self.model.state()
+        path = Path(path)
+        with atomic_write(path.with_suffix(".npz"), "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        write_json_atomic(path, {"format": FUSION_FORMAT, "weight": self.weight,
+                                 "trials": self.trials, "ngram": meta})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Fusion:
+        path = Path(path)
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if meta.get("format") != FUSION_FORMAT:
+            raise ValueError(f"{path}: not a {FUSION_FORMAT} file (format="
+                             f"{meta.get('format')!r})")
+        with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
+            model = CharNgramLR.from_state(meta["ngram"], dict(arrays))
+        return cls(model=model, weight=float(meta["weight"]), trials=list(meta["trials"]))
+
+
+def fusion_path(ckpt_path: str | Path) -> Path:
+    """Where the fusion of a checkpoint lives: ``<checkpoint>.fusion.json`` (+ ``.npz``)."""
+    p = Path(ckpt_path)
+    return p.with_name(p.stem + ".fusion.json")
+
+
+__all__ = ["CharNgramLR", "Fusion", "FusionConfig", "full_log_proba", "fuse", "fusion_path",
+           "select_fusion"]

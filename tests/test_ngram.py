@@ -1,0 +1,99 @@
+"""The char n-gram model and its fusion with the transformer: safe save/load that restores
+the same predictions, a weight chosen by calibration log-loss, config validation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax
+
+from geoloc.model.ngram import (
+    CharNgramLR,
+    Fusion,
+    FusionConfig,
+    fuse,
+    fusion_path,
+    select_fusion,
+)
+
+WORDS = [["bom dia", "saudade", "valeu"], ["bonjour", "merci", "bisous"],
+         ["howdy", "y'all", "awesome"], ["arigato", "kawaii", "東京 🇯🇵"]]
+
+
+def _texts(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(WORDS), n).tolist()
+    texts = [f"{WORDS[y][rng.integers(3)]} {WORDS[rng.integers(4)][rng.integers(3)]} {i}"
+             for i, y in enumerate(labels)]
+    return texts, labels
+
+
+def test_saved_fusion_restores_the_same_predictions(tmp_path):
+    texts, labels = _texts(200)
+    # 5 classes, one never seen in training: it gets the floor, before and after loading
+    model = CharNgramLR(n_classes=5, C=30.0).fit(texts, labels)
+    fusion = Fusion(model=model, weight=0.6, trials=[{"C": 30.0, "weight": 0.6, "nll": 1.0}])
+    path = fusion_path(tmp_path / "epoch03.ckpt")
+    assert path.name == "epoch03.fusion.json"
+    fusion.save(path)
+    assert json.loads(path.read_text())["format"] == "geoloc-fusion/1"
+    with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:  # no pickles
+        assert set(arrays.files) == {"idf", "coef", "intercept", "classes"}
+    loaded = Fusion.load(path)
+    probe, _ = _texts(50, seed=1)
+    probe += ["", "🇧🇷🇧🇷", "completely unseen words"]
+    np.testing.assert_allclose(loaded.model.log_proba(probe), model.log_proba(probe),
+                               atol=1e-5)
+    logits = np.random.default_rng(2).normal(size=(len(probe), 5)).astype(np.float32)
+    np.testing.assert_allclose(loaded.apply(logits, probe), fusion.apply(logits, probe),
+                               atol=1e-5)
+    assert loaded.weight == 0.6 and loaded.trials == fusion.trials
+
+
+def test_loading_something_else_fails_clearly(tmp_path):
+    path = tmp_path / "x.fusion.json"
+    path.write_text(json.dumps({"format": "pickle"}))
+    with pytest.raises(ValueError, match="not a geoloc-fusion/1 file"):
+        Fusion.load(path)
+
+
+def test_fuse_is_a_weighted_sum_of_log_probabilities():
+    rng = np.random.default_rng(0)
+    tr, ng = rng.normal(size=(4, 3)), log_softmax(rng.normal(size=(4, 3)), axis=1)
+    np.testing.assert_allclose(fuse(tr, ng, 1.0), log_softmax(tr, axis=1), atol=1e-6)
+    np.testing.assert_allclose(fuse(tr, ng, 0.0), ng, atol=1e-6)
+    np.testing.assert_allclose(fuse(tr, ng, 0.3), 0.3 * log_softmax(tr, axis=1) + 0.7 * ng,
+                               atol=1e-6)
+
+
+def test_select_fusion_follows_the_informative_model():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 600)
+    informative = np.eye(4)[labels] * 3 + rng.normal(size=(600, 4))
+    noise = rng.normal(size=(600, 4))
+    # transformer informative, n-gram noise: all weight on the transformer
+    c, w, trials = select_fusion(informative, {1.0: log_softmax(noise, axis=1)}, labels,
+                                 [0.0, 0.5, 1.0])
+    assert (c, w) == (1.0, 1.0) and len(trials) == 3
+    # the reverse: all weight on the better of two n-gram models
+    c, w, _ = select_fusion(noise, {1.0: log_softmax(noise, axis=1),
+                                    10.0: log_softmax(informative, axis=1)},
+                            labels, [0.0, 0.5, 1.0])
+    assert (c, w) == (10.0, 0.0)
+    # two equally informative, independent views: a mix beats either alone
+    other = np.eye(4)[labels] * 3 + rng.normal(size=(600, 4))
+    _, w, _ = select_fusion(informative, {1.0: log_softmax(other, axis=1)}, labels,
+                            [0.0, 0.5, 1.0])
+    assert w == 0.5
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"weights": (1.5,)}, "fusion.weights"),
+    ({"weights": ()}, "fusion.weights"),
+    ({"C_grid": (0.0,)}, "fusion.C_grid"),
+])
+def test_fusion_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FusionConfig(**kwargs)
