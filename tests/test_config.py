@@ -65,10 +65,13 @@ def test_default_is_three_layers_of_me5_with_location_emoji(tmp_path):
         ("evaluation.policy.guarantee=pooled", r"evaluation\.policy\.guarantee='pooled'"),
         ("data.eval_split=nope", r"data\.eval_split='nope'"),
         ("data.splits.train=0.9", r"data\.splits"),
+        ("fusion=char_ngram fusion.weights=[0.5,2]", r"fusion\.weights=\[0\.5, 2\]: values in \[0, 1\]"),
+        ("fusion=char_ngram fusion.C_grid=[-1]", r"fusion\.C_grid"),
+        ("fusion=char_ngram +evaluation.thresholds=t.json", r"fusion.*saved policy"),
     ],
 )
 def test_bad_options_fail_naming_the_option(override, pattern, tmp_path):
-    cfg = compose([override, f"paths.output_dir={tmp_path}"])
+    cfg = compose([*override.split(), f"paths.output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match=pattern):
         validate_config(cfg)
 
@@ -112,4 +115,9 @@ def test_experiment_configs_override_the_root_keys(tmp_path):
     cfg = compose(["experiment=real_umass", f"paths.output_dir={tmp_path}"])
     assert cfg.threads == 2 and cfg.task_name == "real_umass"
     assert cfg.crossfit.folds == 3 and cfg.evaluation.policy.pool_below == 100
-    assert compose([f"paths.output_dir={tmp_path}"]).crossfit.folds is None
+    assert cfg.fusion._target_.endswith("FusionConfig")
+    default = compose([f"paths.output_dir={tmp_path}"])
+    assert default.crossfit.folds is None and default.get("fusion") is None
+    synthetic = compose(["experiment=synthetic_crossfit", f"paths.output_dir={tmp_path}"])
+    assert synthetic.data.source._target_.endswith("SyntheticSource")
+    assert synthetic.crossfit.folds == 3 and synthetic.fusion is not None

@@ -97,3 +97,35 @@ def test_select_fusion_follows_the_informative_model():
 def test_fusion_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FusionConfig(**kwargs)
+
+
+def test_fit_fusion_on_the_calib_split(tmp_path):
+    """Without cross-fitting the n-gram models are fitted on the datamodule's train split
+    and choose their weight on the calib split; uninformative transformer logits get no
+    weight, and the fused outputs keep the rows and labels they were given."""
+    from test_datamodule import _datamodule, _real
+
+    from geoloc.cli.fit import fit_fusion
+    from geoloc.evaluation import SplitOutputs
+
+    dm = _datamodule(_real(tmp_path, 240), tmp_path / "cache")
+    dm.setup()
+    rng = np.random.default_rng(0)
+
+    def noise(split: str) -> SplitOutputs:
+        data = dm.datasets[split]
+        rows = np.asarray(data["row"])[::-1]  # any order: texts follow the rows
+        labels = np.asarray(data["labels"])[::-1]
+        return SplitOutputs(rng.normal(size=(len(rows), 4)).astype(np.float32), labels, rows)
+
+    assert dm.texts("val", [int(dm.datasets["val"]["row"][1])]) == [dm.datasets["val"]["text"][1]]
+    calib, val = noise("calib"), noise("val")
+    fusion, fused_calib, fused_val, metrics = fit_fusion(
+        FusionConfig(C_grid=(10.0,), weights=(0.0, 0.5, 1.0)), dm, calib, val, "val")
+    assert fusion.weight == 0.0 and metrics["fusion/weight"] == 0.0
+    assert fused_val.rows.tolist() == val.rows.tolist()
+    assert fused_val.labels.tolist() == val.labels.tolist()
+    assert metrics["fusion/val_acc_fused"] == metrics["fusion/val_acc_ngram"] == 1.0
+    assert metrics["fusion/val_acc_transformer"] < 0.6
+    assert metrics["fusion/calib_nll"] < metrics["fusion/calib_nll_transformer"]
+    assert fused_calib.logits.shape == calib.logits.shape
