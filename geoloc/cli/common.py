@@ -26,7 +26,10 @@ log = logging.getLogger("geoloc")
 #: What the closing table of train and eval shows; everything else is in the report and
 #: the W&B run. ``test/*`` is Lightning's test loop, the rest the evaluation's metrics.
 HEADLINE = (
-    "test/acc", "test/macro_f1", "abstain/correct_country_rate", "abstain/uncertain_rate",
+    # test/*: the Lightning test loop (the transformer alone); eval/*: the evaluated split
+    # through the deployed system (fused with the n-gram model when fusion is on)
+    "test/acc", "test/macro_f1", "eval/accuracy", "eval/macro_f1",
+    "abstain/correct_country_rate", "abstain/uncertain_rate",
     "abstain/country_precision", "abstain/countries_with_threshold",
     "abstain/countries_meeting_target", "calibration/ece", "calibration/ece_uncalibrated",
     "calibration/temperature", "minutes",

@@ -30,6 +30,7 @@ from typing import Any
 import hydra
 import numpy as np
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
 from geoloc.cli import common
 from geoloc.model.ngram import Fusion, FusionConfig, fuse, select_fusion
@@ -66,8 +67,10 @@ def ngram_by_c(fusion: FusionConfig, datamodule: Any, split: str, rows: np.ndarr
     texts, labels = list(train["text"]), list(train["labels"])
     target = datamodule.texts(split, rows)
     n_classes = len(datamodule.label_set.names)
-    return {c: fusion.model(n_classes, c).fit(texts, labels).log_proba(target)
-            for c in fusion.C_grid}
+    out = {}
+    for c in tqdm(fusion.C_grid, desc=f"n-gram models on {len(texts)} rows", unit="C"):
+        out[c] = fusion.model(n_classes, c).fit(texts, labels).log_proba(target)
+    return out
 
 
 def crossfit_calibration(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None
@@ -135,6 +138,8 @@ def fit_fusion(fusion: FusionConfig, datamodule: Any, calib: Any, evaluated: Any
     c, weight, trials = select_fusion(calib.logits, calib_ngram, calib.labels,
                                       fusion.weights)
     train = datamodule.datasets["train"]
+    common.log.info("fusion: C=%g, weight %.2g on the transformer (of %d candidates); "
+                    "fitting the n-gram model on %d rows", c, weight, len(trials), len(train))
     model = fusion.model(len(datamodule.label_set.names), c).fit(list(train["text"]),
                                                                   list(train["labels"]))
     fitted = Fusion(model=model, weight=weight, trials=trials)
