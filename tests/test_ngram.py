@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
+from geoloc.io import file_sha256
 from geoloc.model.ngram import (
     CharNgramLR,
     Fusion,
@@ -129,3 +130,23 @@ def test_fit_fusion_on_the_calib_split(tmp_path):
     assert metrics["fusion/val_acc_transformer"] < 0.6
     assert metrics["fusion/calib_nll"] < metrics["fusion/calib_nll_transformer"]
     assert fused_calib.logits.shape == calib.logits.shape
+
+
+def test_a_fused_policy_only_pairs_with_its_own_thresholds(tmp_path):
+    from geoloc.model.ngram import check_pairing
+
+    texts, labels = _texts(60)
+    thresholds = tmp_path / "epoch01.thresholds.json"
+    thresholds.write_text('{"policy": "fitted with the fusion"}')
+    fusion = Fusion(model=CharNgramLR(n_classes=4, C=10.0).fit(texts, labels), weight=0.5)
+    fusion.thresholds_sha256 = file_sha256(thresholds)
+    fusion.save(path := fusion_path(tmp_path / "epoch01.ckpt"))
+    loaded = Fusion.load(path)
+    check_pairing(loaded, thresholds, path)  # its own: fine
+    check_pairing(None, thresholds, path)  # no fusion: nothing to pair
+    other = tmp_path / "other.thresholds.json"
+    other.write_text('{"policy": "fitted on the transformer alone"}')
+    with pytest.raises(ValueError, match="was not fitted with the fusion"):
+        check_pairing(loaded, other, path)
+    with pytest.raises(ValueError, match="needs the thresholds fitted with its fusion"):
+        check_pairing(loaded, None, path)

@@ -40,8 +40,12 @@ train() {  # name, experiment, extra overrides...
   cp "$OUT/$name"/checkpoints/*.thresholds.json "$RESULTS/$name/thresholds.json"
   # the fusion's choice (C, weight and every candidate's out-of-fold log-loss), without
   # the n-gram vocabulary and weights (megabytes; they stay beside the checkpoint)
-  "$BIN/python" -c 'import json,sys; d=json.load(open(sys.argv[1])); d["ngram"]={k: v for k, v in d["ngram"].items() if k!="vocabulary"}; print(json.dumps(d, indent=1))' \
-    "$OUT/$name"/checkpoints/*.fusion.json >"$RESULTS/$name/fusion.json"
+  rm -f "$RESULTS/$name/fusion.json"
+  for f in "$OUT/$name"/checkpoints/*.fusion.json; do  # none with fusion=null
+    [ -e "$f" ] || continue
+    "$BIN/python" -c 'import json,sys; d=json.load(open(sys.argv[1])); d["ngram"]={k: v for k, v in d["ngram"].items() if k!="vocabulary"}; print(json.dumps(d, indent=1))' \
+      "$f" >"$RESULTS/$name/fusion.json"
+  done
   echo "$name: $(( $(date +%s) - start )) s wall (geoloc-train experiment=$experiment $*)" \
     | tee -a "$RESULTS/times.txt"
 }

@@ -32,7 +32,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     from geoloc.evaluation import evaluate_model, thresholds_path
     from geoloc.model.module import GeolocModule
-    from geoloc.model.ngram import Fusion, fusion_path
+    from geoloc.model.ngram import Fusion, check_pairing, fusion_path
 
     module = GeolocModule.load_from_checkpoint(str(ckpt), map_location="cpu")
     saved = thresholds_path(ckpt)
@@ -50,6 +50,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         fusion = Fusion.load(fusion_path(ckpt))
         log.info("fusing with %s (weight %.2g on the transformer)", fusion_path(ckpt),
                  fusion.weight)
+    try:
+        check_pairing(fusion, cfg.evaluation.get("thresholds"), fusion_path(ckpt))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     datamodule = common.build_datamodule(cfg, module.tokenizer, module.metadata)
     loggers = common.build_loggers(cfg)
     for lg in loggers:

@@ -36,6 +36,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from geoloc.cli.fit import crossfit_calibration, fit, fit_fusion
     from geoloc.data.splits import CrossFitFold
     from geoloc.evaluation import PolicyConfig, evaluate_logits, predict_split, thresholds_path
+    from geoloc.io import file_sha256
     from geoloc.model.ngram import fusion_path
 
     started = time.time()
@@ -78,10 +79,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if run is not None:
         run.summary.update({k: v for k, v in metrics.items()
                             if k.startswith(("crossfit/", "fusion/"))})
-    if ckpt and fusion is not None:  # beside the checkpoint, like the thresholds
-        fusion.save(fusion_path(ckpt))
     if ckpt and result.fitted:  # later commands (geoloc-eval, prediction) find it there
         result.thresholds.to_json(thresholds_path(ckpt))
+    if ckpt:  # the fusion beside the checkpoint, tied to those thresholds by their hash
+        stale = fusion_path(ckpt)
+        stale.unlink(missing_ok=True)  # an earlier run's, under the same name
+        stale.with_suffix(".npz").unlink(missing_ok=True)
+        if fusion is not None:
+            if result.fitted:
+                fusion.thresholds_sha256 = file_sha256(thresholds_path(ckpt))
+            fusion.save(fusion_path(ckpt))
     metrics["minutes"] = round((time.time() - started) / 60, 2)
     common.print_summary(
         "geoloc-train: test metrics",

@@ -7,11 +7,18 @@ is more accurate and separates right from wrong predictions better than either (
 in ``experiments/real_data/README.md``). The same class is the ``char n-gram LR``
 baseline of :mod:`geoloc.baselines`.
 
-Fusion (``fusion=char_ngram``, :mod:`geoloc.cli.fit`) is chosen by cross-validation, not
-by a look at the evaluated split: the n-gram model is cross-fitted on the transformer's
-folds, and its ``C`` and the weight ``w`` are those whose fused out-of-fold predictions,
-temperature-scaled, have the lowest log-loss (a proper scoring rule, so it rewards
-confidence only where it is earned, unlike accuracy at a threshold).
+Fusion (``fusion=char_ngram``, :mod:`geoloc.cli.fit`) is chosen on the calibration
+outputs, never on the evaluated split: with ``crossfit.folds`` the n-gram model is
+cross-fitted on the transformer's folds and the choice is made out of fold, else on the
+calib split with n-gram models fitted on train. ``C`` and the weight ``w`` are those
+whose fused calibration predictions, temperature-scaled, have the lowest log-loss (a
+proper scoring rule, so it rewards confidence only where it is earned, unlike accuracy
+at a threshold). The same rows then certify the thresholds: choosing one of ~33
+candidates by log-loss on thousands of rows is a small look, stated here rather than
+hidden.
+
+A fused policy is only valid on fused logits: the fusion file records the SHA-256 of the
+thresholds file fitted with it, and ``geoloc-eval`` refuses a pairing that differs.
 
 Persistence is safe by construction: the vocabulary and parameters go to JSON, the arrays
 to an ``.npz`` read with ``allow_pickle=False``; nothing is unpickled.
@@ -119,8 +126,8 @@ class CharNgramLR:
         model.vectorizer_ = model._vectorizer(vocabulary=list(meta["vocabulary"]))
         model.vectorizer_.idf_ = np.asarray(arrays["idf"], dtype=np.float32)
         lr = LogisticRegression(C=model.C, max_iter=model.max_iter)
-        lr.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
-        lr.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
+        lr.coef_ = np.asarray(arrays["coef"])  # the dtype it was fitted and saved in
+        lr.intercept_ = np.asarray(arrays["intercept"])
         lr.classes_ = np.asarray(arrays["classes"], dtype=np.int64)
         model.model_ = lr
         return model
@@ -165,8 +172,8 @@ def fuse(transformer_logits: np.ndarray, ngram_log_proba: np.ndarray, weight: fl
 def select_fusion(transformer_logits: np.ndarray, ngram_by_c: Mapping[float, np.ndarray],
                   labels: np.ndarray, weights: Sequence[float]
                   ) -> tuple[float, float, list[dict[str, float]]]:
-    """The ``(C, w)`` whose fused out-of-fold log-loss, after fitting a temperature, is
-    lowest; returns them and every candidate's score (for the report)."""
+    """The ``(C, w)`` whose fused calibration log-loss (out of fold in a cross-fit),
+    after fitting a temperature, is lowest; returns them and every candidate's score."""
     from geoloc.evaluation.calibration import fit_temperature, nll
 
     labels = np.asarray(labels, dtype=np.int64)
@@ -189,6 +196,8 @@ class Fusion:
     model: CharNgramLR
     weight: float
     trials: list[dict[str, float]] = field(default_factory=list)
+    #: SHA-256 of the thresholds file fitted on this fusion's outputs (None: not saved yet)
+    thresholds_sha256: str | None = None
 
     def apply(self, transformer_logits: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         return fuse(transformer_logits, self.model.log_proba(texts), self.weight)
@@ -201,6 +210,7 @@ class Fusion:
         with atomic_write(path.with_suffix(".npz"), "wb") as fh:
             np.savez_compressed(fh, **arrays)
         write_json_atomic(path, {"format": FUSION_FORMAT, "weight": self.weight,
+                                 "thresholds_sha256": self.thresholds_sha256,
                                  "trials": self.trials, "ngram": meta})
 
     @classmethod
@@ -212,7 +222,8 @@ class Fusion:
                              f"{meta.get('format')!r})")
         with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
             model = CharNgramLR.from_state(meta["ngram"], dict(arrays))
-        return cls(model=model, weight=float(meta["weight"]), trials=list(meta["trials"]))
+        return cls(model=model, weight=float(meta["weight"]), trials=list(meta["trials"]),
+                   thresholds_sha256=meta.get("thresholds_sha256"))
 
 
 def fusion_path(ckpt_path: str | Path) -> Path:
@@ -221,5 +232,24 @@ def fusion_path(ckpt_path: str | Path) -> Path:
     return p.with_name(p.stem + ".fusion.json")
 
 
-__all__ = ["CharNgramLR", "Fusion", "FusionConfig", "full_log_proba", "fuse", "fusion_path",
-           "select_fusion"]
+def check_pairing(fusion: Fusion | None, thresholds_file: str | Path | None,
+                  fusion_file: str | Path) -> None:
+    """Raise ``ValueError`` unless ``fusion`` and the thresholds belong together: a fused
+    policy on unfused logits (or the reverse) would certify nothing it claims."""
+    from geoloc.io import file_sha256
+
+    if fusion is None:
+        return
+    if thresholds_file is None:
+        raise ValueError(f"{fusion_file}: a fused checkpoint needs the thresholds fitted "
+                         "with its fusion; refitting them on the calib split would use "
+                         "rows the refit models trained on")
+    digest = file_sha256(thresholds_file)
+    if fusion.thresholds_sha256 != digest:
+        raise ValueError(f"{thresholds_file} was not fitted with the fusion {fusion_file} "
+                         f"(its SHA-256 {digest[:12]}… is not the recorded "
+                         f"{str(fusion.thresholds_sha256)[:12]}…)")
+
+
+__all__ = ["CharNgramLR", "Fusion", "FusionConfig", "check_pairing", "full_log_proba", "fuse",
+           "fusion_path", "select_fusion"]
