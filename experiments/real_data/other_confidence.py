@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geoloc.evaluation import Thresholds
+from geoloc.evaluation import Thresholds, thresholds_path
 from geoloc.io import markdown_table, read_jsonl
 from geoloc.labels import OTHER
-from geoloc.model.ngram import fuse
+from geoloc.model.ngram import fuse, fusion_path, oof_key
 
 
 def script_of(text: str) -> str:
@@ -43,16 +43,14 @@ def main(run_dir: str) -> str:
 
     run = Path(run_dir)
     oof = np.load(run / "report" / "crossfit_oof.npz")
-    ckpt_thresholds = next((run / "checkpoints").glob("*.thresholds.json"))
-    policy = Thresholds.from_json(ckpt_thresholds)
+    ckpt = next((run / "checkpoints").glob("*.ckpt"))
+    policy = Thresholds.from_json(thresholds_path(ckpt))
     records = list(read_jsonl(UmassTweetsSource().canonical_jsonl()))
     texts = [" ".join(r["captions"]) for r in records]
     logits = oof["logits"]
-    fusion = ckpt_thresholds.with_name(ckpt_thresholds.name.replace(".thresholds.",
-                                                                    ".fusion."))
-    if fusion.exists():  # the policy was fitted on the fused out-of-fold predictions
-        chosen = json.loads(fusion.read_text(encoding="utf-8"))
-        logits = fuse(logits, oof[f"ngram_C{chosen['ngram']['C']:g}"], chosen["weight"])
+    if fusion_path(ckpt).exists():  # the policy was fitted on the fused out-of-fold outputs
+        chosen = json.loads(fusion_path(ckpt).read_text(encoding="utf-8"))
+        logits = fuse(logits, oof[oof_key(chosen["ngram"]["C"])], chosen["weight"])
     probs = policy.probabilities(logits)
     decisions = policy.apply(probs)
     names = policy.class_names

@@ -45,13 +45,13 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         log.info("applying the saved policy %s (evaluation.policy is not used)",
                  cfg.evaluation.thresholds)
 
-    fusion = None
-    if fusion_path(ckpt).exists():  # the n-gram model fused at training time
-        fusion = Fusion.load(fusion_path(ckpt))
-        log.info("fusing with %s (weight %.2g on the transformer)", fusion_path(ckpt),
+    fusion, fusion_file = None, fusion_path(ckpt)
+    if fusion_file.exists():  # the n-gram model fused at training time
+        fusion = Fusion.load(fusion_file)
+        log.info("fusing with %s (weight %.2g on the transformer)", fusion_file,
                  fusion.weight)
     try:
-        check_pairing(fusion, cfg.evaluation.get("thresholds"), fusion_path(ckpt))
+        check_pairing(fusion, cfg.evaluation.get("thresholds"), fusion_file)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     datamodule = common.build_datamodule(cfg, module.tokenizer, module.metadata)
@@ -71,7 +71,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "geoloc-eval",
         metrics,
         {"checkpoint": str(ckpt), "thresholds": str(cfg.evaluation.get("thresholds")),
-         "fusion": str(fusion_path(ckpt)) if fusion is not None else "none",
+         "fusion": str(fusion_file) if fusion is not None else "none",
          "report": str(cfg.evaluation.report_dir), "wandb run": str(common.wandb_run_dir(run)),
          "evaluated split": datamodule.eval_split},
     )

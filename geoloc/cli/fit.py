@@ -33,7 +33,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from geoloc.cli import common
-from geoloc.model.ngram import Fusion, FusionConfig, fuse, select_fusion
+from geoloc.model.ngram import CharNgramLR, Fusion, FusionConfig, fuse, oof_key, select_fusion
 
 
 def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | None = None
@@ -60,17 +60,18 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
 
 
 def ngram_by_c(fusion: FusionConfig, datamodule: Any, split: str, rows: np.ndarray
-               ) -> dict[float, np.ndarray]:
-    """Log-probabilities of ``rows`` of ``split`` from one n-gram model per ``C`` of the
-    fusion grid, each fitted on the datamodule's train split (the transformer's rows)."""
+               ) -> tuple[dict[float, CharNgramLR], dict[float, np.ndarray]]:
+    """One n-gram model per ``C`` of the fusion grid, each fitted on the datamodule's train
+    split (the transformer's rows), and their log-probabilities of ``rows`` of ``split``."""
     train = datamodule.datasets["train"]
     texts, labels = list(train["text"]), list(train["labels"])
     target = datamodule.texts(split, rows)
     n_classes = len(datamodule.label_set.names)
-    out = {}
+    models, out = {}, {}
     for c in tqdm(fusion.C_grid, desc=f"n-gram models on {len(texts)} rows", unit="C"):
-        out[c] = fusion.model(n_classes, c).fit(texts, labels).log_proba(target)
-    return out
+        models[c] = fusion.model(n_classes, c).fit(texts, labels)
+        out[c] = models[c].log_proba(target)
+    return models, out
 
 
 def crossfit_calibration(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None
@@ -93,7 +94,7 @@ def crossfit_calibration(cfg: DictConfig, folds: int, fusion: FusionConfig | Non
                             objs["ckpt_path"])
         parts.append((out, np.full(len(out.labels), k)))
         if fusion is not None:
-            ngram_parts.append(ngram_by_c(fusion, objs["datamodule"], "calib", out.rows))
+            ngram_parts.append(ngram_by_c(fusion, objs["datamodule"], "calib", out.rows)[1])
         for key in ("val/acc", "val/macro_f1"):
             if key in objs["metrics"]:
                 metrics[f"crossfit/fold{k}/{key.split('/')[1]}"] = objs["metrics"][key]
@@ -108,7 +109,7 @@ def crossfit_calibration(cfg: DictConfig, folds: int, fusion: FusionConfig | Non
     report_dir.mkdir(parents=True, exist_ok=True)
     ngram = ({c: np.concatenate([p[c] for p in ngram_parts]) for c in fusion.C_grid}
              if fusion is not None else None)
-    extra = {f"ngram_C{c:g}": v for c, v in (ngram or {}).items()}
+    extra = {oof_key(c): v for c, v in (ngram or {}).items()}
     np.savez_compressed(report_dir / "crossfit_oof.npz", logits=oof.logits, labels=oof.labels,
                         rows=oof.rows, fold=np.concatenate([f for _, f in parts]), **extra)
     metrics["crossfit/folds"] = float(folds)
@@ -133,15 +134,18 @@ def fit_fusion(fusion: FusionConfig, datamodule: Any, calib: Any, evaluated: Any
 
     from geoloc.evaluation.calibration import fit_temperature, nll
 
-    if calib_ngram is None:
-        calib_ngram = ngram_by_c(fusion, datamodule, "calib", calib.rows)
+    fitted_on_train: dict[float, CharNgramLR] = {}
+    if calib_ngram is None:  # the models that predict the calib split are the deployed ones
+        fitted_on_train, calib_ngram = ngram_by_c(fusion, datamodule, "calib", calib.rows)
     c, weight, trials = select_fusion(calib.logits, calib_ngram, calib.labels,
                                       fusion.weights)
-    train = datamodule.datasets["train"]
-    common.log.info("fusion: C=%g, weight %.2g on the transformer (of %d candidates); "
-                    "fitting the n-gram model on %d rows", c, weight, len(trials), len(train))
-    model = fusion.model(len(datamodule.label_set.names), c).fit(list(train["text"]),
-                                                                  list(train["labels"]))
+    common.log.info("fusion: C=%g, weight %.2g on the transformer (of %d candidates)",
+                    c, weight, len(trials))
+    model = fitted_on_train.get(c)
+    if model is None:  # cross-fit: refit on all the pooled rows the deployed model saw
+        train = datamodule.datasets["train"]
+        model = fusion.model(len(datamodule.label_set.names), c).fit(list(train["text"]),
+                                                                      list(train["labels"]))
     fitted = Fusion(model=model, weight=weight, trials=trials)
     ngram_eval = model.log_proba(datamodule.texts(split, evaluated.rows))
     fused_calib = replace(calib, logits=fuse(calib.logits, calib_ngram[c], weight))

@@ -37,7 +37,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from geoloc.data.splits import CrossFitFold
     from geoloc.evaluation import PolicyConfig, evaluate_logits, predict_split, thresholds_path
     from geoloc.io import file_sha256
-    from geoloc.model.ngram import fusion_path
+    from geoloc.model.ngram import fusion_path, remove_fusion
 
     started = time.time()
     folds = int(cfg.get("crossfit", {}).get("folds") or 0)
@@ -82,9 +82,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if ckpt and result.fitted:  # later commands (geoloc-eval, prediction) find it there
         result.thresholds.to_json(thresholds_path(ckpt))
     if ckpt:  # the fusion beside the checkpoint, tied to those thresholds by their hash
-        stale = fusion_path(ckpt)
-        stale.unlink(missing_ok=True)  # an earlier run's, under the same name
-        stale.with_suffix(".npz").unlink(missing_ok=True)
+        remove_fusion(fusion_path(ckpt))  # an earlier run's, under the same name
         if fusion is not None:
             if result.fitted:
                 fusion.thresholds_sha256 = file_sha256(thresholds_path(ckpt))

@@ -232,6 +232,18 @@ def fusion_path(ckpt_path: str | Path) -> Path:
     return p.with_name(p.stem + ".fusion.json")
 
 
+def remove_fusion(path: str | Path) -> None:
+    """Delete a saved fusion (both files) if there is one."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    path.with_suffix(".npz").unlink(missing_ok=True)
+
+
+def oof_key(c: float) -> str:
+    """Name of the out-of-fold n-gram log-probabilities for ``C`` in ``crossfit_oof.npz``."""
+    return f"ngram_C{c:g}"
+
+
 def check_pairing(fusion: Fusion | None, thresholds_file: str | Path | None,
                   fusion_file: str | Path) -> None:
     """Raise ``ValueError`` unless ``fusion`` and the thresholds belong together: a fused
@@ -252,4 +264,4 @@ def check_pairing(fusion: Fusion | None, thresholds_file: str | Path | None,
 
 
 __all__ = ["CharNgramLR", "Fusion", "FusionConfig", "check_pairing", "full_log_proba", "fuse",
-           "fusion_path", "select_fusion"]
+           "fusion_path", "oof_key", "remove_fusion", "select_fusion"]
