@@ -128,7 +128,7 @@ def test_checkpoint_reloads_to_the_trained_model(trained):
 
     _, objects, _ = trained
     trained_module = objects["module"].eval()
-    reloaded = GeolocModule.load_from_checkpoint(objects["ckpt_path"], map_location="cpu").eval()
+    reloaded = GeolocModule.load(objects["ckpt_path"]).eval()
     texts = ["Bom dia 🇧🇷 São Paulo 📍", "howdy y'all", "東京 🇯🇵"]
     enc = trained_module.tokenizer(texts, padding=True, return_tensors="pt")
     assert reloaded.tokenizer(texts, padding=True, return_tensors="pt")["input_ids"].equal(
@@ -241,3 +241,29 @@ def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
                        .read_text())
     assert saved["pool_below"] == 50 and set(saved["guarantee_per_class"].values()) <= {
         "class", "pooled", "none"}
+
+
+def test_checkpoint_leaves_the_frozen_backbone_out_and_checks_its_hash(trained, tmp_path):
+    """A checkpoint holds what training changed, not the frozen 96 M-row embedding table
+    (restored from the backbone on load, proven identical by its SHA-256); a checkpoint
+    whose recorded hash differs is refused with a clear error, and it loads with
+    ``weights_only=True`` (no pickled code)."""
+    import os
+
+    import torch
+
+    from geoloc.model.module import RESTORED_KEY, BackboneMismatchError, GeolocModule
+
+    _, objects, _ = trained
+    path = objects["ckpt_path"]
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    frozen = "net.encoder.embeddings.word_embeddings.frozen"
+    assert frozen not in ckpt["state_dict"]
+    assert set(ckpt[RESTORED_KEY]) == {frozen}
+    # the frozen table alone is 250,002 x 384 fp32 = 384 MB
+    assert os.path.getsize(path) < 100e6
+    ckpt[RESTORED_KEY][frozen] = "0" * 64
+    bad = tmp_path / "other_backbone.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(BackboneMismatchError, match="differs from the one this checkpoint"):
+        GeolocModule.load(bad)

@@ -34,7 +34,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from geoloc.model.module import GeolocModule
     from geoloc.model.ngram import Fusion, check_pairing, fusion_path
 
-    module = GeolocModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    module = GeolocModule.load(ckpt)
     saved = thresholds_path(ckpt)
     with open_dict(cfg):
         if not cfg.evaluation.get("thresholds") and saved.exists():
