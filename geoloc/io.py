@@ -37,7 +37,7 @@ def atomic_write(path: PathLike, mode: str = "w", *, fsync: bool = False) -> Ite
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     # mkstemp creates 0600 files; give the result the mode a plain open() would (0666
     # minus the umask), so a cache shared between users stays readable.
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~umask())
     try:
         text = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
         with os.fdopen(fd, mode, **text) as fh:
@@ -51,7 +51,8 @@ def atomic_write(path: PathLike, mode: str = "w", *, fsync: bool = False) -> Ite
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

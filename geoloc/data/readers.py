@@ -315,19 +315,21 @@ def _parquet_rows(path: str, mapping: ColumnMapping) -> Iterator[tuple[int, dict
 # ----------------------------------------------------------------------------------------
 
 
-def iter_results(
+def iter_numbered_results(
     path: str | os.PathLike[str],
     mapping: ColumnMapping,
     fmt: str | None = None,
     require_country: bool = False,
     max_captions: int = MAX_CAPTIONS,
     check_unique: bool = True,
-) -> Iterator[ProfileRecord | RecordError]:
-    """Yield a record or a :class:`RecordError` for every data row, in file order.
+) -> Iterator[tuple[int, ProfileRecord | RecordError]]:
+    """Yield ``(line, record or RecordError)`` for every data row, in file order.
 
-    This is the primitive for batch jobs that must answer every input row. Problems that
-    concern the whole file (unknown format, missing file, a mapped column that the header
-    lacks, a broken CSV quote after which nothing can be read) are *raised*.
+    ``line`` is where the row is (JSONL: its line; CSV/TSV: the physical line where the
+    record starts, the header being line 1; Parquet: row number + 1), the number error
+    messages use, so a batch job can point every output row back at its input. Problems
+    that concern the whole file (unknown format, missing file, a mapped column that the
+    header lacks, a broken CSV quote after which nothing can be read) are *raised*.
     """
     spath = str(path)
     if not Path(spath).exists():
@@ -343,12 +345,30 @@ def iter_results(
         rows = _parquet_rows(spath, mapping)
     for line, row in rows:
         if isinstance(row, RecordError):
-            yield row
+            yield line, row
             continue
         try:
-            yield validate(row, line)
+            yield line, validate(row, line)
         except RecordError as exc:
-            yield exc
+            yield line, exc
+
+
+def iter_results(
+    path: str | os.PathLike[str],
+    mapping: ColumnMapping,
+    fmt: str | None = None,
+    require_country: bool = False,
+    max_captions: int = MAX_CAPTIONS,
+    check_unique: bool = True,
+) -> Iterator[ProfileRecord | RecordError]:
+    """Yield a record or a :class:`RecordError` for every data row, in file order.
+
+    This is the primitive for batch jobs that must answer every input row;
+    :func:`iter_numbered_results` adds each row's line.
+    """
+    for _, item in iter_numbered_results(path, mapping, fmt, require_country, max_captions,
+                                         check_unique):
+        yield item
 
 
 def iter_profiles(
@@ -427,6 +447,7 @@ __all__ = [
     "ColumnMapping",
     "detect_format",
     "error_to_dict",
+    "iter_numbered_results",
     "iter_profiles",
     "iter_results",
     "read_profiles",

@@ -1,0 +1,218 @@
+"""A file of profiles -> a file of predictions: bounded memory, resumable, nothing lost.
+
+The input is read with :func:`geoloc.data.readers.iter_results` (the readers of training
+and ``geoloc-label``), which yields a record *or* an error for every input row, in file
+order. Rows are cut into fixed chunks of ``chunk_rows`` rows (chunk k = rows
+k*chunk_rows ... (k+1)*chunk_rows - 1, a function of the input alone) and each chunk
+is written, atomically, as two part files in ``OUTPUT.parts/``: its errors, then its
+predictions. A chunk whose prediction part exists is done; so
+
+- memory is one chunk, whatever the file size;
+- a run killed at any moment leaves only whole parts, and the same command run again
+  skips the chunks already done and writes each remaining row once: no gaps, no
+  duplicate ids (duplicate ids *in the input* are error rows, as in training);
+- the parts carry a manifest (input size and mtime, model files' SHA-256, options); a
+  rerun with other arguments is refused instead of mixing two runs' rows.
+
+When every chunk is done the parts are merged into OUTPUT (Parquet, JSONL or CSV/TSV,
+chosen by its extension) and the error rows into ``OUTPUT_STEM.errors.jsonl`` (file,
+line, field, problem), both atomically; then the parts folder is removed. An existing
+OUTPUT is never overwritten unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from geoloc.data.readers import error_to_dict, iter_numbered_results
+from geoloc.data.schema import ColumnMapping, ProfileRecord, RecordError
+from geoloc.inference.predictor import OUTPUT_COLUMNS, Predictor
+from geoloc.io import PathLike, atomic_write, write_json_atomic
+
+OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
+                  ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+MANIFEST = "manifest.json"
+
+
+class JobError(ValueError):
+    """An output that would be overwritten, parts of another run, an unknown extension."""
+
+
+def output_schema() -> Any:
+    """The Arrow schema of prediction rows (parts and Parquet output)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()), ("line", pa.int64()), ("country", pa.string()),
+        ("guarantee", pa.string()), ("probability", pa.float64()), ("argmax", pa.string()),
+        ("top_countries", pa.list_(pa.string())),
+        ("top_probabilities", pa.list_(pa.float64())),
+    ])
+
+
+def output_format(path: PathLike) -> str:
+    """parquet / jsonl / csv / tsv from the output's extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise JobError(f"output={path}: unknown extension {suffix!r}; use one of "
+                       f"{', '.join(sorted(OUTPUT_FORMATS))}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def errors_path(output: PathLike) -> Path:
+    """Where the error rows of ``output`` go: ``OUTPUT_STEM.errors.jsonl``."""
+    out = Path(output)
+    return out.with_name(out.stem + ".errors.jsonl")
+
+
+@dataclass
+class JobSummary:
+    """What a run did (printed by ``geoloc-predict``)."""
+
+    rows: int
+    predicted: int
+    errors: int
+    chunks: int
+    chunks_resumed: int
+    output: Path
+    errors_file: Path
+    countries: Counter
+
+    @property
+    def uncertain(self) -> int:
+        return self.countries.get("UNCERTAIN", 0)
+
+
+def _chunks(items: Iterator[tuple[int, ProfileRecord | RecordError]], size: int
+            ) -> Iterator[list[tuple[int, ProfileRecord | RecordError]]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def _manifest(predictor: Predictor, input_path: Path, mapping: ColumnMapping,
+              fmt: str | None, chunk_rows: int) -> dict[str, Any]:
+    stat = input_path.stat()
+    return {"input": str(input_path.resolve()), "input_size": stat.st_size,
+            "input_mtime_ns": stat.st_mtime_ns, "format": fmt,
+            "mapping": {k: (list(v) if isinstance(v, tuple) else v)
+                        for k, v in mapping.__dict__.items()},
+            "chunk_rows": chunk_rows, "predictor": predictor.identity}
+
+
+def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
+                 mapping: ColumnMapping, fmt: str | None = None, chunk_rows: int = 4096,
+                 overwrite: bool = False, progress: bool = True) -> JobSummary:
+    """Predict every row of ``input_path`` into ``output`` (see the module docstring)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    input_path, output = Path(input_path), Path(output)
+    out_format = output_format(output)
+    if chunk_rows < 1:
+        raise JobError(f"chunk_rows={chunk_rows}: must be >= 1")
+    if input_path.is_dir():
+        raise JobError(f"input={input_path}: is a directory, not a file")
+    if not input_path.is_file():
+        raise JobError(f"input={input_path}: no such file")
+    if output.resolve() == input_path.resolve():
+        raise JobError(f"output={output}: is the input file")
+    parts = output.with_name(output.name + ".parts")
+    manifest = _manifest(predictor, input_path, mapping, fmt, chunk_rows)
+    if output.exists() and not overwrite:
+        raise JobError(f"output={output} exists; choose another path or overwrite=true")
+    if parts.exists():
+        saved = (json.loads((parts / MANIFEST).read_text(encoding="utf-8"))
+                 if (parts / MANIFEST).is_file() else None)
+        if saved != manifest:
+            if not overwrite:
+                differ = sorted(k for k in manifest if saved is None or saved.get(k) != manifest[k])
+                raise JobError(
+                    f"{parts} holds parts of a run with other {', '.join(differ)}; rerun "
+                    "with the same arguments to resume it, or overwrite=true to start over")
+            shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(parts / MANIFEST, manifest)
+
+    total = pq.ParquetFile(input_path).metadata.num_rows if (
+        (fmt or input_path.suffix.lower().lstrip(".")) in ("parquet", "pq")) else None
+    schema = output_schema()
+    chunks = resumed = 0
+    bar = tqdm(total=total, unit="profile", desc="geoloc-predict", disable=not progress)
+    items = iter_numbered_results(input_path, mapping, fmt=fmt)
+    for k, chunk in enumerate(_chunks(items, chunk_rows)):
+        chunks += 1
+        pred_part = parts / f"part-{k:06d}.parquet"
+        if pred_part.exists():
+            resumed += 1
+            bar.update(len(chunk))
+            continue
+        good = [(line, r) for line, r in chunk if not isinstance(r, RecordError)]
+        errors = [error_to_dict(e) for _, e in chunk if isinstance(e, RecordError)]
+        rows = predictor.predict_records([r for _, r in good], [line for line, _ in good])
+        with atomic_write(parts / f"part-{k:06d}.errors.jsonl") as fh:
+            fh.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
+        with atomic_write(pred_part, "wb") as fh:  # last: marks the chunk done
+            pq.write_table(pa.Table.from_pylist(rows, schema=schema), fh)
+        bar.update(len(chunk))
+    bar.close()
+    summary = _merge(parts, chunks, output, out_format, schema)
+    summary.chunks_resumed = resumed
+    shutil.rmtree(parts)
+    return summary
+
+
+def _merge(parts: Path, chunks: int, output: Path, out_format: str, schema: Any
+           ) -> JobSummary:
+    """Concatenate the parts in chunk order into the output and the errors file."""
+    import pyarrow.parquet as pq
+
+    err_file = errors_path(output)
+    n_pred = n_err = 0
+    countries: Counter = Counter()
+    with atomic_write(err_file) as efh:
+        for k in range(chunks):
+            with open(parts / f"part-{k:06d}.errors.jsonl", encoding="utf-8") as fh:
+                for line in fh:
+                    efh.write(line)
+                    n_err += 1
+    with atomic_write(output, "wb" if out_format == "parquet" else "w") as fh:
+        writer = pq.ParquetWriter(fh, schema) if out_format == "parquet" else None
+        for k in range(chunks):
+            table = pq.read_table(parts / f"part-{k:06d}.parquet", schema=schema)
+            n_pred += table.num_rows
+            countries.update(table.column("country").to_pylist())
+            if writer is not None:
+                writer.write_table(table)
+            elif out_format == "jsonl":
+                fh.writelines(json.dumps(row, ensure_ascii=False) + "\n"
+                              for row in table.to_pylist())
+            else:
+                _write_delimited(fh, table, k == 0, "\t" if out_format == "tsv" else ",")
+        if writer is not None:
+            writer.close()
+        elif out_format in ("csv", "tsv") and chunks == 0:
+            _write_delimited(fh, schema.empty_table(), True, "\t" if out_format == "tsv" else ",")
+    return JobSummary(rows=n_pred + n_err, predicted=n_pred, errors=n_err, chunks=chunks,
+                      chunks_resumed=0, output=output, errors_file=err_file,
+                      countries=countries)
+
+
+def _write_delimited(fh: Any, table: Any, header: bool, sep: str) -> None:
+    """CSV/TSV rows; the top-k lists become JSON arrays in their cells."""
+    import csv
+
+    writer = csv.writer(fh, delimiter=sep, lineterminator="\n")
+    if header:
+        writer.writerow(OUTPUT_COLUMNS)
+    for row in table.to_pylist():
+        writer.writerow([json.dumps(row[c], ensure_ascii=False) if isinstance(row[c], list)
+                         else ("" if row[c] is None else row[c]) for c in OUTPUT_COLUMNS])

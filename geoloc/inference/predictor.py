@@ -1,0 +1,281 @@
+"""The predictor: profiles in, a country or UNCERTAIN out, under the saved policy.
+
+One class serves every way of running a trained model (``geoloc-predict``, the benchmark,
+Ray Data actors, notebooks): it owns the tokenizer, a *scorer* that turns token ids into
+logits, the saved policy (temperature, per-country thresholds and their guarantee kinds)
+and, when the run fused one, the char n-gram model. It loads from
+
+- a training checkpoint (``.ckpt``, with ``.thresholds.json`` and ``.fusion.json`` beside
+  it), scored by the Lightning module's network in PyTorch, or
+- an export folder (``geoloc-export``), scored by the exported
+  :class:`~geoloc.inference.modeling_geoloc.GeolocForSequenceClassification` in PyTorch
+  (``backend="torch"``) or by ONNX Runtime (``backend="onnx"``, fp32 or int8 graph).
+
+Speed (see ``make bench``): texts are tokenised once per chunk without padding, sorted by
+length and cut into batches padded only to their own longest row, so a batch of short
+captions never pays for one long bio; forward passes run under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from geoloc.data.schema import ProfileRecord, profile_text
+from geoloc.io import PathLike
+from geoloc.labels import UNCERTAIN
+
+log = logging.getLogger("geoloc")
+
+BACKENDS = ("torch", "onnx")
+
+
+class PredictorError(ValueError):
+    """A model path or option the predictor cannot use; the message says which and why."""
+
+
+class Scorer(Protocol):
+    """Token ids and mask (int64 arrays, batch x length) -> logits (float32, batch x C)."""
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+class TorchScorer:
+    """A PyTorch network under ``inference_mode`` (either the Lightning module's network,
+    which returns logits, or an exported HF model, which returns a ``ModelOutput``)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model.eval()
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.from_numpy(input_ids),
+                             attention_mask=torch.from_numpy(attention_mask))
+        logits = out if isinstance(out, torch.Tensor) else out.logits
+        return logits.float().numpy()
+
+
+class OnnxScorer:
+    """An ONNX graph (``model.onnx`` or ``model.int8.onnx``) run by ONNX Runtime on CPU."""
+
+    def __init__(self, path: PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"input_ids": input_ids,
+                                             "attention_mask": attention_mask})[0]
+
+
+@dataclass
+class Predictions:
+    """What the policy decided for a list of texts (arrays in input order)."""
+
+    class_names: list[str]
+    probabilities: np.ndarray
+    """Calibrated probabilities softmax(logits / T), N x C."""
+    decisions: np.ndarray
+    """Class index, or -1 for UNCERTAIN."""
+    guarantee: list[str]
+    """Guarantee kind of each class (``class``, ``pooled`` or ``none``)."""
+    top_k: int = 3
+
+    def rows(self, records: Sequence[ProfileRecord], lines: Sequence[int]) -> list[dict]:
+        """One output row per record (the columns of :data:`OUTPUT_COLUMNS`)."""
+        k = min(self.top_k, len(self.class_names))
+        order = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
+        out = []
+        for i, rec in enumerate(records):
+            d = int(self.decisions[i])
+            top = order[i]
+            out.append({
+                "id": rec["id"],
+                "line": int(lines[i]),
+                "country": UNCERTAIN if d < 0 else self.class_names[d],
+                "guarantee": None if d < 0 else self.guarantee[d],
+                "probability": float(self.probabilities[i, top[0]]),
+                "argmax": self.class_names[top[0]],
+                "top_countries": [self.class_names[j] for j in top],
+                "top_probabilities": [float(self.probabilities[i, j]) for j in top],
+            })
+        return out
+
+
+#: Columns of every prediction row, in order (``top_*`` hold ``top_k`` entries).
+OUTPUT_COLUMNS = ("id", "line", "country", "guarantee", "probability", "argmax",
+                  "top_countries", "top_probabilities")
+
+
+@dataclass
+class Predictor:
+    """Tokenizer + scorer + saved policy (+ fused n-gram model); see the module docstring."""
+
+    tokenizer: Any
+    scorer: Scorer
+    thresholds: Any
+    max_length: int
+    fusion: Any = None
+    batch_size: int = 64
+    top_k: int = 3
+    source: str = ""
+    """Where the model came from (a checkpoint or export folder), for logs and manifests."""
+    identity: dict[str, Any] = field(default_factory=dict)
+    """What makes two predictors give the same output (files' SHA-256, backend, options):
+    a resumed batch job refuses parts written by another."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise PredictorError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.top_k < 1:
+            raise PredictorError(f"top_k={self.top_k}: must be >= 1")
+        self.class_names = list(self.thresholds.class_names)
+        cal = self.thresholds.calibration
+        self.guarantee = [cal[n].guarantee if n in cal else
+                          ("none" if not np.isfinite(self.thresholds.thresholds[n]) else "class")
+                          for n in self.class_names]
+        self.identity = {**self.identity, "max_length": self.max_length, "top_k": self.top_k}
+
+    # -- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: PathLike, backend: str = "torch", quantized: bool = False,
+             batch_size: int = 64, top_k: int = 3, threads: int | None = None,
+             max_length: int | None = None) -> Predictor:
+        """A checkpoint file (``backend="torch"`` only) or an export folder."""
+        from geoloc.io import file_sha256
+
+        if backend not in BACKENDS:
+            raise PredictorError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+        if quantized and backend != "onnx":
+            raise PredictorError("quantized=true is the int8 ONNX graph: use backend=onnx")
+        path = Path(path)
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        if path.is_dir():
+            parts = _load_export(path, backend, quantized, threads)
+        elif path.is_file():
+            if backend != "torch":
+                raise PredictorError(
+                    f"backend={backend} needs an export folder (geoloc-export onnx=true); "
+                    f"{path} is a checkpoint")
+            parts = _load_checkpoint(path)
+        else:
+            raise PredictorError(f"ckpt_path={path}: no such checkpoint file or export folder")
+        thresholds_file = parts.pop("thresholds_file")
+        saved_length = parts.pop("max_length")
+        identity = {"model": str(path.resolve()), "backend": backend, "quantized": quantized,
+                    "thresholds_sha256": file_sha256(thresholds_file)}
+        return cls(**parts, max_length=int(max_length or saved_length),
+                   batch_size=batch_size, top_k=top_k, source=str(path), identity=identity)
+
+    # -- scoring -------------------------------------------------------------------------
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Model logits of ``texts`` (fused with the n-gram model when there is one),
+        computed in length-sorted, dynamically padded batches."""
+        n = len(texts)
+        n_classes = len(self.class_names)
+        out = np.zeros((n, n_classes), dtype=np.float32)
+        if n == 0:
+            return out
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+                             add_special_tokens=True)["input_ids"]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+        order = np.argsort(lengths, kind="stable")
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, n, self.batch_size):
+            rows = order[start:start + self.batch_size]
+            width = int(lengths[rows].max())
+            batch = np.full((len(rows), width), pad, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for j, r in enumerate(rows):
+                batch[j, : lengths[r]] = ids[r]
+                mask[j, : lengths[r]] = 1
+            out[rows] = self.scorer(batch, mask)
+        if self.fusion is not None:
+            return self.fusion.apply(out, list(texts))
+        return out
+
+    def predict_texts(self, texts: Sequence[str]) -> Predictions:
+        """Calibrated probabilities and decisions for model texts."""
+        probs = self.thresholds.probabilities(self.logits(texts))
+        return Predictions(self.class_names, probs, self.thresholds.apply(probs),
+                           self.guarantee, self.top_k)
+
+    def predict_records(self, records: Sequence[ProfileRecord],
+                        lines: Sequence[int] | None = None) -> list[dict]:
+        """Output rows (:data:`OUTPUT_COLUMNS`) for canonical profile records."""
+        texts = [profile_text(r["bio"], r["captions"]) for r in records]
+        lines = list(range(1, len(records) + 1)) if lines is None else lines
+        return self.predict_texts(texts).rows(records, lines)
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    from geoloc.inference.export import Checkpoint
+
+    ck = Checkpoint.load(path)
+    return {"tokenizer": ck.module.tokenizer, "scorer": TorchScorer(ck.module.net),
+            "thresholds": ck.thresholds, "fusion": ck.fusion, "max_length": ck.max_length,
+            "thresholds_file": ck.thresholds_file}
+
+
+def _load_export(folder: Path, backend: str, quantized: bool, threads: int | None
+                 ) -> dict[str, Any]:
+    """Load an export folder with geoloc's own classes: nothing in the folder is executed
+    (its ``modeling_geoloc.py`` is for plain ``transformers`` users)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from geoloc.evaluation import Thresholds
+    from geoloc.inference import export as ex
+    from geoloc.model.ngram import Fusion, check_pairing
+
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise PredictorError(f"{folder}: not an export folder (no config.json)")
+    meta = json.loads(config_file.read_text(encoding="utf-8")).get("geoloc") or {}
+    if meta.get("format") != ex.EXPORT_FORMAT:
+        raise PredictorError(f"{config_file}: not a geoloc export (geoloc.format="
+                             f"{meta.get('format')!r}, expected {ex.EXPORT_FORMAT!r})")
+    thresholds_file = folder / ex.THRESHOLDS_FILE
+    thresholds = Thresholds.from_json(thresholds_file)
+    fusion = None
+    if meta.get("fusion"):
+        fusion_file = folder / ex.FUSION_FILE
+        fusion = Fusion.load(fusion_file)
+        check_pairing(fusion, thresholds_file, fusion_file)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+    if backend == "onnx":
+        graph = folder / (ex.ONNX_INT8_FILE if quantized else ex.ONNX_FILE)
+        if not graph.is_file():
+            raise PredictorError(f"{graph}: missing; export with onnx=true"
+                                 + (" quantize=true" if quantized else ""))
+        scorer: Scorer = OnnxScorer(graph, threads)
+    else:
+        from geoloc.inference.modeling_geoloc import GeolocForSequenceClassification
+
+        scorer = TorchScorer(GeolocForSequenceClassification.from_pretrained(str(folder)))
+    names = list(thresholds.class_names)
+    model_names = [json.loads(config_file.read_text())["id2label"][str(i)]
+                   for i in range(len(names))]
+    if model_names != names:
+        raise PredictorError(f"{folder}: id2label {model_names} differs from the "
+                             f"thresholds' classes {names}")
+    return {"tokenizer": tokenizer, "scorer": scorer, "thresholds": thresholds,
+            "fusion": fusion, "max_length": int(meta["max_length"]),
+            "thresholds_file": thresholds_file}
