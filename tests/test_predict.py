@@ -1,0 +1,287 @@
+"""geoloc-predict and geoloc-export on a tiny trained model (mE5 cut to 1 layer, fused
+with a char n-gram model): every input row answered, resumable after SIGKILL, outputs in
+every format, and the Hugging Face / ONNX exports scoring like the Lightning model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import compose
+from test_train import TINY
+
+pytestmark = pytest.mark.slow
+
+TEXTS = ["Bom dia 🇧🇷 São Paulo 📍", "howdy y'all", "東京 🇯🇵 今日は", "Merhaba İstanbul " * 30,
+         "Paris ✈️ 🗽 New York", ""]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A tiny fused model's checkpoint, with its policy and n-gram model beside it."""
+    from geoloc.cli.common import run_task
+    from geoloc.cli.train import train
+
+    out = tmp_path_factory.mktemp("predict_model")
+    cfg = compose([*TINY, "logger=none", "fusion=char_ngram", "fusion.C_grid=[30.0]",
+                   "fusion.weights=[0.5]", "evaluation.policy.pool_below=50",
+                   # a lenient target so that this barely trained model assigns some rows
+                   "evaluation.policy.target=0.3", "evaluation.policy.start_counts=[5,20]",
+                   f"paths.output_dir={out}"])
+    _, objects = run_task(train, cfg)
+    return Path(objects["ckpt_path"])
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory) -> Path:
+    from geoloc.inference.export import export
+
+    return export(model, tmp_path_factory.mktemp("export") / "geoloc-model", onnx=True,
+                  quantize=True)
+
+
+def _profiles(n: int) -> list[dict]:
+    from geoloc.data.synthetic import generate_profiles
+
+    return [{"id": r["id"], "bio": r["bio"], "captions": r["captions"]}
+            for r in generate_profiles(n, seed=7)]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                    encoding="utf-8")
+    return path
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".jsonl":
+        return pd.read_json(path, lines=True, dtype={"id": str})
+    df = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    for col in ("top_countries", "top_probabilities"):
+        df[col] = df[col].map(json.loads)
+    return df
+
+
+def test_every_input_row_gets_a_prediction_or_an_error(model, tmp_path):
+    """A CSV with a duplicate id and a broken last record: each row yields one prediction
+    row or one error row naming file, line and field; predictions match the predictor
+    called directly and respect the saved policy."""
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.inference.job import predict_file
+    from geoloc.inference.predictor import OUTPUT_COLUMNS, Predictor
+
+    rows = _profiles(40)
+    rows[5]["id"] = rows[2]["id"]
+    src = tmp_path / "in.csv"
+    pd.DataFrame([{**r, "captions": json.dumps(r["captions"], ensure_ascii=False)}
+                  for r in rows]).to_csv(src, index=False)
+    with open(src, "a", encoding="utf-8") as fh:
+        fh.write('zz,"never closed\n')
+    predictor = Predictor.load(model, batch_size=7, top_k=4)
+    mapping = ColumnMapping(stated_location=None, country=None)
+    summary = predict_file(predictor, src, tmp_path / "out.parquet", mapping, chunk_rows=16,
+                           progress=False)
+    assert (summary.rows, summary.predicted, summary.errors) == (41, 39, 2)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert tuple(out.columns) == OUTPUT_COLUMNS and out["id"].is_unique
+    errors = [json.loads(x) for x in summary.errors_file.read_text().splitlines()]
+    assert [e["field"] for e in errors] == ["id", "csv"] and errors[0]["line"] == 7
+    assert all(e["path"] == str(src) and e["message"].startswith(f"{src}:") for e in errors)
+    # every input record is accounted for exactly once, in file order (a record may span
+    # several physical lines: captions hold newlines)
+    lines = [*out["line"], errors[1]["line"]]
+    lines.insert(5, errors[0]["line"])
+    assert lines == sorted(set(lines)) and len(lines) == 41 and lines[0] == 2
+    assert not (tmp_path / "out.parquet.parts").exists()
+
+    kept = [r for i, r in enumerate(rows) if i != 5]
+    direct = predictor.predict_records(kept)
+    assert out["country"].tolist() == [d["country"] for d in direct]
+    np.testing.assert_allclose(out["probability"], [d["probability"] for d in direct],
+                               rtol=1e-6)
+    th = predictor.thresholds
+    assert 0 < (out["country"] == "UNCERTAIN").sum() < len(out)
+    for _, row in out.iterrows():
+        assert len(row["top_countries"]) == 4 and row["top_countries"][0] == row["argmax"]
+        assert row["probability"] == pytest.approx(row["top_probabilities"][0])
+        if row["country"] == "UNCERTAIN":
+            assert pd.isna(row["guarantee"])
+            assert row["probability"] < th.thresholds[row["argmax"]]
+        else:
+            assert row["country"] == row["argmax"]
+            assert row["probability"] >= th.thresholds[row["country"]]
+            assert row["guarantee"] in ("class", "pooled")
+
+
+def test_output_formats_agree_and_existing_output_is_kept(model, tmp_path):
+    """Parquet, JSONL and CSV outputs hold the same rows; an existing output is never
+    overwritten silently, and parts of a run with other arguments are not reused."""
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.inference.job import JobError, predict_file
+    from geoloc.inference.predictor import Predictor
+
+    src = _write_jsonl(tmp_path / "in.jsonl", _profiles(12))
+    predictor = Predictor.load(model)
+    mapping = ColumnMapping(stated_location=None, country=None)
+    frames = {}
+    for ext in ("parquet", "jsonl", "csv"):
+        out = tmp_path / f"out.{ext}"
+        predict_file(predictor, src, out, mapping, chunk_rows=5, progress=False)
+        frames[ext] = _read(out)
+    for ext in ("jsonl", "csv"):
+        pd.testing.assert_frame_equal(frames[ext][["id", "line", "country", "argmax"]],
+                                      frames["parquet"][["id", "line", "country", "argmax"]])
+        np.testing.assert_allclose(np.stack(frames[ext]["top_probabilities"]),
+                                   np.stack(frames["parquet"]["top_probabilities"]))
+    before = (tmp_path / "out.csv").read_bytes()
+    with pytest.raises(JobError, match="exists"):
+        predict_file(predictor, src, tmp_path / "out.csv", mapping, progress=False)
+    assert (tmp_path / "out.csv").read_bytes() == before
+    (tmp_path / "other.jsonl.parts").mkdir()
+    (tmp_path / "other.jsonl.parts" / "manifest.json").write_text('{"chunk_rows": 3}')
+    with pytest.raises(JobError, match="chunk_rows"):
+        predict_file(predictor, src, tmp_path / "other.jsonl", mapping, progress=False)
+
+
+def test_predict_resumes_after_sigkill_without_gaps_or_duplicates(model, tmp_path):
+    """geoloc-predict killed with SIGKILL mid-file, then started again with the same
+    arguments: the output equals an uninterrupted run's, row for row."""
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.inference.job import predict_file
+    from geoloc.inference.predictor import Predictor
+
+    src = _write_jsonl(tmp_path / "in.jsonl", _profiles(1500))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "geoloc.cli.predict", f"ckpt_path={model}", f"input={src}",
+           f"output={out}", "chunk_rows=60", "batch_size=8", "threads=1", "progress=false",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    parts = tmp_path / "out.jsonl.parts"
+    deadline = time.monotonic() + 300
+    while not (parts / "part-000002.parquet").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no part written in 300 s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and len(list(parts.glob("part-*.parquet"))) < 25
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "done by an earlier run" in done.stdout and not parts.exists()
+
+    reference = tmp_path / "reference.jsonl"
+    predict_file(Predictor.load(model), src, reference,
+                 ColumnMapping(stated_location=None, country=None), chunk_rows=60,
+                 progress=False)
+    got, want = _read(out), _read(reference)
+    assert len(got) == 1500 and got["id"].is_unique
+    assert got["id"].tolist() == want["id"].tolist()
+    assert got["country"].tolist() == want["country"].tolist()
+    np.testing.assert_allclose(got["probability"], want["probability"], atol=1e-5)
+
+
+def test_export_loads_in_plain_transformers_and_matches_the_lightning_model(model, exported):
+    """AutoModelForSequenceClassification and pipeline("text-classification") load the
+    export folder; logits equal the Lightning model's; the exported tokenizer keeps the
+    added flag tokens; the predictor gives the same decisions from the checkpoint, the
+    export (PyTorch) and ONNX Runtime (fp32), and int8 stays close."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    from geoloc.inference.export import FUSION_FILE, THRESHOLDS_FILE
+    from geoloc.inference.predictor import Predictor
+    from geoloc.model.module import GeolocModule
+
+    module = GeolocModule.load(model).eval()
+    config = json.loads((exported / "config.json").read_text())
+    assert config["id2label"]["0"] == module.class_names[0]
+    assert config["geoloc"]["max_length"] == 96 and config["geoloc"]["fusion"] == FUSION_FILE
+    assert (exported / THRESHOLDS_FILE).read_bytes() == model.with_suffix(
+        ".thresholds.json").read_bytes()
+    assert "## The guarantee" in (exported / "README.md").read_text()
+
+    tok = AutoTokenizer.from_pretrained(exported, trust_remote_code=True)
+    enc = tok(TEXTS, padding=True, truncation=True, return_tensors="pt")
+    ref = module.tokenizer(TEXTS, padding=True, truncation=True, max_length=96,
+                           return_tensors="pt")
+    assert enc["input_ids"].equal(ref["input_ids"])
+    assert len(tok.tokenize("🇧🇷")) == 1
+    hf = AutoModelForSequenceClassification.from_pretrained(exported, trust_remote_code=True)
+    with torch.inference_mode():
+        want = module(ref["input_ids"], ref["attention_mask"])
+        got = hf(**enc).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    clf = pipeline("text-classification", model=str(exported), trust_remote_code=True,
+                   top_k=None)
+    scores = clf(TEXTS, truncation=True)
+    probs = torch.softmax(want, dim=-1)
+    for i, row in enumerate(scores):
+        for entry in row:
+            assert entry["score"] == pytest.approx(
+                probs[i, module.class_names.index(entry["label"])].item(), abs=1e-5)
+
+    records = [{"id": str(i), "bio": "", "captions": [t]} for i, t in enumerate(TEXTS)]
+    records += _profiles(60)
+    base = Predictor.load(model).predict_records(records)
+    for kwargs in ({}, {"backend": "onnx"}):
+        rows = Predictor.load(exported, **kwargs).predict_records(records)
+        assert [r["country"] for r in rows] == [r["country"] for r in base], kwargs
+        np.testing.assert_allclose([r["probability"] for r in rows],
+                                   [r["probability"] for r in base], atol=1e-4)
+    int8 = Predictor.load(exported, backend="onnx", quantized=True).predict_records(records)
+    agree = np.mean([a["argmax"] == b["argmax"] for a, b in zip(int8, base, strict=True)])
+    assert agree >= 0.8
+
+
+def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, exported, tmp_path):
+    """Bad arguments fail before any work with a message naming the problem; from the
+    command line that is exit code 2 and one line, no traceback."""
+    from geoloc.cli.common import run_task
+    from geoloc.cli.export import export_task
+    from geoloc.cli.predict import predict
+    from geoloc.config import ConfigError
+
+    src = _write_jsonl(tmp_path / "in.jsonl", _profiles(3))
+    csv_src = tmp_path / "in.csv"
+    pd.DataFrame(_profiles(3)).to_csv(csv_src, index=False)
+    out = f"output={tmp_path / 'o.jsonl'}"
+    cases = [
+        ("export", [f"ckpt_path={tmp_path / 'none.ckpt'}", "output=x"], "no such checkpoint"),
+        ("export", [f"ckpt_path={model}", f"output={tmp_path / 'e'}", "quantize=true"],
+         "needs onnx=true"),
+        ("predict", [f"ckpt_path={model}", f"input={tmp_path}", out], "is a directory"),
+        ("predict", [f"ckpt_path={model}", f"input={tmp_path / 'no.jsonl'}", out],
+         "no such file"),
+        ("predict", [f"ckpt_path={model}", f"input={src}", out, "backend=onnx"],
+         "needs an export folder"),
+        ("predict", [f"ckpt_path={exported}", f"input={src}", out, "backend=tf"],
+         "expected one of torch, onnx"),
+        ("predict", [f"ckpt_path={model}", f"input={csv_src}", out, "columns.bio=about"],
+         "field 'about': column not in header"),
+    ]
+    for name, overrides, message in cases:
+        task = export_task if name == "export" else predict
+        cfg = compose([*overrides, f"paths.output_dir={tmp_path}"], config_name=name)
+        with pytest.raises(ConfigError, match=message):
+            run_task(task, cfg)
+    assert not (tmp_path / "o.jsonl").exists()
+
+    for args, message in [
+        (["geoloc.cli.export", f"ckpt_path={model}", f"output={exported}"], "exists"),
+        (["geoloc.cli.predict", f"ckpt_path={model}", f"input={src}", "output=x.xlsx"],
+         "unknown extension"),
+    ]:
+        cmd = [sys.executable, "-m", *args, f"hydra.run.dir={tmp_path / 'run'}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, (args, done.stderr[-1500:])
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-1500:]
