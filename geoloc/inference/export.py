@@ -173,7 +173,7 @@ def _run_summary(ckpt: Path) -> dict[str, Any]:
     """The run's ``report/summary.json`` (metrics of the evaluated split), when the
     checkpoint still sits in its run folder."""
     summary = ckpt.parent.parent / "report" / "summary.json"
-    if summary.is_file():
+    if ckpt.is_file() and summary.is_file():
         return json.loads(summary.read_text(encoding="utf-8"))
     return {}
 
@@ -273,7 +273,12 @@ def export(ckpt_path: PathLike, out: PathLike, onnx: bool = False, quantize: boo
         raise ExportError(f"output={out} exists; choose another folder or overwrite=true")
     if quantize and not onnx:
         raise ExportError("quantize=true needs onnx=true (it quantises the ONNX graph)")
-    ck = Checkpoint.load(ckpt_path)
+    return export_checkpoint(Checkpoint.load(ckpt_path), out, onnx, quantize)
+
+
+def export_checkpoint(ck: Checkpoint, out: Path, onnx: bool, quantize: bool) -> Path:
+    """:func:`export` of an already loaded :class:`Checkpoint` (the benchmark builds one
+    from an untrained model: speed does not depend on the weights' values)."""
     model = hf_model_from_module(ck.module)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

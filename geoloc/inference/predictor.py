@@ -131,6 +131,8 @@ class Predictor:
     fusion: Any = None
     batch_size: int = 64
     top_k: int = 3
+    sort_by_length: bool = True
+    """Batch texts of similar length together (off only to measure what it buys)."""
     source: str = ""
     """Where the model came from (a checkpoint or export folder), for logs and manifests."""
     identity: dict[str, Any] = field(default_factory=dict)
@@ -197,7 +199,7 @@ class Predictor:
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
                              add_special_tokens=True)["input_ids"]
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
-        order = np.argsort(lengths, kind="stable")
+        order = np.argsort(lengths, kind="stable") if self.sort_by_length else np.arange(n)
         pad = self.tokenizer.pad_token_id
         for start in range(0, n, self.batch_size):
             rows = order[start:start + self.batch_size]
