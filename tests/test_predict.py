@@ -285,3 +285,37 @@ def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, expor
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert done.returncode == 2, (args, done.stderr[-1500:])
         assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-1500:]
+
+
+def test_ray_data_runs_the_same_predictor(exported, tmp_path):
+    """Ray Data (read Parquet -> map_batches over 2 actors -> write Parquet) on a local
+    Ray instance gives the predictor's rows, and an error row for an invalid one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import ray
+
+    from geoloc.inference.predictor import Predictor
+    from geoloc.inference.ray_predict import predict_with_ray
+
+    rows = _profiles(40)
+    rows[3]["id"] = None
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), src)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=200 * 1024**2)
+    try:
+        n = predict_with_ray(str(exported), str(src), str(tmp_path / "out"), actors=2,
+                             batch_rows=16)
+    finally:
+        ray.shutdown()
+    out = pd.read_parquet(tmp_path / "out")
+    assert n == len(out) == 40
+    bad = out[out["error"].notna()]
+    assert len(bad) == 1 and "id is missing" in bad["error"].iloc[0]
+    assert bad["country"].isna().all()
+    good = out[out["error"].isna()].set_index("id")
+    want = Predictor.load(exported).predict_records([r for r in rows if r["id"] is not None])
+    assert sorted(good.index) == sorted(w["id"] for w in want)
+    for w in want:
+        assert good.loc[w["id"], "country"] == w["country"]
+        assert good.loc[w["id"], "probability"] == pytest.approx(w["probability"], abs=1e-5)

@@ -315,6 +315,15 @@ def _parquet_rows(path: str, mapping: ColumnMapping) -> Iterator[tuple[int, dict
 # ----------------------------------------------------------------------------------------
 
 
+def row_validator(path: str, mapping: ColumnMapping, max_captions: int = MAX_CAPTIONS
+                  ) -> Any:
+    """``validate(row, line) -> ProfileRecord`` (raising :class:`RecordError`) for rows
+    that arrive without a file reader: the batches of a distributed job (Ray Data), which
+    cannot check id uniqueness across workers."""
+    return _Validator(str(path), mapping, require_country=False, max_captions=max_captions,
+                      check_unique=False, row_word=False)
+
+
 def iter_numbered_results(
     path: str | os.PathLike[str],
     mapping: ColumnMapping,
@@ -452,4 +461,5 @@ __all__ = [
     "iter_results",
     "read_profiles",
     "read_profiles_to_jsonl",
+    "row_validator",
 ]

@@ -94,7 +94,8 @@ class Predictions:
     """Guarantee kind of each class (``class``, ``pooled`` or ``none``)."""
     top_k: int = 3
 
-    def rows(self, records: Sequence[ProfileRecord], lines: Sequence[int]) -> list[dict]:
+    def rows(self, records: Sequence[ProfileRecord], lines: Sequence[int | None]
+             ) -> list[dict]:
         """One output row per record (the columns of :data:`OUTPUT_COLUMNS`)."""
         k = min(self.top_k, len(self.class_names))
         order = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
@@ -104,7 +105,7 @@ class Predictions:
             top = order[i]
             out.append({
                 "id": rec["id"],
-                "line": int(lines[i]),
+                "line": None if lines[i] is None else int(lines[i]),
                 "country": UNCERTAIN if d < 0 else self.class_names[d],
                 "guarantee": None if d < 0 else self.guarantee[d],
                 "probability": float(self.probabilities[i, top[0]]),
@@ -221,7 +222,7 @@ class Predictor:
                            self.guarantee, self.top_k)
 
     def predict_records(self, records: Sequence[ProfileRecord],
-                        lines: Sequence[int] | None = None) -> list[dict]:
+                        lines: Sequence[int | None] | None = None) -> list[dict]:
         """Output rows (:data:`OUTPUT_COLUMNS`) for canonical profile records."""
         texts = [profile_text(r["bio"], r["captions"]) for r in records]
         lines = list(range(1, len(records) + 1)) if lines is None else lines
