@@ -301,7 +301,8 @@ def test_ray_data_runs_the_same_predictor(exported, tmp_path):
     rows[3]["id"] = None
     src = tmp_path / "in.parquet"
     pq.write_table(pa.Table.from_pylist(rows), src)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    # 4 logical CPUs on 2 cores: the 2 actors hold one each, read and write tasks need more
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              object_store_memory=200 * 1024**2)
     try:
         n = predict_with_ray(str(exported), str(src), str(tmp_path / "out"), actors=2,
@@ -319,3 +320,25 @@ def test_ray_data_runs_the_same_predictor(exported, tmp_path):
     for w in want:
         assert good.loc[w["id"], "country"] == w["country"]
         assert good.loc[w["id"], "probability"] == pytest.approx(w["probability"], abs=1e-5)
+
+
+def test_predict_labels_a_tweet_tsv_without_a_country_column(model, tmp_path):
+    """The held-out style input (a TSV of tweets, no country column): one output row per
+    input row, ids as in the input, with columns=tweets."""
+    from geoloc.cli.common import run_task
+    from geoloc.cli.predict import predict
+    from geoloc.resources import umass_dev_path
+
+    with open(umass_dev_path(), encoding="utf-8") as fh:
+        lines = [next(fh).rstrip("\n").split("\t") for _ in range(151)]
+    assert lines[0][:2] == ["Tweet ID", "Country"]
+    src = tmp_path / "tweets.tsv"
+    src.write_text("".join("\t".join([c[0], *c[2:]]) + "\n" for c in lines), encoding="utf-8")
+    ids = [c[0] for c in lines[1:]]
+    out = tmp_path / "labels.tsv"
+    cfg = compose([f"ckpt_path={model}", f"input={src}", f"output={out}", "columns=tweets",
+                   "progress=false", f"paths.output_dir={tmp_path}"], config_name="predict")
+    metrics, _ = run_task(predict, cfg)
+    got = pd.read_csv(out, sep="\t", dtype={"id": str}, keep_default_na=False)
+    assert metrics["rows"] == metrics["predicted"] == len(got) == len(ids) == 150
+    assert got["id"].tolist() == ids and got["id"].is_unique

@@ -4,7 +4,10 @@ Runs the same :class:`~geoloc.inference.predictor.Predictor` from the training c
 (PyTorch), from its export folder (PyTorch, ONNX fp32, ONNX int8) over the validation
 split of the real-tweet recipe, and reports accuracy and macro-F1 without abstention,
 the share assigned its correct country and UNCERTAIN under the saved policy, the share of
-decisions that differ from the checkpoint's, and the throughput.
+decisions that differ from the checkpoint's, and the throughput. Then whether plain
+``transformers.pipeline("text-classification")`` on the export folder returns the same top
+class as ``geoloc-predict``'s ``argmax`` on every row (for a fused model the pipeline
+computes the transformer's part only, so it is compared with that part too).
 
     geoloc-export ckpt_path=CKPT output=EXPORT onnx=true quantize=true
     python experiments/export/onnx_accuracy.py CKPT EXPORT > experiments/export/results.md
@@ -55,10 +58,24 @@ def main(ckpt: str, export: str, threads: int = 2) -> str:
             "max |Δp| vs checkpoint": f"{np.abs(pred.probabilities - base_probs).max():.1e}",
             "profiles/s": f"{len(texts) / seconds:.0f}",
         })
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=export, trust_remote_code=True)
+    top = [r["label"] for r in clf(texts, batch_size=64, truncation=True)]
+    predictor = Predictor.load(export, threads=threads)
+    names = predictor.class_names
+    fused = [names[i] for i in predictor.predict_texts(texts).probabilities.argmax(axis=1)]
+    agreement = f"pipeline top class = geoloc-predict argmax on {sum(map(str.__eq__, top, fused))} of {len(texts)} rows"
+    if predictor.fusion is not None:
+        predictor.fusion = None
+        alone = [names[i] for i in predictor.predict_texts(texts).probabilities.argmax(axis=1)]
+        agreement += (" (the fused system's); on "
+                      f"{sum(map(str.__eq__, top, alone))} of {len(texts)} rows against the "
+                      "transformer part alone, which is all the pipeline computes")
     return (f"# Export and ONNX Runtime on the real validation tweets ({len(texts)})\n\n"
             f"`python experiments/export/onnx_accuracy.py CKPT EXPORT` ({threads} threads, "
             "fused char n-gram model included in every row).\n\n"
-            + markdown_table(pd.DataFrame(rows)) + "\n")
+            + markdown_table(pd.DataFrame(rows)) + f"\n\n{agreement}.\n")
 
 
 if __name__ == "__main__":

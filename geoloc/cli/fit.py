@@ -54,6 +54,10 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
     trainer.fit(module, datamodule=datamodule,
                 ckpt_path=None if ckpt_subdir else cfg.get("ckpt_path"))
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    for cb in callbacks:  # a finished fit needs no resume state (callbacks.resume_state)
+        if (isinstance(cb, pl.callbacks.ModelCheckpoint) and cb is not trainer.checkpoint_callback
+                and cb.save_last and cb.dirpath):
+            shutil.rmtree(cb.dirpath, ignore_errors=True)
     return {"module": module, "datamodule": datamodule, "trainer": trainer,
             "ckpt_path": ckpt or None,
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}

@@ -80,6 +80,13 @@ def predict_with_ray(model: str, input_path: str, output_dir: str,
 
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < actors * threads_per_actor + 1:
+        # the actors hold their CPUs for the whole job; with none left, Ray Data's read
+        # and write tasks are never scheduled and the job waits forever
+        raise ValueError(
+            f"the Ray cluster has {cpus:g} CPUs: {actors} actors x {threads_per_actor} "
+            "threads plus 1 for reading and writing are needed; use fewer actors")
     ds = ray.data.read_parquet(input_path)
     predictions = ds.map_batches(
         RayPredictor,
