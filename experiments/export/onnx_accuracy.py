@@ -74,7 +74,7 @@ def main(ckpt: str, export: str, threads: int = 2) -> str:
                       "transformer part alone, which is all the pipeline computes")
     return (f"# Export and ONNX Runtime on the real validation tweets ({len(texts)})\n\n"
             f"`python experiments/export/onnx_accuracy.py CKPT EXPORT` ({threads} threads, "
-            "fused char n-gram model included in every row).\n\n"
+            "with the run's fused char n-gram model, if any, in every row).\n\n"
             + markdown_table(pd.DataFrame(rows)) + f"\n\n{agreement}.\n")
 
 

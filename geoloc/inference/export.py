@@ -165,8 +165,14 @@ def export_onnx(model: GeolocForSequenceClassification, folder: Path, quantize: 
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(folder / ONNX_FILE), str(folder / ONNX_INT8_FILE),
-                         weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.WARNING)  # the quantiser logs one INFO line per tensor
+        try:
+            quantize_dynamic(str(folder / ONNX_FILE), str(folder / ONNX_INT8_FILE),
+                             weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
 
 
 def _run_summary(ckpt: Path) -> dict[str, Any]:
