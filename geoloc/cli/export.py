@@ -17,12 +17,14 @@ from geoloc.config import CONF_DIR, ConfigError
 
 def export_task(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Write the export folder; returns its size and the path."""
-    from geoloc.inference.export import ExportError, export
+    from geoloc.inference.export import export
 
     try:
         folder = export(cfg.ckpt_path, cfg.output, onnx=bool(cfg.onnx),
                         quantize=bool(cfg.quantize), overwrite=bool(cfg.overwrite))
-    except ExportError as err:
+    except (ValueError, FileNotFoundError) as err:
+        # ExportError, BackboneMismatchError, a policy and fusion that do not pair, an
+        # unreadable thresholds file: the message names the file and the problem
         raise ConfigError(str(err)) from err
     files = sorted(folder.iterdir())
     size = sum(f.stat().st_size for f in files)

@@ -56,8 +56,11 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     for cb in callbacks:  # a finished fit needs no resume state (callbacks.resume_state)
         if (isinstance(cb, pl.callbacks.ModelCheckpoint) and cb is not trainer.checkpoint_callback
-                and cb.save_last and cb.dirpath):
-            shutil.rmtree(cb.dirpath, ignore_errors=True)
+                and cb.save_last and cb.save_top_k == 0 and cb.last_model_path):
+            last = Path(cb.last_model_path)
+            last.unlink(missing_ok=True)
+            if last.parent.is_dir() and not any(last.parent.iterdir()):
+                last.parent.rmdir()
     return {"module": module, "datamodule": datamodule, "trainer": trainer,
             "ckpt_path": ckpt or None,
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}

@@ -26,12 +26,13 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     the objects built (``predictor``, ``summary``)."""
     from geoloc.data.schema import ColumnMapping, RecordError
     from geoloc.inference.export import ExportError
-    from geoloc.inference.job import JobError, output_format, predict_file
+    from geoloc.inference.job import JobError, check_paths, predict_file
     from geoloc.inference.predictor import Predictor, PredictorError
+    from geoloc.model.module import BackboneMismatchError
 
     start = time.perf_counter()
     try:
-        output_format(cfg.output)  # fail before loading a model
+        check_paths(cfg.input, cfg.output, bool(cfg.overwrite))  # before loading a model
         columns = OmegaConf.to_container(cfg.columns, resolve=True)
         if not isinstance(columns, dict):
             raise ConfigError("columns: expected a mapping of field -> column")
@@ -44,8 +45,11 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         summary = predict_file(predictor, cfg.input, cfg.output, mapping, fmt=cfg.format,
                                chunk_rows=int(cfg.chunk_rows), overwrite=bool(cfg.overwrite),
                                progress=bool(cfg.progress))
-    except (JobError, PredictorError, ExportError, RecordError, FileNotFoundError,
-            TypeError, ValueError) as err:
+    except (JobError, PredictorError, ExportError, RecordError, BackboneMismatchError,
+            FileNotFoundError) as err:
+        raise ConfigError(str(err)) from err
+    except ValueError as err:  # a bad mapping, a saved policy or fusion that do not pair
+        raise ConfigError(str(err)) from err
         raise ConfigError(str(err)) from err
     seconds = time.perf_counter() - start
     metrics = {"rows": summary.rows, "predicted": summary.predicted, "errors": summary.errors,

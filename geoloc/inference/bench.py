@@ -177,7 +177,7 @@ def peak_rss_mb(folder: Path, src: Path, out: Path, threads: int) -> tuple[float
         f"'output={out}', 'threads={threads}', 'progress=false', "
         f"'hydra.run.dir={out.parent / 'run'}', 'hydra.output_subdir=null']\n"
         "start = time.perf_counter()\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    if exit.code:\n        raise\n"
         "hwm = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
         "print('BENCH', hwm, time.perf_counter() - start)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

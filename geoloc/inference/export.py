@@ -100,6 +100,18 @@ class Checkpoint:
                    ffile if fusion is not None else None, int(data["max_length"]), data)
 
 
+def is_export(path: Path) -> bool:
+    """Whether ``path`` is a folder that :func:`export` wrote."""
+    config = path / "config.json"
+    if not (path.is_dir() and config.is_file()):
+        return False
+    try:
+        meta = json.loads(config.read_text(encoding="utf-8")).get("geoloc") or {}
+    except (ValueError, AttributeError):
+        return False
+    return meta.get("format") == EXPORT_FORMAT
+
+
 def hf_model_from_module(module: Any) -> GeolocForSequenceClassification:
     """The trained network as :class:`GeolocForSequenceClassification` with identical
     weights (strict state-dict load: a missing or extra tensor fails here)."""
@@ -277,6 +289,9 @@ def export(ckpt_path: PathLike, out: PathLike, onnx: bool = False, quantize: boo
     out = Path(out)
     if out.exists() and not overwrite:
         raise ExportError(f"output={out} exists; choose another folder or overwrite=true")
+    if out.exists() and not is_export(out):
+        raise ExportError(f"output={out} exists and is not a geoloc export folder: "
+                          "overwrite=true only replaces an earlier export")
     if quantize and not onnx:
         raise ExportError("quantize=true needs onnx=true (it quantises the ONNX graph)")
     return export_checkpoint(Checkpoint.load(ckpt_path), out, onnx, quantize)

@@ -15,9 +15,9 @@ predictions. A chunk whose prediction part exists is done; so
   rerun with other arguments is refused instead of mixing two runs' rows.
 
 When every chunk is done the parts are merged into OUTPUT (Parquet, JSONL or CSV/TSV,
-chosen by its extension) and the error rows into ``OUTPUT_STEM.errors.jsonl`` (file,
+chosen by its extension) and the error rows into ``OUTPUT.errors.jsonl`` (file,
 line, field, problem), both atomically; then the parts folder is removed. An existing
-OUTPUT is never overwritten unless ``overwrite=True``.
+OUTPUT (or its errors file) is never overwritten unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -69,9 +69,29 @@ def output_format(path: PathLike) -> str:
 
 
 def errors_path(output: PathLike) -> Path:
-    """Where the error rows of ``output`` go: ``OUTPUT_STEM.errors.jsonl``."""
+    """Where the error rows of ``output`` go: ``OUTPUT.errors.jsonl`` (the full name, so
+    ``out.parquet`` and ``out.csv`` never share one)."""
     out = Path(output)
-    return out.with_name(out.stem + ".errors.jsonl")
+    return out.with_name(out.name + ".errors.jsonl")
+
+
+def check_paths(input_path: PathLike, output: PathLike, overwrite: bool) -> None:
+    """Refuse, before any model is loaded, an output that would overwrite a file (the
+    output, its errors file, or the input itself) or that has an unknown extension."""
+    input_path, output = Path(input_path), Path(output)
+    output_format(output)
+    if input_path.is_dir():
+        raise JobError(f"input={input_path}: is a directory, not a file")
+    if not input_path.is_file():
+        raise JobError(f"input={input_path}: no such file")
+    for path in (output, errors_path(output)):
+        if path.resolve() == input_path.resolve():
+            raise JobError(f"output={output}: {path} would be the input file")
+        if path.exists() and not overwrite:
+            leftover = output.with_name(output.name + ".parts")
+            hint = (f" ({leftover} beside it means the run finished before its cleanup: "
+                    "delete it)") if leftover.exists() else ""
+            raise JobError(f"{path} exists; choose another output or overwrite=true{hint}")
 
 
 @dataclass
@@ -112,26 +132,20 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
                  mapping: ColumnMapping, fmt: str | None = None, chunk_rows: int = 4096,
                  overwrite: bool = False, progress: bool = True) -> JobSummary:
     """Predict every row of ``input_path`` into ``output`` (see the module docstring)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     input_path, output = Path(input_path), Path(output)
     out_format = output_format(output)
     if chunk_rows < 1:
         raise JobError(f"chunk_rows={chunk_rows}: must be >= 1")
-    if input_path.is_dir():
-        raise JobError(f"input={input_path}: is a directory, not a file")
-    if not input_path.is_file():
-        raise JobError(f"input={input_path}: no such file")
-    if output.resolve() == input_path.resolve():
-        raise JobError(f"output={output}: is the input file")
+    check_paths(input_path, output, overwrite)
     parts = output.with_name(output.name + ".parts")
     manifest = _manifest(predictor, input_path, mapping, fmt, chunk_rows)
-    if output.exists() and not overwrite:
-        raise JobError(f"output={output} exists; choose another path or overwrite=true")
     if parts.exists():
         saved = (json.loads((parts / MANIFEST).read_text(encoding="utf-8"))
                  if (parts / MANIFEST).is_file() else None)
+        if saved is None and not any(parts.glob("part-*")):
+            saved = manifest  # killed before its first write: nothing to mix up
         if saved != manifest:
             if not overwrite:
                 differ = sorted(k for k in manifest if saved is None or saved.get(k) != manifest[k])
@@ -145,9 +159,25 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
     total = pq.ParquetFile(input_path).metadata.num_rows if (
         (fmt or input_path.suffix.lower().lstrip(".")) in ("parquet", "pq")) else None
     schema = output_schema()
-    chunks = resumed = 0
     bar = tqdm(total=total, unit="profile", desc="geoloc-predict", disable=not progress)
     items = iter_numbered_results(input_path, mapping, fmt=fmt)
+    try:
+        chunks, resumed = _predict_chunks(predictor, items, parts, chunk_rows, schema, bar)
+    finally:
+        bar.close()
+    summary = _merge(parts, chunks, output, out_format, schema)
+    summary.chunks_resumed = resumed
+    shutil.rmtree(parts)
+    return summary
+
+
+def _predict_chunks(predictor: Predictor, items: Iterator, parts: Path, chunk_rows: int,
+                    schema: Any, bar: Any) -> tuple[int, int]:
+    """Write the parts of every chunk not done yet; returns (chunks, chunks done before)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    chunks = resumed = 0
     for k, chunk in enumerate(_chunks(items, chunk_rows)):
         chunks += 1
         pred_part = parts / f"part-{k:06d}.parquet"
@@ -158,16 +188,13 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
         good = [(line, r) for line, r in chunk if not isinstance(r, RecordError)]
         errors = [error_to_dict(e) for _, e in chunk if isinstance(e, RecordError)]
         rows = predictor.predict_records([r for _, r in good], [line for line, _ in good])
-        with atomic_write(parts / f"part-{k:06d}.errors.jsonl") as fh:
+        # fsync: after a power cut a "done" part must not be an empty file
+        with atomic_write(parts / f"part-{k:06d}.errors.jsonl", fsync=True) as fh:
             fh.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
-        with atomic_write(pred_part, "wb") as fh:  # last: marks the chunk done
+        with atomic_write(pred_part, "wb", fsync=True) as fh:  # last: marks the chunk done
             pq.write_table(pa.Table.from_pylist(rows, schema=schema), fh)
         bar.update(len(chunk))
-    bar.close()
-    summary = _merge(parts, chunks, output, out_format, schema)
-    summary.chunks_resumed = resumed
-    shutil.rmtree(parts)
-    return summary
+    return chunks, resumed
 
 
 def _merge(parts: Path, chunks: int, output: Path, out_format: str, schema: Any
@@ -186,24 +213,36 @@ def _merge(parts: Path, chunks: int, output: Path, out_format: str, schema: Any
                     n_err += 1
     with atomic_write(output, "wb" if out_format == "parquet" else "w") as fh:
         writer = pq.ParquetWriter(fh, schema) if out_format == "parquet" else None
-        for k in range(chunks):
-            table = pq.read_table(parts / f"part-{k:06d}.parquet", schema=schema)
-            n_pred += table.num_rows
-            countries.update(table.column("country").to_pylist())
+        try:
+            _write_parts(parts, chunks, fh, writer, out_format, schema, countries)
+        finally:
             if writer is not None:
-                writer.write_table(table)
-            elif out_format == "jsonl":
-                fh.writelines(json.dumps(row, ensure_ascii=False) + "\n"
-                              for row in table.to_pylist())
-            else:
-                _write_delimited(fh, table, k == 0, "\t" if out_format == "tsv" else ",")
-        if writer is not None:
-            writer.close()
-        elif out_format in ("csv", "tsv") and chunks == 0:
-            _write_delimited(fh, schema.empty_table(), True, "\t" if out_format == "tsv" else ",")
+                writer.close()
+    for k in range(chunks):
+        n_pred += pq.ParquetFile(parts / f"part-{k:06d}.parquet").metadata.num_rows
     return JobSummary(rows=n_pred + n_err, predicted=n_pred, errors=n_err, chunks=chunks,
                       chunks_resumed=0, output=output, errors_file=err_file,
                       countries=countries)
+
+
+def _write_parts(parts: Path, chunks: int, fh: Any, writer: Any, out_format: str,
+                 schema: Any, countries: Counter) -> None:
+    """Stream the prediction parts into the open output, in chunk order."""
+    import pyarrow.parquet as pq
+
+    sep = "\t" if out_format == "tsv" else ","
+    for k in range(chunks):
+        table = pq.read_table(parts / f"part-{k:06d}.parquet", schema=schema)
+        countries.update(table.column("country").to_pylist())
+        if writer is not None:
+            writer.write_table(table)
+        elif out_format == "jsonl":
+            fh.writelines(json.dumps(row, ensure_ascii=False) + "\n"
+                          for row in table.to_pylist())
+        else:
+            _write_delimited(fh, table, k == 0, sep)
+    if out_format in ("csv", "tsv") and chunks == 0:
+        _write_delimited(fh, schema.empty_table(), True, sep)
 
 
 def _write_delimited(fh: Any, table: Any, header: bool, sep: str) -> None:

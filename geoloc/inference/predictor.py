@@ -182,8 +182,10 @@ class Predictor:
             raise PredictorError(f"ckpt_path={path}: no such checkpoint file or export folder")
         thresholds_file = parts.pop("thresholds_file")
         saved_length = parts.pop("max_length")
+        # what a resumed batch job compares: every file whose bytes decide the output
         identity = {"model": str(path.resolve()), "backend": backend, "quantized": quantized,
-                    "thresholds_sha256": file_sha256(thresholds_file)}
+                    "sha256": {f.name: file_sha256(f)
+                               for f in [thresholds_file, *parts.pop("model_files")]}}
         return cls(**parts, max_length=int(max_length or saved_length),
                    batch_size=batch_size, top_k=top_k, source=str(path), identity=identity)
 
@@ -235,7 +237,9 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     ck = Checkpoint.load(path)
     return {"tokenizer": ck.module.tokenizer, "scorer": TorchScorer(ck.module.net),
             "thresholds": ck.thresholds, "fusion": ck.fusion, "max_length": ck.max_length,
-            "thresholds_file": ck.thresholds_file}
+            "thresholds_file": ck.thresholds_file,
+            "model_files": [path] + ([ck.fusion_file.with_suffix(".npz")]
+                                     if ck.fusion_file is not None else [])}
 
 
 def _load_export(folder: Path, backend: str, quantized: bool, threads: int | None
@@ -274,11 +278,13 @@ def _load_export(folder: Path, backend: str, quantized: bool, threads: int | Non
 
         scorer = TorchScorer(GeolocForSequenceClassification.from_pretrained(str(folder)))
     names = list(thresholds.class_names)
-    model_names = [json.loads(config_file.read_text())["id2label"][str(i)]
-                   for i in range(len(names))]
-    if model_names != names:
-        raise PredictorError(f"{folder}: id2label {model_names} differs from the "
-                             f"thresholds' classes {names}")
+    id2label = json.loads(config_file.read_text(encoding="utf-8")).get("id2label") or {}
+    if id2label != {str(i): n for i, n in enumerate(names)}:
+        raise PredictorError(f"{config_file}: id2label {id2label} differs from the classes "
+                             f"of {thresholds_file.name} {names}")
+    weights = graph if backend == "onnx" else folder / "model.safetensors"
     return {"tokenizer": tokenizer, "scorer": scorer, "thresholds": thresholds,
             "fusion": fusion, "max_length": int(meta["max_length"]),
-            "thresholds_file": thresholds_file}
+            "thresholds_file": thresholds_file,
+            "model_files": [weights] + ([(folder / ex.FUSION_FILE).with_suffix(".npz")]
+                                        if fusion is not None else [])}

@@ -19,6 +19,8 @@ store path that ``pyarrow`` understands).
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
 from geoloc.data.schema import ColumnMapping, RecordError
@@ -78,8 +80,24 @@ def predict_with_ray(model: str, input_path: str, output_dir: str,
     write Parquet files to ``output_dir``; returns the number of output rows."""
     import ray
 
-    if not ray.is_initialized():
+    if Path(output_dir).exists() and any(Path(output_dir).iterdir()):
+        # Ray writes uniquely named files: old and new rows would mix
+        raise ValueError(f"output={output_dir} exists and is not empty; choose another folder")
+    started = not ray.is_initialized()
+    if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        return _run(input_path, output_dir, model, columns, actors, threads_per_actor,
+                    batch_rows, backend, quantized)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run(input_path: str, output_dir: str, model: str, columns: dict | None, actors: int,
+         threads_per_actor: int, batch_rows: int, backend: str, quantized: bool) -> int:
+    import ray
+
     cpus = ray.cluster_resources().get("CPU", 0)
     if cpus < actors * threads_per_actor + 1:
         # the actors hold their CPUs for the whole job; with none left, Ray Data's read
@@ -109,8 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--quantized", action="store_true")
     p.add_argument("--address", default=None, help="existing Ray cluster (or RAY_ADDRESS)")
+    p.add_argument("--columns", type=json.loads, default=None,
+                   help='column mapping as JSON, e.g. \'{"id": "Tweet ID", "bio": null, '
+                        '"captions": "Tweet", "captions_mode": "text"}\'')
     a = p.parse_args(argv)
-    n = predict_with_ray(a.model, a.input, a.output, actors=a.actors,
+    n = predict_with_ray(a.model, a.input, a.output, columns=a.columns, actors=a.actors,
                          threads_per_actor=a.threads_per_actor, batch_rows=a.batch_rows,
                          backend=a.backend, quantized=a.quantized, address=a.address)
     print(f"{n} rows -> {a.output}")

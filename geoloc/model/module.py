@@ -53,8 +53,8 @@ class BackboneMismatchError(ValueError):
 def tensor_sha256(tensor: torch.Tensor) -> str:
     """SHA-256 of a tensor's bytes (contiguous CPU copy; dtype and shape are part of
     the state-dict's own check)."""
-    array = tensor.detach().cpu().contiguous().numpy()
-    return hashlib.sha256(memoryview(array).cast("B")).hexdigest()
+    raw = tensor.detach().cpu().contiguous().view(torch.uint8)  # any dtype, bf16 included
+    return hashlib.sha256(memoryview(raw.numpy())).hexdigest()
 
 
 def _plain(value: Any) -> Any:
