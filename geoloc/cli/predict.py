@@ -24,11 +24,9 @@ log = logging.getLogger("geoloc")
 def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Load the model, predict ``cfg.input`` into ``cfg.output``; returns the counts and
     the objects built (``predictor``, ``summary``)."""
-    from geoloc.data.schema import ColumnMapping, RecordError
-    from geoloc.inference.export import ExportError
-    from geoloc.inference.job import JobError, check_paths, predict_file
-    from geoloc.inference.predictor import Predictor, PredictorError
-    from geoloc.model.module import BackboneMismatchError
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.inference.job import check_paths, predict_file
+    from geoloc.inference.predictor import Predictor
 
     start = time.perf_counter()
     try:
@@ -45,11 +43,10 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         summary = predict_file(predictor, cfg.input, cfg.output, mapping, fmt=cfg.format,
                                chunk_rows=int(cfg.chunk_rows), overwrite=bool(cfg.overwrite),
                                progress=bool(cfg.progress))
-    except (JobError, PredictorError, ExportError, RecordError, BackboneMismatchError,
-            FileNotFoundError) as err:
-        raise ConfigError(str(err)) from err
-    except ValueError as err:  # a bad mapping, a saved policy or fusion that do not pair
-        raise ConfigError(str(err)) from err
+    except (ValueError, FileNotFoundError) as err:
+        # JobError, PredictorError, ExportError, RecordError (a file-level input problem),
+        # BackboneMismatchError, a bad mapping, a policy and fusion that do not pair: each
+        # message names the file or option and the problem
         raise ConfigError(str(err)) from err
     seconds = time.perf_counter() - start
     metrics = {"rows": summary.rows, "predicted": summary.predicted, "errors": summary.errors,
