@@ -236,6 +236,14 @@ class Thresholds:
         """Classes with no finite threshold."""
         return [n for n in self.class_names if not np.isfinite(self.thresholds[n])]
 
+    def guarantee(self, name: str) -> str:
+        """Guarantee kind of class ``name`` (:attr:`ClassCalibration.guarantee`); a policy
+        without calibration records says ``class`` for a finite threshold, else ``none``."""
+        cal = self.calibration.get(name)
+        if cal is not None:
+            return cal.guarantee
+        return "class" if np.isfinite(self.thresholds[name]) else "none"
+
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """softmax(logits / temperature): the probabilities the thresholds refer to."""
         return softmax(logits, self.temperature)

@@ -86,16 +86,19 @@ class Checkpoint:
             raise ExportError(
                 f"{path}: no saved policy beside it ({saved.name}); geoloc-train saves one, "
                 "geoloc-eval fits one when missing")
-        module = GeolocModule.load(path).eval()
+        # the datamodule's hyper-parameters first: a cheap read that fails before the
+        # module is built (seconds: backbone, tokenizer, frozen-table hash)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        data = dict(raw.get("datamodule_hyper_parameters") or {})
+        del raw
+        if "max_length" not in data:
+            raise ExportError(f"{path}: the checkpoint does not record the datamodule's "
+                              "max_length (saved by an older geoloc?)")
         fusion, ffile = None, fusion_path(path)
         if ffile.exists():
             fusion = Fusion.load(ffile)
         check_pairing(fusion, saved, ffile)
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        data = dict(raw.get("datamodule_hyper_parameters") or {})
-        if "max_length" not in data:
-            raise ExportError(f"{path}: the checkpoint does not record the datamodule's "
-                              "max_length (saved by an older geoloc?)")
+        module = GeolocModule.load(path).eval()
         return cls(path, module, Thresholds.from_json(saved), saved, fusion,
                    ffile if fusion is not None else None, int(data["max_length"]), data)
 
@@ -216,8 +219,8 @@ def model_card(ck: Checkpoint, onnx: bool, quantized: bool) -> str:
     for name in th.class_names:
         t = th.thresholds[name]
         cal = th.calibration.get(name)
-        kind = cal.guarantee if cal else ("class" if t != float("inf") else "none")
-        rows.append(f"| {name} | {kind} | {'never assigned' if t == float('inf') else f'{t:.4f}'}"
+        rows.append(f"| {name} | {th.guarantee(name)} | "
+                    f"{'never assigned' if t == float('inf') else f'{t:.4f}'}"
                     f" | {cal.n_support if cal else ''} |")
     fusion_note = (
         f"\n**Fused model.** The thresholds apply to the transformer fused with a char "

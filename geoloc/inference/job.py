@@ -33,7 +33,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from geoloc.data.readers import error_to_dict, iter_numbered_results
+from geoloc.data.readers import detect_format, error_to_dict, iter_numbered_results
 from geoloc.data.schema import ColumnMapping, ProfileRecord, RecordError
 from geoloc.inference.predictor import OUTPUT_COLUMNS, Predictor
 from geoloc.io import PathLike, atomic_write, write_json_atomic
@@ -75,11 +75,23 @@ def errors_path(output: PathLike) -> Path:
     return out.with_name(out.name + ".errors.jsonl")
 
 
-def check_paths(input_path: PathLike, output: PathLike, overwrite: bool) -> None:
+def parts_path(output: PathLike) -> Path:
+    """The folder of the resumable parts of ``output``: ``OUTPUT.parts``."""
+    out = Path(output)
+    return out.with_name(out.name + ".parts")
+
+
+def _part(parts: Path, k: int, kind: str) -> Path:
+    """Chunk ``k``'s part: ``kind`` is ``parquet`` (predictions) or ``errors.jsonl``."""
+    return parts / f"part-{k:06d}.{kind}"
+
+
+def check_paths(input_path: PathLike, output: PathLike, overwrite: bool) -> str:
     """Refuse, before any model is loaded, an output that would overwrite a file (the
-    output, its errors file, or the input itself) or that has an unknown extension."""
+    output, its errors file, or the input itself) or that has an unknown extension;
+    returns the output format."""
     input_path, output = Path(input_path), Path(output)
-    output_format(output)
+    out_format = output_format(output)
     if input_path.is_dir():
         raise JobError(f"input={input_path}: is a directory, not a file")
     if not input_path.is_file():
@@ -88,10 +100,11 @@ def check_paths(input_path: PathLike, output: PathLike, overwrite: bool) -> None
         if path.resolve() == input_path.resolve():
             raise JobError(f"output={output}: {path} would be the input file")
         if path.exists() and not overwrite:
-            leftover = output.with_name(output.name + ".parts")
+            leftover = parts_path(output)
             hint = (f" ({leftover} beside it means the run finished before its cleanup: "
                     "delete it)") if leftover.exists() else ""
             raise JobError(f"{path} exists; choose another output or overwrite=true{hint}")
+    return out_format
 
 
 @dataclass
@@ -125,7 +138,7 @@ def _manifest(predictor: Predictor, input_path: Path, mapping: ColumnMapping,
             "input_mtime_ns": stat.st_mtime_ns, "format": fmt,
             "mapping": {k: (list(v) if isinstance(v, tuple) else v)
                         for k, v in mapping.__dict__.items()},
-            "chunk_rows": chunk_rows, "predictor": predictor.identity}
+            "chunk_rows": chunk_rows, "predictor": predictor.fingerprint()}
 
 
 def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
@@ -135,11 +148,10 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
     import pyarrow.parquet as pq
 
     input_path, output = Path(input_path), Path(output)
-    out_format = output_format(output)
     if chunk_rows < 1:
         raise JobError(f"chunk_rows={chunk_rows}: must be >= 1")
-    check_paths(input_path, output, overwrite)
-    parts = output.with_name(output.name + ".parts")
+    out_format = check_paths(input_path, output, overwrite)
+    parts = parts_path(output)
     manifest = _manifest(predictor, input_path, mapping, fmt, chunk_rows)
     if parts.exists():
         saved = (json.loads((parts / MANIFEST).read_text(encoding="utf-8"))
@@ -156,8 +168,8 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
     parts.mkdir(parents=True, exist_ok=True)
     write_json_atomic(parts / MANIFEST, manifest)
 
-    total = pq.ParquetFile(input_path).metadata.num_rows if (
-        (fmt or input_path.suffix.lower().lstrip(".")) in ("parquet", "pq")) else None
+    total = (pq.ParquetFile(input_path).metadata.num_rows
+             if detect_format(input_path, fmt) == "parquet" else None)
     schema = output_schema()
     bar = tqdm(total=total, unit="profile", desc="geoloc-predict", disable=not progress)
     items = iter_numbered_results(input_path, mapping, fmt=fmt)
@@ -178,9 +190,9 @@ def _predict_chunks(predictor: Predictor, items: Iterator, parts: Path, chunk_ro
     import pyarrow.parquet as pq
 
     chunks = resumed = 0
-    for k, chunk in enumerate(_chunks(items, chunk_rows)):
-        chunks += 1
-        pred_part = parts / f"part-{k:06d}.parquet"
+    for chunks, chunk in enumerate(_chunks(items, chunk_rows), start=1):
+        k = chunks - 1
+        pred_part = _part(parts, k, "parquet")
         if pred_part.exists():
             resumed += 1
             bar.update(len(chunk))
@@ -189,7 +201,7 @@ def _predict_chunks(predictor: Predictor, items: Iterator, parts: Path, chunk_ro
         errors = [error_to_dict(e) for _, e in chunk if isinstance(e, RecordError)]
         rows = predictor.predict_records([r for _, r in good], [line for line, _ in good])
         # fsync: after a power cut a "done" part must not be an empty file
-        with atomic_write(parts / f"part-{k:06d}.errors.jsonl", fsync=True) as fh:
+        with atomic_write(_part(parts, k, "errors.jsonl"), fsync=True) as fh:
             fh.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
         with atomic_write(pred_part, "wb", fsync=True) as fh:  # last: marks the chunk done
             pq.write_table(pa.Table.from_pylist(rows, schema=schema), fh)
@@ -203,36 +215,36 @@ def _merge(parts: Path, chunks: int, output: Path, out_format: str, schema: Any
     import pyarrow.parquet as pq
 
     err_file = errors_path(output)
-    n_pred = n_err = 0
-    countries: Counter = Counter()
+    n_err = 0
     with atomic_write(err_file) as efh:
         for k in range(chunks):
-            with open(parts / f"part-{k:06d}.errors.jsonl", encoding="utf-8") as fh:
+            with open(_part(parts, k, "errors.jsonl"), encoding="utf-8") as fh:
                 for line in fh:
                     efh.write(line)
                     n_err += 1
     with atomic_write(output, "wb" if out_format == "parquet" else "w") as fh:
         writer = pq.ParquetWriter(fh, schema) if out_format == "parquet" else None
         try:
-            _write_parts(parts, chunks, fh, writer, out_format, schema, countries)
+            countries = _write_parts(parts, chunks, fh, writer, out_format, schema)
         finally:
             if writer is not None:
                 writer.close()
-    for k in range(chunks):
-        n_pred += pq.ParquetFile(parts / f"part-{k:06d}.parquet").metadata.num_rows
+    n_pred = countries.total()
     return JobSummary(rows=n_pred + n_err, predicted=n_pred, errors=n_err, chunks=chunks,
                       chunks_resumed=0, output=output, errors_file=err_file,
                       countries=countries)
 
 
 def _write_parts(parts: Path, chunks: int, fh: Any, writer: Any, out_format: str,
-                 schema: Any, countries: Counter) -> None:
-    """Stream the prediction parts into the open output, in chunk order."""
+                 schema: Any) -> Counter:
+    """Stream the prediction parts into the open output, in chunk order; returns how many
+    rows went to each country (UNCERTAIN included)."""
     import pyarrow.parquet as pq
 
+    countries: Counter = Counter()
     sep = "\t" if out_format == "tsv" else ","
     for k in range(chunks):
-        table = pq.read_table(parts / f"part-{k:06d}.parquet", schema=schema)
+        table = pq.read_table(_part(parts, k, "parquet"), schema=schema)
         countries.update(table.column("country").to_pylist())
         if writer is not None:
             writer.write_table(table)
@@ -243,6 +255,7 @@ def _write_parts(parts: Path, chunks: int, fh: Any, writer: Any, out_format: str
             _write_delimited(fh, table, k == 0, sep)
     if out_format in ("csv", "tsv") and chunks == 0:
         _write_delimited(fh, schema.empty_table(), True, sep)
+    return countries
 
 
 def _write_delimited(fh: Any, table: Any, header: bool, sep: str) -> None:

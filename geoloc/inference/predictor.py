@@ -137,8 +137,9 @@ class Predictor:
     source: str = ""
     """Where the model came from (a checkpoint or export folder), for logs and manifests."""
     identity: dict[str, Any] = field(default_factory=dict)
-    """What makes two predictors give the same output (files' SHA-256, backend, options):
-    a resumed batch job refuses parts written by another."""
+    """The options that decide the output besides the files (model path, backend)."""
+    model_files: tuple[Path, ...] = ()
+    """Every file whose bytes decide the output (weights, policy, fused n-gram model)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -146,11 +147,16 @@ class Predictor:
         if self.top_k < 1:
             raise PredictorError(f"top_k={self.top_k}: must be >= 1")
         self.class_names = list(self.thresholds.class_names)
-        cal = self.thresholds.calibration
-        self.guarantee = [cal[n].guarantee if n in cal else
-                          ("none" if not np.isfinite(self.thresholds.thresholds[n]) else "class")
-                          for n in self.class_names]
-        self.identity = {**self.identity, "max_length": self.max_length, "top_k": self.top_k}
+        self.guarantee = [self.thresholds.guarantee(n) for n in self.class_names]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two predictors give the same output: a resumed batch job refuses
+        parts written by another. Hashes :attr:`model_files` (about a second per 400 MB),
+        so it is computed when a job asks, not on every load (Ray actors, benchmarks)."""
+        from geoloc.io import file_sha256
+
+        return {**self.identity, "max_length": self.max_length, "top_k": self.top_k,
+                "sha256": {f.name: file_sha256(f) for f in self.model_files}}
 
     # -- loading -------------------------------------------------------------------------
 
@@ -159,8 +165,6 @@ class Predictor:
              batch_size: int = 64, top_k: int = 3, threads: int | None = None,
              max_length: int | None = None) -> Predictor:
         """A checkpoint file (``backend="torch"`` only) or an export folder."""
-        from geoloc.io import file_sha256
-
         if backend not in BACKENDS:
             raise PredictorError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
         if quantized and backend != "onnx":
@@ -180,12 +184,8 @@ class Predictor:
             parts = _load_checkpoint(path)
         else:
             raise PredictorError(f"ckpt_path={path}: no such checkpoint file or export folder")
-        thresholds_file = parts.pop("thresholds_file")
         saved_length = parts.pop("max_length")
-        # what a resumed batch job compares: every file whose bytes decide the output
-        identity = {"model": str(path.resolve()), "backend": backend, "quantized": quantized,
-                    "sha256": {f.name: file_sha256(f)
-                               for f in [thresholds_file, *parts.pop("model_files")]}}
+        identity = {"model": str(path.resolve()), "backend": backend, "quantized": quantized}
         return cls(**parts, max_length=int(max_length or saved_length),
                    batch_size=batch_size, top_k=top_k, source=str(path), identity=identity)
 
@@ -237,9 +237,15 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     ck = Checkpoint.load(path)
     return {"tokenizer": ck.module.tokenizer, "scorer": TorchScorer(ck.module.net),
             "thresholds": ck.thresholds, "fusion": ck.fusion, "max_length": ck.max_length,
-            "thresholds_file": ck.thresholds_file,
-            "model_files": [path] + ([ck.fusion_file.with_suffix(".npz")]
-                                     if ck.fusion_file is not None else [])}
+            "model_files": _model_files(path, ck.thresholds_file, ck.fusion_file)}
+
+
+def _model_files(weights: Path, thresholds_file: Path, fusion_file: Path | None
+                 ) -> tuple[Path, ...]:
+    """The files whose bytes decide a predictor's output (the fusion's JSON holds its
+    weight and vocabulary, its ``.npz`` the arrays)."""
+    fusion = () if fusion_file is None else (fusion_file, fusion_file.with_suffix(".npz"))
+    return (weights, thresholds_file, *fusion)
 
 
 def _load_export(folder: Path, backend: str, quantized: bool, threads: int | None
@@ -255,13 +261,14 @@ def _load_export(folder: Path, backend: str, quantized: bool, threads: int | Non
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise PredictorError(f"{folder}: not an export folder (no config.json)")
-    meta = json.loads(config_file.read_text(encoding="utf-8")).get("geoloc") or {}
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    meta = config.get("geoloc") or {}
     if meta.get("format") != ex.EXPORT_FORMAT:
         raise PredictorError(f"{config_file}: not a geoloc export (geoloc.format="
                              f"{meta.get('format')!r}, expected {ex.EXPORT_FORMAT!r})")
     thresholds_file = folder / ex.THRESHOLDS_FILE
     thresholds = Thresholds.from_json(thresholds_file)
-    fusion = None
+    fusion = fusion_file = None
     if meta.get("fusion"):
         fusion_file = folder / ex.FUSION_FILE
         fusion = Fusion.load(fusion_file)
@@ -278,13 +285,11 @@ def _load_export(folder: Path, backend: str, quantized: bool, threads: int | Non
 
         scorer = TorchScorer(GeolocForSequenceClassification.from_pretrained(str(folder)))
     names = list(thresholds.class_names)
-    id2label = json.loads(config_file.read_text(encoding="utf-8")).get("id2label") or {}
+    id2label = config.get("id2label") or {}
     if id2label != {str(i): n for i, n in enumerate(names)}:
         raise PredictorError(f"{config_file}: id2label {id2label} differs from the classes "
                              f"of {thresholds_file.name} {names}")
     weights = graph if backend == "onnx" else folder / "model.safetensors"
     return {"tokenizer": tokenizer, "scorer": scorer, "thresholds": thresholds,
             "fusion": fusion, "max_length": int(meta["max_length"]),
-            "thresholds_file": thresholds_file,
-            "model_files": [weights] + ([(folder / ex.FUSION_FILE).with_suffix(".npz")]
-                                        if fusion is not None else [])}
+            "model_files": _model_files(weights, thresholds_file, fusion_file)}
