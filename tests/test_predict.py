@@ -214,7 +214,8 @@ def test_export_loads_in_plain_transformers_and_matches_the_lightning_model(mode
     assert config["geoloc"]["max_length"] == 96 and config["geoloc"]["fusion"] == FUSION_FILE
     assert (exported / THRESHOLDS_FILE).read_bytes() == model.with_suffix(
         ".thresholds.json").read_bytes()
-    assert "## The guarantee" in (exported / "README.md").read_text()
+    card = (exported / "README.md").read_text()
+    assert "## The guarantee" in card and "| accuracy, no abstention |" in card
 
     tok = AutoTokenizer.from_pretrained(exported, trust_remote_code=True)
     enc = tok(TEXTS, padding=True, truncation=True, return_tensors="pt")

@@ -201,9 +201,12 @@ def _run_summary(ckpt: Path) -> dict[str, Any]:
 
 def model_card(ck: Checkpoint, onnx: bool, quantized: bool) -> str:
     """The export's README.md: what it is, the data, the metrics, the guarantee, usage."""
+    from geoloc.evaluation import metric_key
+
     th = ck.thresholds
     hp = ck.module.hparams
-    summary = _run_summary(ck.path)
+    # summary.json keeps the result's short scalar names; the card uses the full ones
+    summary = {metric_key(k): v for k, v in _run_summary(ck.path).get("scalars", {}).items()}
     metric_names = {
         "eval/accuracy": "accuracy, no abstention", "eval/macro_f1": "macro-F1, no abstention",
         "abstain/correct_country_rate": "profiles assigned their correct country",
