@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> str:
     rate = matmul_rate(threads)
     limit = rate / flops
     base = results[0]["profiles/s"]
-    table = markdown_table(__import__("pandas").DataFrame([
+    table = markdown_table(pd.DataFrame([
         {"what": r["what"], "profiles/s": f"{r['profiles/s']:.1f}",
          "vs pipeline": "baseline" if i == 0 else f"{r['profiles/s'] / base:.2f}x",
          "share of the limit": f"{100 * r['profiles/s'] / limit:.0f} %"}
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> str:
                            "limit profiles/s": f"{lim:.0f}",
                            "share of the limit": f"{100 * pps / lim:.0f} %"})
         if layers != args.layers:
-            __import__("shutil").rmtree(f)
+            shutil.rmtree(f)
 
     mem_rows = []
     if args.memory_sizes:
@@ -299,11 +301,11 @@ int8 row's share says how it compares with fp32's ceiling, not with its own.
 
 ## Depth: the predictor on 1 to 12 layers ({len(depth_texts)} profiles)
 
-{markdown_table(__import__("pandas").DataFrame(depth_rows))}
+{markdown_table(pd.DataFrame(depth_rows))}
 
 ## Peak memory of geoloc-predict ({args.memory_layers}-layer model, JSONL in, Parquet out)
 
-{markdown_table(__import__("pandas").DataFrame(mem_rows)) if mem_rows else "not run"}
+{markdown_table(pd.DataFrame(mem_rows)) if mem_rows else "not run"}
 
 Peak RSS is the whole process (Python, torch, the model with its 96 M-row embedding
 table, one chunk of 4,096 rows). Rows are streamed; what still grows with the file is
@@ -312,7 +314,7 @@ the set of ids seen (duplicate ids are error rows), a few tens of bytes per row.
     print(text)
     write_text_atomic(args.out, text)
     print(f"written to {args.out}")
-    __import__("shutil").rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     return text
 
 
