@@ -228,14 +228,21 @@ def test_export_loads_in_plain_transformers_and_matches_the_lightning_model(mode
         want = module(ref["input_ids"], ref["attention_mask"])
         got = hf(**enc).logits
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    # the folder's own text-classification pipeline fuses the n-gram model and applies
+    # the temperature: its scores are geoloc-predict's calibrated probabilities
     clf = pipeline("text-classification", model=str(exported), trust_remote_code=True,
                    top_k=None)
-    scores = clf(TEXTS, truncation=True)
-    probs = torch.softmax(want, dim=-1)
-    for i, row in enumerate(scores):
-        for entry in row:
-            assert entry["score"] == pytest.approx(
-                probs[i, module.class_names.index(entry["label"])].item(), abs=1e-5)
+    assert type(clf).__name__ == "GeolocTextClassificationPipeline"
+    fused = Predictor.load(exported).predict_texts(TEXTS).probabilities
+    unfused = torch.softmax(want, dim=-1).numpy()
+    assert np.abs(fused - unfused).max() > 1e-3  # the fusion changes the scores
+    for batch_size in (1, 3):
+        scores = clf(TEXTS, truncation=True, batch_size=batch_size)
+        for i, row in enumerate(scores):
+            assert row[0]["label"] == module.class_names[int(fused[i].argmax())]
+            for entry in row:
+                assert entry["score"] == pytest.approx(
+                    fused[i, module.class_names.index(entry["label"])], abs=1e-5)
 
     records = [{"id": str(i), "bio": "", "captions": [t]} for i, t in enumerate(TEXTS)]
     records += _profiles(60)
@@ -248,6 +255,51 @@ def test_export_loads_in_plain_transformers_and_matches_the_lightning_model(mode
     int8 = Predictor.load(exported, backend="onnx", quantized=True).predict_records(records)
     agree = np.mean([a["argmax"] == b["argmax"] for a, b in zip(int8, base, strict=True)])
     assert agree >= 0.8
+
+
+def test_embeddings_are_the_heads_input_in_every_backend_and_every_format(model, exported,
+                                                                         tmp_path):
+    """embeddings=true adds the pooled profile embedding (the head's input) to each row:
+    the same vectors from the checkpoint, the export in PyTorch and ONNX Runtime, with
+    unchanged decisions, in Parquet (float32 lists) and CSV (JSON arrays)."""
+    import torch
+
+    from geoloc.data.schema import ColumnMapping, profile_text
+    from geoloc.inference.job import predict_file
+    from geoloc.inference.predictor import EMBEDDING_COLUMN, OUTPUT_COLUMNS, Predictor
+    from geoloc.model.module import GeolocModule
+
+    records = _profiles(30)
+    texts = [profile_text(r["bio"], r["captions"]) for r in records]
+    module = GeolocModule.load(model).eval()
+    enc = module.tokenizer(texts, padding=True, truncation=True, max_length=96,
+                           return_tensors="pt")
+    with torch.inference_mode():
+        want = module.embed(enc["input_ids"], enc["attention_mask"]).numpy()
+        head = module(enc["input_ids"], enc["attention_mask"]).numpy()
+    np.testing.assert_allclose(module.net.head(torch.from_numpy(want)).detach().numpy(),
+                               head, atol=1e-5)  # what the head reads, nothing else
+    plain = Predictor.load(model).predict_texts(texts)
+    assert plain.embeddings is None
+    for path, kwargs in ((model, {}), (exported, {}), (exported, {"backend": "onnx"})):
+        pred = Predictor.load(path, embeddings=True, batch_size=8, **kwargs).predict_texts(texts)
+        assert pred.embeddings.shape == (30, module.net.head.in_features), kwargs
+        np.testing.assert_allclose(pred.embeddings, want, atol=1e-4)
+        assert (pred.decisions == plain.decisions).all()
+
+    src = _write_jsonl(tmp_path / "in.jsonl", records)
+    predictor = Predictor.load(exported, embeddings=True)
+    mapping = ColumnMapping(stated_location=None, country=None)
+    for name in ("out.parquet", "out.csv"):
+        predict_file(predictor, src, tmp_path / name, mapping, chunk_rows=8, progress=False)
+    table = pd.read_parquet(tmp_path / "out.parquet")
+    assert tuple(table.columns) == (*OUTPUT_COLUMNS, EMBEDDING_COLUMN)
+    assert table[EMBEDDING_COLUMN].iloc[0].dtype == np.float32
+    got = np.stack(table[EMBEDDING_COLUMN].to_list())
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    csv = pd.read_csv(tmp_path / "out.csv", dtype={"id": str})
+    np.testing.assert_allclose(np.array(csv[EMBEDDING_COLUMN].map(json.loads).to_list()),
+                               got, atol=1e-6)
 
 
 def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, exported, tmp_path):

@@ -6,8 +6,9 @@ split of the real-tweet recipe, and reports accuracy and macro-F1 without absten
 the share assigned its correct country and UNCERTAIN under the saved policy, the share of
 decisions that differ from the checkpoint's, and the throughput. Then whether plain
 ``transformers.pipeline("text-classification")`` on the export folder returns the same top
-class as ``geoloc-predict``'s ``argmax`` on every row (for a fused model the pipeline
-computes the transformer's part only, so it is compared with that part too).
+class as ``geoloc-predict``'s ``argmax`` on every row, and the same probability (the
+export registers its own pipeline, which applies the fused n-gram model and the
+temperature).
 
     geoloc-export ckpt_path=CKPT output=EXPORT onnx=true quantize=true
     python experiments/export/onnx_accuracy.py CKPT EXPORT > experiments/export/results.md
@@ -60,18 +61,19 @@ def main(ckpt: str, export: str, threads: int = 2) -> str:
         })
     from transformers import pipeline
 
+    # the export's own text-classification pipeline (custom_pipelines in config.json):
+    # it fuses the n-gram model, if any, and applies the temperature
     clf = pipeline("text-classification", model=export, trust_remote_code=True)
-    top = [r["label"] for r in clf(texts, batch_size=64, truncation=True)]
+    out = clf(texts, batch_size=64, truncation=True)
     predictor = Predictor.load(export, threads=threads)
+    probs = predictor.predict_texts(texts).probabilities
     names = predictor.class_names
-    fused = [names[i] for i in predictor.predict_texts(texts).probabilities.argmax(axis=1)]
-    agreement = f"pipeline top class = geoloc-predict argmax on {sum(map(str.__eq__, top, fused))} of {len(texts)} rows"
-    if predictor.fusion is not None:
-        predictor.fusion = None
-        alone = [names[i] for i in predictor.predict_texts(texts).probabilities.argmax(axis=1)]
-        agreement += (" (the fused system's); on "
-                      f"{sum(map(str.__eq__, top, alone))} of {len(texts)} rows against the "
-                      "transformer part alone, which is all the pipeline computes")
+    same = sum(r["label"] == names[i] for r, i in zip(out, probs.argmax(axis=1), strict=True))
+    gap = max(abs(r["score"] - p) for r, p in zip(out, probs.max(axis=1), strict=True))
+    agreement = (f"`pipeline(\"text-classification\", model=EXPORT, trust_remote_code=True)` "
+                 f"returns geoloc-predict's top class (`argmax`) on {same} of {len(texts)} "
+                 f"rows; its top score differs from geoloc-predict's calibrated probability "
+                 f"by at most {gap:.1e}")
     return (f"# Export and ONNX Runtime on the real validation tweets ({len(texts)})\n\n"
             f"`python experiments/export/onnx_accuracy.py CKPT EXPORT` ({threads} threads, "
             "with the run's fused char n-gram model, if any, in every row).\n\n"

@@ -155,15 +155,18 @@ def hf_model_from_module(module: Any) -> GeolocForSequenceClassification:
 
 def export_onnx(model: GeolocForSequenceClassification, folder: Path, quantize: bool) -> None:
     """``model.onnx`` (fp32; batch and sequence axes dynamic) and, with ``quantize``,
-    ``model.int8.onnx`` (int8 dynamic quantisation of the weights of MatMul/Gemm)."""
+    ``model.int8.onnx`` (int8 dynamic quantisation of the weights of MatMul/Gemm). Both
+    graphs output ``logits`` and ``embedding`` (the pooled profile embedding, the head's
+    input: asking for it costs no extra compute)."""
 
     class Logits(torch.nn.Module):  # ONNX wants tensors out, not a ModelOutput
-        def __init__(self, inner: torch.nn.Module) -> None:
+        def __init__(self, inner: GeolocForSequenceClassification) -> None:
             super().__init__()
             self.inner = inner
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+            pooled = self.inner.embed(input_ids, attention_mask)
+            return self.inner.classifier(pooled), pooled
 
     ids = torch.randint(5, 1000, (2, 16))
     mask = torch.ones_like(ids)
@@ -172,9 +175,10 @@ def export_onnx(model: GeolocForSequenceClassification, folder: Path, quantize: 
     # attention-mask code of BERT with dynamic axes and needs no extra compiler stack.
     torch.onnx.export(
         Logits(model).eval(), (ids, mask), str(folder / ONNX_FILE),
-        input_names=["input_ids", "attention_mask"], output_names=["logits"],
+        input_names=["input_ids", "attention_mask"], output_names=["logits", "embedding"],
         dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                      "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}},
+                      "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"},
+                      "embedding": {0: "batch"}},
         opset_version=ONNX_OPSET, dynamo=False,
     )
     if quantize:
@@ -228,14 +232,16 @@ def model_card(ck: Checkpoint, onnx: bool, quantized: bool) -> str:
     fusion_note = (
         f"\n**Fused model.** The thresholds apply to the transformer fused with a char "
         f"n-gram model (`{FUSION_FILE}`, weight {ck.fusion.weight:g} on the transformer). "
-        "`transformers` alone computes the transformer's part only; the promise holds for "
-        "`geoloc-predict ckpt_path=THIS_FOLDER`, which applies both.\n"
+        "The folder's `text-classification` pipeline applies both (it needs "
+        "scikit-learn); `AutoModelForSequenceClassification` alone returns the "
+        "transformer's part.\n"
         if ck.fusion is not None else "")
     onnx_note = ""
     if onnx:
         onnx_note = (f"\n`{ONNX_FILE}` (fp32)" + (f" and `{ONNX_INT8_FILE}` (int8 dynamic "
                      "quantisation)" if quantized else "") +
-                     " take `input_ids` and `attention_mask` and return `logits`; "
+                     " take `input_ids` and `attention_mask` and return `logits` and `embedding` "
+                     "(the pooled profile embedding); "
                      "`geoloc-predict ckpt_path=THIS_FOLDER backend=onnx` uses them.\n")
     return f"""---
 library_name: transformers
@@ -283,9 +289,10 @@ clf("Bom dia! ☀️ | Praia hoje 🇧🇷", truncation=True)
 ```
 
 `trust_remote_code=True` runs `{MODELING_FILE}` from this folder (mean pooling + a
-linear head on a BERT encoder; 60 lines, read it). The pipeline's scores are
-`softmax(logits)`, before temperature and thresholds; the promise needs both:
-`geoloc-predict ckpt_path=THIS_FOLDER input=profiles.parquet output=labels.parquet`.
+linear head on a BERT encoder, and the pipeline that fuses the n-gram model, if any, and
+applies the temperature; read it). The pipeline's scores are the calibrated probabilities
+and its top class is `geoloc-predict`'s `argmax`; the thresholds (UNCERTAIN) are applied
+by `geoloc-predict ckpt_path=THIS_FOLDER input=profiles.parquet output=labels.parquet`.
 {onnx_note}"""
 
 
@@ -315,6 +322,10 @@ def export_checkpoint(ck: Checkpoint, out: Path, onnx: bool, quantize: bool) -> 
             "AutoModelForSequenceClassification":
                 "modeling_geoloc.GeolocForSequenceClassification",
         }
+        # pipeline("text-classification") then applies the fusion and the temperature
+        model.config.custom_pipelines = {"text-classification": {
+            "impl": "modeling_geoloc.GeolocTextClassificationPipeline",
+            "pt": ["AutoModelForSequenceClassification"], "tf": [], "type": "text"}}
         model.config.geoloc = {
             "format": EXPORT_FORMAT, "max_length": ck.max_length,
             "temperature": ck.thresholds.temperature, "thresholds": THRESHOLDS_FILE,

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from geoloc.data.readers import detect_format, error_to_dict, iter_numbered_results
 from geoloc.data.schema import ColumnMapping, ProfileRecord, RecordError
-from geoloc.inference.predictor import OUTPUT_COLUMNS, Predictor
+from geoloc.inference.predictor import EMBEDDING_COLUMN, Predictor
 from geoloc.io import PathLike, atomic_write, write_json_atomic
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
@@ -47,16 +47,20 @@ class JobError(ValueError):
     """An output that would be overwritten, parts of another run, an unknown extension."""
 
 
-def output_schema() -> Any:
-    """The Arrow schema of prediction rows (parts and Parquet output)."""
+def output_schema(embeddings: bool = False) -> Any:
+    """The Arrow schema of prediction rows (parts and Parquet output), in the order of
+    :func:`~geoloc.inference.predictor.output_columns`."""
     import pyarrow as pa
 
-    return pa.schema([
+    fields = [
         ("id", pa.string()), ("line", pa.int64()), ("country", pa.string()),
         ("guarantee", pa.string()), ("probability", pa.float64()), ("argmax", pa.string()),
         ("top_countries", pa.list_(pa.string())),
         ("top_probabilities", pa.list_(pa.float64())),
-    ])
+    ]
+    if embeddings:
+        fields.append((EMBEDDING_COLUMN, pa.list_(pa.float32())))
+    return pa.schema(fields)
 
 
 def output_format(path: PathLike) -> str:
@@ -170,7 +174,7 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
 
     total = (pq.ParquetFile(input_path).metadata.num_rows
              if detect_format(input_path, fmt) == "parquet" else None)
-    schema = output_schema()
+    schema = output_schema(predictor.embeddings)
     bar = tqdm(total=total, unit="profile", desc="geoloc-predict", disable=not progress)
     items = iter_numbered_results(input_path, mapping, fmt=fmt)
     try:
@@ -259,12 +263,13 @@ def _write_parts(parts: Path, chunks: int, fh: Any, writer: Any, out_format: str
 
 
 def _write_delimited(fh: Any, table: Any, header: bool, sep: str) -> None:
-    """CSV/TSV rows; the top-k lists become JSON arrays in their cells."""
+    """CSV/TSV rows; the top-k lists (and the embedding) become JSON arrays in their cells."""
     import csv
 
     writer = csv.writer(fh, delimiter=sep, lineterminator="\n")
+    columns = table.schema.names
     if header:
-        writer.writerow(OUTPUT_COLUMNS)
+        writer.writerow(columns)
     for row in table.to_pylist():
         writer.writerow([json.dumps(row[c], ensure_ascii=False) if isinstance(row[c], list)
-                         else ("" if row[c] is None else row[c]) for c in OUTPUT_COLUMNS])
+                         else ("" if row[c] is None else row[c]) for c in columns])

@@ -41,26 +41,38 @@ class PredictorError(ValueError):
 
 
 class Scorer(Protocol):
-    """Token ids and mask (int64 arrays, batch x length) -> logits (float32, batch x C)."""
+    """Token ids and mask (int64 arrays, batch x length) -> logits (float32, batch x C)
+    and, when ``embeddings``, the pooled profile embedding the head reads (batch x H)."""
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+    has_embedding: bool
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                 embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 class TorchScorer:
-    """A PyTorch network under ``inference_mode`` (either the Lightning module's network,
-    which returns logits, or an exported HF model, which returns a ``ModelOutput``)."""
+    """A PyTorch network under ``inference_mode``, as its two halves: ``embed`` (encoder
+    and pooling: the shared profile embedding) and ``head`` (the linear classifier), so
+    one forward pass yields both the logits and the embedding."""
+
+    has_embedding = True
 
     def __init__(self, model: Any) -> None:
+        """``model``: the Lightning module's :class:`~geoloc.model.encoder.ProfileClassifier`
+        (head ``head``) or an exported ``GeolocForSequenceClassification`` (``classifier``)."""
         self.model = model.eval()
+        self.embed = model.embed
+        self.head = model.head if hasattr(model, "head") else model.classifier
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                 embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
         with torch.inference_mode():
-            out = self.model(input_ids=torch.from_numpy(input_ids),
-                             attention_mask=torch.from_numpy(attention_mask))
-        logits = out if isinstance(out, torch.Tensor) else out.logits
-        return logits.float().numpy()
+            pooled = self.embed(input_ids=torch.from_numpy(input_ids),
+                                attention_mask=torch.from_numpy(attention_mask))
+            logits = self.head(pooled)  # dropout is the identity in eval mode
+        return logits.float().numpy(), (pooled.float().numpy() if embeddings else None)
 
 
 class OnnxScorer:
@@ -75,10 +87,14 @@ class OnnxScorer:
             options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
+        self.has_embedding = "embedding" in {o.name for o in self.session.get_outputs()}
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run(["logits"], {"input_ids": input_ids,
-                                             "attention_mask": attention_mask})[0]
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                 embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        names = ["logits", "embedding"] if embeddings else ["logits"]
+        out = self.session.run(names, {"input_ids": input_ids,
+                                       "attention_mask": attention_mask})
+        return out[0], (out[1] if embeddings else None)
 
 
 @dataclass
@@ -93,6 +109,8 @@ class Predictions:
     guarantee: list[str]
     """Guarantee kind of each class (``class``, ``pooled`` or ``none``)."""
     top_k: int = 3
+    embeddings: np.ndarray | None = None
+    """The pooled profile embeddings (N x H, float32), when asked for."""
 
     def rows(self, records: Sequence[ProfileRecord], lines: Sequence[int | None]
              ) -> list[dict]:
@@ -113,12 +131,21 @@ class Predictions:
                 "top_countries": [self.class_names[j] for j in top],
                 "top_probabilities": [float(self.probabilities[i, j]) for j in top],
             })
+            if self.embeddings is not None:
+                out[-1]["embedding"] = self.embeddings[i].tolist()
         return out
 
 
 #: Columns of every prediction row, in order (``top_*`` hold ``top_k`` entries).
 OUTPUT_COLUMNS = ("id", "line", "country", "guarantee", "probability", "argmax",
                   "top_countries", "top_probabilities")
+#: The extra column of ``embeddings=true``: the pooled profile embedding (list of floats).
+EMBEDDING_COLUMN = "embedding"
+
+
+def output_columns(embeddings: bool = False) -> tuple[str, ...]:
+    """The columns of a prediction row, with or without the embedding."""
+    return OUTPUT_COLUMNS + ((EMBEDDING_COLUMN,) if embeddings else ())
 
 
 @dataclass
@@ -140,12 +167,19 @@ class Predictor:
     """The options that decide the output besides the files (model path, backend)."""
     model_files: tuple[Path, ...] = ()
     """Every file whose bytes decide the output (weights, policy, fused n-gram model)."""
+    embeddings: bool = False
+    """Also return the pooled profile embedding (the head's input), from the same pass:
+    the one shared representation other classifiers can reuse."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise PredictorError(f"batch_size={self.batch_size}: must be >= 1")
         if self.top_k < 1:
             raise PredictorError(f"top_k={self.top_k}: must be >= 1")
+        if self.embeddings and not self.scorer.has_embedding:
+            raise PredictorError(
+                f"embeddings=true: the ONNX graph of {self.source} has no 'embedding' "
+                "output (exported by an older geoloc); export it again")
         self.class_names = list(self.thresholds.class_names)
         self.guarantee = [self.thresholds.guarantee(n) for n in self.class_names]
 
@@ -156,14 +190,14 @@ class Predictor:
         from geoloc.io import file_sha256
 
         return {**self.identity, "max_length": self.max_length, "top_k": self.top_k,
-                "sha256": {f.name: file_sha256(f) for f in self.model_files}}
+                "embeddings": self.embeddings, "sha256": {f.name: file_sha256(f) for f in self.model_files}}
 
     # -- loading -------------------------------------------------------------------------
 
     @classmethod
     def load(cls, path: PathLike, backend: str = "torch", quantized: bool = False,
              batch_size: int = 64, top_k: int = 3, threads: int | None = None,
-             max_length: int | None = None) -> Predictor:
+             max_length: int | None = None, embeddings: bool = False) -> Predictor:
         """A checkpoint file (``backend="torch"`` only) or an export folder."""
         if backend not in BACKENDS:
             raise PredictorError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -187,18 +221,30 @@ class Predictor:
         saved_length = parts.pop("max_length")
         identity = {"model": str(path.resolve()), "backend": backend, "quantized": quantized}
         return cls(**parts, max_length=int(max_length or saved_length),
-                   batch_size=batch_size, top_k=top_k, source=str(path), identity=identity)
+                   batch_size=batch_size, top_k=top_k, source=str(path), identity=identity,
+                   embeddings=embeddings)
 
     # -- scoring -------------------------------------------------------------------------
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of this predictor's output rows."""
+        return output_columns(self.embeddings)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Model logits of ``texts`` (fused with the n-gram model when there is one),
         computed in length-sorted, dynamically padded batches."""
+        return self._score(texts, embeddings=False)[0]
+
+    def _score(self, texts: Sequence[str], embeddings: bool
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`logits` and, when ``embeddings``, the pooled embeddings, in one pass."""
         n = len(texts)
         n_classes = len(self.class_names)
         out = np.zeros((n, n_classes), dtype=np.float32)
+        emb = None
         if n == 0:
-            return out
+            return out, (np.zeros((0, 0), dtype=np.float32) if embeddings else None)
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
                              add_special_tokens=True)["input_ids"]
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
@@ -212,16 +258,23 @@ class Predictor:
             for j, r in enumerate(rows):
                 batch[j, : lengths[r]] = ids[r]
                 mask[j, : lengths[r]] = 1
-            out[rows] = self.scorer(batch, mask)
+            logits, pooled = self.scorer(batch, mask, embeddings)
+            out[rows] = logits
+            if pooled is not None:
+                if emb is None:
+                    emb = np.zeros((n, pooled.shape[1]), dtype=np.float32)
+                emb[rows] = pooled
         if self.fusion is not None:
-            return self.fusion.apply(out, list(texts))
-        return out
+            out = self.fusion.apply(out, list(texts))
+        return out, emb
 
     def predict_texts(self, texts: Sequence[str]) -> Predictions:
-        """Calibrated probabilities and decisions for model texts."""
-        probs = self.thresholds.probabilities(self.logits(texts))
+        """Calibrated probabilities and decisions for model texts (and their embeddings,
+        when the predictor was loaded with ``embeddings=True``)."""
+        logits, emb = self._score(texts, self.embeddings)
+        probs = self.thresholds.probabilities(logits)
         return Predictions(self.class_names, probs, self.thresholds.apply(probs),
-                           self.guarantee, self.top_k)
+                           self.guarantee, self.top_k, emb)
 
     def predict_records(self, records: Sequence[ProfileRecord],
                         lines: Sequence[int | None] | None = None) -> list[dict]:

@@ -29,14 +29,14 @@ from geoloc.inference.predictor import Predictor
 DEFAULT_COLUMNS = {"id": "id", "bio": "bio", "captions": "captions", "captions_mode": "auto"}
 
 
-def ray_output_schema() -> Any:
+def ray_output_schema(embeddings: bool = False) -> Any:
     """Prediction columns of ``geoloc-predict`` (``line`` is null: a distributed batch
     has no file line) plus ``error``."""
     import pyarrow as pa
 
     from geoloc.inference.job import output_schema
 
-    return output_schema().append(pa.field("error", pa.string()))
+    return output_schema(embeddings).append(pa.field("error", pa.string()))
 
 
 class RayPredictor:
@@ -44,15 +44,16 @@ class RayPredictor:
 
     def __init__(self, model: str, columns: dict | None = None, backend: str = "torch",
                  quantized: bool = False, batch_size: int = 64, top_k: int = 3,
-                 threads: int | None = 1) -> None:
+                 threads: int | None = 1, embeddings: bool = False) -> None:
         from geoloc.data.readers import row_validator
 
         self.predictor = Predictor.load(model, backend=backend, quantized=quantized,
-                                        batch_size=batch_size, top_k=top_k, threads=threads)
+                                        batch_size=batch_size, top_k=top_k, threads=threads,
+                                        embeddings=embeddings)
         self.mapping = ColumnMapping.from_dict({**(columns or DEFAULT_COLUMNS),
                                                 "stated_location": None, "country": None})
         self.validate = row_validator("ray-batch", self.mapping)
-        self.schema = ray_output_schema()
+        self.schema = ray_output_schema(embeddings)
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
@@ -75,7 +76,7 @@ def predict_with_ray(model: str, input_path: str, output_dir: str,
                      columns: dict | None = None, actors: int = 2,
                      threads_per_actor: int = 1, batch_rows: int = 1024,
                      backend: str = "torch", quantized: bool = False,
-                     address: str | None = None) -> int:
+                     address: str | None = None, embeddings: bool = False) -> int:
     """Run the predictor over ``input_path`` (Parquet file or folder) with Ray Data and
     write Parquet files to ``output_dir``; returns the number of output rows."""
     import ray
@@ -88,14 +89,15 @@ def predict_with_ray(model: str, input_path: str, output_dir: str,
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         return _run(input_path, output_dir, model, columns, actors, threads_per_actor,
-                    batch_rows, backend, quantized)
+                    batch_rows, backend, quantized, embeddings)
     finally:
         if started:
             ray.shutdown()
 
 
 def _run(input_path: str, output_dir: str, model: str, columns: dict | None, actors: int,
-         threads_per_actor: int, batch_rows: int, backend: str, quantized: bool) -> int:
+         threads_per_actor: int, batch_rows: int, backend: str, quantized: bool,
+         embeddings: bool) -> int:
     import ray
 
     cpus = ray.cluster_resources().get("CPU", 0)
@@ -109,7 +111,8 @@ def _run(input_path: str, output_dir: str, model: str, columns: dict | None, act
     predictions = ds.map_batches(
         RayPredictor,
         fn_constructor_kwargs={"model": str(model), "columns": columns, "backend": backend,
-                               "quantized": quantized, "threads": threads_per_actor},
+                               "quantized": quantized, "threads": threads_per_actor,
+                               "embeddings": embeddings},
         batch_size=batch_rows, batch_format="pyarrow", concurrency=actors,
         num_cpus=threads_per_actor)
     predictions.write_parquet(output_dir)
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-rows", type=int, default=1024)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--quantized", action="store_true")
+    p.add_argument("--embeddings", action="store_true",
+                   help="also write the pooled profile embedding (column 'embedding')")
     p.add_argument("--address", default=None, help="existing Ray cluster (or RAY_ADDRESS)")
     p.add_argument("--columns", type=json.loads, default=None,
                    help='column mapping as JSON, e.g. \'{"id": "Tweet ID", "bio": null, '
@@ -133,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     n = predict_with_ray(a.model, a.input, a.output, columns=a.columns, actors=a.actors,
                          threads_per_actor=a.threads_per_actor, batch_rows=a.batch_rows,
-                         backend=a.backend, quantized=a.quantized, address=a.address)
+                         backend=a.backend, quantized=a.quantized, address=a.address,
+                         embeddings=a.embeddings)
     print(f"{n} rows -> {a.output}")
 
 
