@@ -171,27 +171,48 @@ def export_onnx(model: GeolocForSequenceClassification, folder: Path, quantize: 
     ids = torch.randint(5, 1000, (2, 16))
     mask = torch.ones_like(ids)
     mask[1, 10:] = 0
-    # The TorchScript-based exporter (dynamo=False): it handles the data-dependent
-    # attention-mask code of BERT with dynamic axes and needs no extra compiler stack.
-    torch.onnx.export(
-        Logits(model).eval(), (ids, mask), str(folder / ONNX_FILE),
-        input_names=["input_ids", "attention_mask"], output_names=["logits", "embedding"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                      "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"},
-                      "embedding": {0: "batch"}},
-        opset_version=ONNX_OPSET, dynamo=False,
-    )
-    if quantize:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+    path = folder / ONNX_FILE
+    # Traced with BERT's eager attention: that subgraph is what ONNX Runtime's transformer
+    # optimizer recognises (the SDPA path traces to one it does not), so below it fuses
+    # attention, embedding + LayerNorm, residual + LayerNorm and bias + GELU (about 20 %
+    # faster on CPU; logits within 2e-5). The TorchScript-based exporter (dynamo=False)
+    # handles BERT's data-dependent mask code with dynamic axes and needs no extra stack.
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        torch.onnx.export(
+            Logits(model).eval(), (ids, mask), str(path),
+            input_names=["input_ids", "attention_mask"], output_names=["logits", "embedding"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
+                          "attention_mask": {0: "batch", 1: "sequence"},
+                          "logits": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=ONNX_OPSET, dynamo=False,
+        )
+    finally:
+        model.set_attn_implementation(previous)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)  # the optimiser and quantiser log one line per node
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
 
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.WARNING)  # the quantiser logs one INFO line per tensor
-        try:
-            quantize_dynamic(str(folder / ONNX_FILE), str(folder / ONNX_INT8_FILE),
-                             weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)
+        optimized = optimize_model(str(path), model_type="bert",
+                                   num_heads=model.config.num_attention_heads,
+                                   hidden_size=model.config.hidden_size)
+        fused = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+        optimized.save_model_to_file(str(path))
+        log.info("ONNX graph fused operators: %s", fused)
+        if quantize:
+            import onnx
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            # the fused operators are outside the ONNX domain, so shape inference cannot
+            # type their outputs: they are float
+            quantize_dynamic(str(path), str(folder / ONNX_INT8_FILE),
+                             weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
 
 
 def _run_summary(ckpt: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,6 +95,32 @@ class OnnxScorer:
         out = self.session.run(names, {"input_ids": input_ids,
                                        "attention_mask": attention_mask})
         return out[0], (out[1] if embeddings else None)
+
+
+def length_sorted_batches(tokenizer: Any, texts: Sequence[str], max_length: int,
+                          batch_size: int, sort: bool = True
+                          ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(rows, input_ids, attention_mask)`` batches covering ``texts``: tokenised once
+    without padding, ordered by length (when ``sort``) and padded only to each batch's
+    longest row; ``rows`` are the batch's positions in ``texts``. No library batcher
+    does this for plain arrays (``DataCollatorWithPadding`` pads but does not sort)."""
+    n = len(texts)
+    if n == 0:
+        return
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length,
+                    add_special_tokens=True)["input_ids"]
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+    order = np.argsort(lengths, kind="stable") if sort else np.arange(n)
+    pad = tokenizer.pad_token_id
+    for start in range(0, n, batch_size):
+        rows = order[start:start + batch_size]
+        width = int(lengths[rows].max())
+        batch = np.full((len(rows), width), pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for j, r in enumerate(rows):
+            batch[j, : lengths[r]] = ids[r]
+            mask[j, : lengths[r]] = 1
+        yield rows, batch, mask
 
 
 @dataclass
@@ -226,11 +252,6 @@ class Predictor:
 
     # -- scoring -------------------------------------------------------------------------
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The columns of this predictor's output rows."""
-        return output_columns(self.embeddings)
-
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Model logits of ``texts`` (fused with the n-gram model when there is one),
         computed in length-sorted, dynamically padded batches."""
@@ -245,19 +266,8 @@ class Predictor:
         emb = None
         if n == 0:
             return out, (np.zeros((0, 0), dtype=np.float32) if embeddings else None)
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
-                             add_special_tokens=True)["input_ids"]
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
-        order = np.argsort(lengths, kind="stable") if self.sort_by_length else np.arange(n)
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, n, self.batch_size):
-            rows = order[start:start + self.batch_size]
-            width = int(lengths[rows].max())
-            batch = np.full((len(rows), width), pad, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for j, r in enumerate(rows):
-                batch[j, : lengths[r]] = ids[r]
-                mask[j, : lengths[r]] = 1
+        for rows, batch, mask in length_sorted_batches(
+                self.tokenizer, texts, self.max_length, self.batch_size, self.sort_by_length):
             logits, pooled = self.scorer(batch, mask, embeddings)
             out[rows] = logits
             if pooled is not None:
