@@ -261,9 +261,11 @@ def model_card(ck: Checkpoint, onnx: bool, quantized: bool) -> str:
     if onnx:
         onnx_note = (f"\n`{ONNX_FILE}` (fp32)" + (f" and `{ONNX_INT8_FILE}` (int8 dynamic "
                      "quantisation)" if quantized else "") +
-                     " take `input_ids` and `attention_mask` and return `logits` and `embedding` "
-                     "(the pooled profile embedding); "
-                     "`geoloc-predict ckpt_path=THIS_FOLDER backend=onnx` uses them.\n")
+                     " take `input_ids` and `attention_mask` (right-padded) and return "
+                     "`logits` and `embedding` (the pooled profile embedding); "
+                     "`geoloc-predict ckpt_path=THIS_FOLDER backend=onnx` uses them. They "
+                     "use ONNX Runtime's fused transformer operators (`com.microsoft` "
+                     "domain), so they run in ONNX Runtime.\n")
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
