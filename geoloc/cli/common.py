@@ -62,19 +62,34 @@ def hydra_task(prog: str, task: Task, cfg: DictConfig, returned_metric: str | No
     """Entry point ``prog``: :func:`run_task`, then ``metrics[returned_metric]`` (what a
     Hydra sweeper optimises).
 
-    A :class:`ConfigError` ends the process with status 2 and a one-line message naming
-    the option; any other exception is logged and re-raised (Hydra then reports it and a
-    multirun moves on to the next job).
+    A :class:`ConfigError` (or a data option found wrong late) ends the process with
+    status 2 and a one-line message naming the option, a bad input file (a row error, a
+    missing or unusable file) the same naming the file, line and field
+    (``HYDRA_FULL_ERROR=1`` shows the traceback); any other exception is logged and
+    re-raised (Hydra then reports it and a multirun moves on to the next job).
     """
+    from geoloc.data.schema import InputFileError, RecordError
+    from geoloc.data.splits import DataConfigError
+
     try:
         metrics, _ = run_task(task, cfg)
-    except ConfigError as err:
-        print(f"{prog}: invalid config: {err}", file=sys.stderr)
-        sys.exit(2)
+    except (ConfigError, DataConfigError) as err:
+        _exit_with(prog, "invalid config", err)
+    except (InputFileError, RecordError) as err:
+        _exit_with(prog, "bad input", err)
     except Exception:
         log.exception("%s failed", prog)
         raise
     return metrics.get(returned_metric) if returned_metric else None
+
+
+def _exit_with(prog: str, kind: str, err: Exception) -> None:
+    """One line naming the option, or the file, line and field, and exit status 2; the
+    traceback only with ``HYDRA_FULL_ERROR=1`` (Hydra's own switch for full errors)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"{prog}: {kind}: {err}", file=sys.stderr)
+    sys.exit(2)
 
 
 def finish_wandb(failed: bool) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from geoloc.data.schema import MAX_CAPTIONS, ColumnMapping, ProfileRecord, RecordError
+from geoloc.data.splits import SPLITS
 from geoloc.io import write_jsonl
 from geoloc.labels import is_valid_code, normalize_code
 
@@ -122,8 +123,20 @@ class _Validator:
         captions = self._captions(row, line)
         loc = self._text(row, m.stated_location, line, default="").strip() or None
         country = self._country(row, line)
-        return ProfileRecord(id=rid, bio=bio or "", captions=captions, stated_location=loc,
-                             country=country)
+        record = ProfileRecord(id=rid, bio=bio or "", captions=captions, stated_location=loc,
+                               country=country)
+        if m.split is not None:
+            record["split"] = self._split(row, line)
+        return record
+
+    def _split(self, row: Mapping[str, Any], line: int) -> str | None:
+        v = row.get(self.mapping.split)
+        if v is None or v == "":
+            return None
+        if not isinstance(v, str) or v not in SPLITS:
+            raise self.error(line, self.mapping.split,
+                             f"split must be one of {', '.join(SPLITS)} or empty, got {v!r}")
+        return v
 
     def _text(self, row: Mapping[str, Any], col: str | None, line: int, default: str) -> str:
         if col is None:

@@ -1,0 +1,208 @@
+"""Bad training input and bad options fail early and clearly (issue: hardening).
+
+Each test plants one defect a new user hit and checks the outcome: a one-line error
+naming the file, line and field (or the option), a documented skip that is counted and
+listed, never a silent change of every row.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import compose
+
+
+def _rows(n: int = 60) -> list[dict]:
+    from geoloc.data.synthetic import generate_profiles
+
+    return [{k: r[k] for k in ("id", "bio", "captions", "stated_location", "country")}
+            for r in generate_profiles(n, seed=11)]
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                    encoding="utf-8")
+    return path
+
+
+def _copy(path: Path) -> list[dict]:
+    from geoloc.data.sources import CanonicalJsonlSource
+    from geoloc.io import read_jsonl
+
+    return list(read_jsonl(CanonicalJsonlSource(str(path)).canonical_jsonl()))
+
+
+@pytest.mark.parametrize("field,value,problem", [
+    ("country", 840, "country must be a string code, got int"),
+    ("country", "usa", "'usa' is not an ISO 3166-1 alpha-2 country code"),
+    ("country", "XX", "'XX' is not an ISO 3166-1 alpha-2 country code"),
+    ("captions", "one caption as a string", None),  # a string is one caption: accepted
+    ("captions", {"a": 1}, "expected a list of strings, got dict"),
+    ("bio", ["a", "list"], "expected text, got list"),
+    ("id", None, "id is missing or empty"),
+])
+def test_one_bad_value_fails_the_training_file_naming_line_and_field(tmp_path, field, value,
+                                                                     problem):
+    """A mistyped value on line 7 used to turn its whole column into JSON text (every
+    country became OTHER, test accuracy 1.0); now the read names line 7 and the field, and
+    lists every bad row in the rejects file."""
+    from geoloc.data.schema import InputFileError
+
+    rows = _rows()
+    rows[5][field] = value  # line 6 of the file
+    src = _write(tmp_path / "train.jsonl", rows)
+    if problem is None:
+        assert len(_copy(src)) == len(rows)
+        return
+    with pytest.raises(InputFileError) as err:
+        _copy(src)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{src}:6: field '{field}': {problem}")
+    assert "1 bad row(s) in all" in message
+    rejects = Path(message.rsplit("listed in ", 1)[1].rstrip(")"))
+    assert rejects.name.endswith(".rejects.jsonl")
+    assert [json.loads(x)["line"] for x in rejects.read_text().splitlines()] == [6]
+
+
+def test_one_integer_id_or_bio_changes_only_its_own_row(tmp_path):
+    """``datasets`` used to re-type a whole column after one integer (every id, and so
+    every split, changed; every bio got JSON-escaped); the validated copy keeps each row
+    as written, with the integer read as text."""
+    rows = _rows()
+    rows[3]["id"] = 123456
+    rows[4]["bio"] = 2024
+    got = _copy(_write(tmp_path / "train.jsonl", rows))
+    assert [r["id"] for r in got] == [str(r["id"]) for r in rows]
+    assert got[4]["bio"] == "2024"
+    assert [r["bio"] for i, r in enumerate(got) if i != 4] == [
+        r["bio"] for i, r in enumerate(rows) if i != 4]
+    assert all(isinstance(r["country"], str) and len(r["country"]) == 2 for r in got)
+
+
+def test_rows_without_a_country_are_skipped_and_counted_never_other(tmp_path, caplog):
+    """Missing countries used to become OTHER silently; a file with no labels trained a
+    'perfect' model. Now unlabelled rows are skipped with a warning and listed, and a file
+    with none labelled fails."""
+    from geoloc.data.schema import InputFileError
+    from geoloc.data.sources import CanonicalJsonlSource, rejects_path
+
+    rows = _rows()
+    for i in (2, 9, 30):
+        rows[i]["country"] = None
+    rows[40].pop("country")
+    src = _write(tmp_path / "train.jsonl", rows)
+    with caplog.at_level("WARNING", logger="geoloc"):
+        got = _copy(src)
+    assert len(got) == len(rows) - 4 and all(r["country"] for r in got)
+    assert "4 of 60 rows have no country and are skipped" in caplog.text
+    rejects = rejects_path(CanonicalJsonlSource(str(src)).canonical_jsonl())
+    assert [json.loads(x)["line"] for x in rejects.read_text().splitlines()] == [3, 10, 31, 41]
+
+    for r in rows:
+        r["country"] = None
+    empty = _write(tmp_path / "unlabelled.jsonl", rows)
+    with pytest.raises(InputFileError, match="no row with a country .60 row.s. without one"):
+        _copy(empty)
+
+
+def test_split_column_is_validated(tmp_path):
+    from geoloc.data.schema import InputFileError
+
+    rows = _rows()
+    rows[0]["split"] = "train"
+    rows[1]["split"] = "training"
+    with pytest.raises(InputFileError, match=r":2: field 'split': split must be one of"):
+        _copy(_write(tmp_path / "train.jsonl", rows))
+    rows[1]["split"] = None
+    got = _copy(_write(tmp_path / "ok.jsonl", rows))
+    assert got[0]["split"] == "train" and got[1]["split"] is None
+
+
+def test_missing_path_or_directory_is_named(tmp_path):
+    from geoloc.data.schema import InputFileError
+    from geoloc.data.sources import CanonicalJsonlSource
+
+    with pytest.raises(InputFileError, match="does not exist"):
+        CanonicalJsonlSource(str(tmp_path / "nope.jsonl")).canonical_jsonl()
+    with pytest.raises(InputFileError, match="is a directory, not a JSONL file"):
+        CanonicalJsonlSource(str(tmp_path)).canonical_jsonl()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.optimizer.lr=abc", "model.optimizer.lr='abc': expected a number >= 0"),
+    ("model.optimizer.lr=0", "model.optimizer.lr=0: a learning rate must be > 0"),
+    ("model.optimizer.lr=-1e-4", "model.optimizer.lr=-0.0001: expected a number >= 0"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs=-1: expected an integer >= 1"),
+    ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5: expected an integer >= 1"),
+    ("model.warmup_ratio=2", "model.warmup_ratio=2: expected a number in [0, 1]"),
+    ("data.splits={train: 0.7, val: 0.15, calib: 0.0, test: 0.15}",
+     "data.splits.calib=0: the thresholds are fitted on the calib split"),
+    ("data.splits={train: 0.0, val: 0.3, calib: 0.4, test: 0.3}",
+     "data.splits.train=0: training needs a train split"),
+])
+def test_bad_training_options_fail_at_start_up_naming_the_option(override, message):
+    """Each used to fail minutes in (inside the optimiser, an OverflowError, a TypeError
+    after training); now validate_config refuses it before anything is built."""
+    from geoloc.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose([override]))
+    assert str(err.value).startswith(message)
+
+
+def test_calib_zero_is_fine_with_crossfit():
+    from geoloc.config import validate_config
+
+    validate_config(compose(["data.splits={train: 0.7, val: 0.15, calib: 0.0, test: 0.15}",
+                             "crossfit.folds=3"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["three_rows", "one_class"])
+def test_a_file_too_small_or_with_one_class_fails_before_training(tmp_path, me5_dir, case):
+    """A 3-row file used to train, then crash predicting an empty calib split; a file whose
+    countries are all outside the label set trained a one-class 'perfect' model."""
+    from geoloc.cli.common import run_task
+    from geoloc.cli.train import train
+    from geoloc.data.splits import DataConfigError
+
+    rows = _rows(3) if case == "three_rows" else _rows(60)
+    if case == "one_class":
+        for r in rows:
+            r["country"] = "AQ"  # Antarctica: valid, outside the label set -> OTHER
+    src = _write(tmp_path / "data.jsonl", rows)
+    cfg = compose(["data=jsonl", f"data.source.path={src}", "model.encoder_layers=1",
+                   "trainer=debug", "logger=none", f"paths.output_dir={tmp_path / 'out'}"])
+    match = "split has no rows" if case == "three_rows" else "every train row is OTHER"
+    with pytest.raises(DataConfigError, match=match):
+        run_task(train, cfg)
+    assert not list((tmp_path / "out").rglob("*.ckpt"))
+
+
+@pytest.mark.slow
+def test_geoloc_train_prints_one_line_and_exits_2_on_a_bad_row(tmp_path, me5_dir):
+    """From the command line: exit status 2, one line naming file, line and field, no
+    traceback; HYDRA_FULL_ERROR=1 shows it."""
+    import os
+
+    rows = _rows()
+    rows[6]["country"] = 840
+    src = _write(tmp_path / "data.jsonl", rows)
+    cmd = [sys.executable, "-m", "geoloc.cli.train", "data=jsonl", f"data.source.path={src}",
+           "model.encoder_layers=1", "trainer=debug", "logger=none",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [x for x in done.stderr.splitlines() if x.startswith("geoloc-train:")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert lines[0].startswith(f"geoloc-train: bad input: {src}:7: field 'country': "
+                               "country must be a string code, got int")
+    full = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**env, "HYDRA_FULL_ERROR": "1"})
+    assert full.returncode != 0 and "Traceback" in full.stderr
