@@ -206,3 +206,23 @@ def test_geoloc_train_prints_one_line_and_exits_2_on_a_bad_row(tmp_path, me5_dir
     full = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={**env, "HYDRA_FULL_ERROR": "1"})
     assert full.returncode != 0 and "Traceback" in full.stderr
+
+
+def test_a_broken_csv_record_costs_its_own_lines_not_the_rest_of_the_file(tmp_path):
+    """A stray quote used to end the read (2 rows of 5 read, exit 0); now the reader
+    resumes on the next line, and an unclosed quote names every line it swallowed."""
+    from geoloc.data.readers import iter_numbered_results
+    from geoloc.data.schema import ColumnMapping, RecordError
+
+    src = tmp_path / "in.csv"
+    src.write_text('id,bio,captions,country\n1,hello,,US\n2,"abc"x,,FR\n3,fine,,DE\n'
+                   f'4,{"y" * (1 << 25)},,GB\n5,after the big one,,BR\n'
+                   '6,"never closed,,GB\n7,swallowed,,BR\n', encoding="utf-8")
+    mapping = ColumnMapping(stated_location=None)
+    out = list(iter_numbered_results(src, mapping))
+    good = [(line, r["id"]) for line, r in out if not isinstance(r, RecordError)]
+    bad = [(line, r.field, r.problem) for line, r in out if isinstance(r, RecordError)]
+    assert good == [(2, "1"), (4, "3"), (6, "5")]
+    assert [b[:2] for b in bad] == [(3, "csv"), (5, "csv"), (7, "csv")]
+    assert "(line 3)" in bad[0][2] and "field larger than field limit" in bad[1][2]
+    assert "(lines 7-8)" in bad[2][2]

@@ -294,8 +294,16 @@ def _csv_rows(path: str, delimiter: str, mapping: ColumnMapping) -> Iterator[tup
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield start, RecordError(path, start, "csv", f"malformed {('TSV' if delimiter == chr(9) else 'CSV')} record: {exc}")
-                return  # the reader cannot resynchronise after a broken quote
+                # The csv reader starts afresh on the next physical line after an error, so
+                # one broken record costs its own lines, not the rest of the file; an
+                # unclosed quote may swallow several lines: the error names them all.
+                end = reader.line_num
+                lines = f"line {start}" if end <= start else f"lines {start}-{end}"
+                kind = "TSV" if delimiter == "\t" else "CSV"
+                yield start, RecordError(path, start, "csv",
+                                         f"malformed {kind} record ({lines}): {exc}")
+                prev_end = max(end, start)
+                continue
             prev_end = reader.line_num
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue  # blank line
