@@ -226,3 +226,31 @@ def test_a_broken_csv_record_costs_its_own_lines_not_the_rest_of_the_file(tmp_pa
     assert [b[:2] for b in bad] == [(3, "csv"), (5, "csv"), (7, "csv")]
     assert "(line 3)" in bad[0][2] and "field larger than field limit" in bad[1][2]
     assert "(lines 7-8)" in bad[2][2]
+
+
+@pytest.mark.parametrize("corrupt,problem", [
+    (lambda text: text[: len(text) // 2], "not valid JSON (line"),
+    (lambda text: "[1, 2]", "expected a JSON object, got list"),
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "thresholds"}),
+     "thresholds file lacks the field 'thresholds'"),
+    (lambda text: text.replace('"US": 0.9', '"US": -3'), "threshold of 'US' is -3.0"),
+    (lambda text: text.replace('"US": 0.9', '"US": NaN'), "threshold of 'US' is nan"),
+    (lambda text: text.replace('"temperature": 1.5', '"temperature": 0'), "temperature 0.0"),
+])
+def test_a_corrupt_thresholds_file_is_refused_naming_the_file(tmp_path, corrupt, problem):
+    """A truncated or hand-edited policy used to give a traceback that never named the
+    file, and thresholds of -3 or NaN were accepted silently."""
+    import math
+
+    from geoloc.data.schema import InputFileError
+    from geoloc.evaluation.abstention import PolicyConfig, Thresholds
+
+    good = Thresholds(class_names=["US", "OTHER"], thresholds={"US": 0.9, "OTHER": math.inf},
+                      policy=PolicyConfig(target=0.9, delta=0.05, start_counts=(40,),
+                                          guarantee="per_class"), temperature=1.5)
+    path = good.to_json(tmp_path / "policy.thresholds.json")
+    assert Thresholds.from_json(path).thresholds == good.thresholds
+    path.write_text(corrupt(path.read_text()))
+    with pytest.raises(InputFileError) as err:
+        Thresholds.from_json(path)
+    assert str(err.value).startswith(f"{path}: ") and problem in str(err.value)

@@ -51,8 +51,9 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
             if isinstance(cb, pl.callbacks.ModelCheckpoint) and cb.dirpath:
                 cb.dirpath = str(Path(cb.dirpath) / ckpt_subdir)
     trainer = common.build_trainer(cfg, loggers, callbacks)
+    # weights_only: a resume state holds tensors and plain containers; nothing is unpickled
     trainer.fit(module, datamodule=datamodule,
-                ckpt_path=None if ckpt_subdir else cfg.get("ckpt_path"))
+                ckpt_path=None if ckpt_subdir else cfg.get("ckpt_path"), weights_only=True)
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     for cb in callbacks:  # a finished fit needs no resume state (callbacks.resume_state)
         if (isinstance(cb, pl.callbacks.ModelCheckpoint) and cb is not trainer.checkpoint_callback
