@@ -254,3 +254,14 @@ def test_a_corrupt_thresholds_file_is_refused_naming_the_file(tmp_path, corrupt,
     with pytest.raises(InputFileError) as err:
         Thresholds.from_json(path)
     assert str(err.value).startswith(f"{path}: ") and problem in str(err.value)
+
+
+def test_the_gazetteer_cache_is_plain_json_never_a_pickle(geoloc_home):
+    """The location index used to be cached with pickle.load, so a planted cache file
+    could run code; it is JSON now, and a corrupt cache is rebuilt, not trusted."""
+    from geoloc.data.gazetteer import Gazetteer, get_gazetteer
+
+    gz = get_gazetteer()
+    files = list((geoloc_home / "gazetteer").glob("index_*"))
+    assert files and all(f.suffix == ".json" for f in files)
+    assert Gazetteer.from_dict(json.loads(files[0].read_text(encoding="utf-8"))) == gz

@@ -10,7 +10,7 @@ genuinely ambiguous on their own ("Cali", "Georgia").
 How it works
 ------------
 
-An index (built once from gazetteers that pip packages ship, cached in memory and pickled
+An index (built once from gazetteers that pip packages ship, cached in memory and as JSON
 under ``geoloc_home()/gazetteer``) maps normalised names to a distribution over countries
 and a *kind*:
 
