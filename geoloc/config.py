@@ -51,13 +51,49 @@ def validate_backbone_name(name: object) -> str:
         raise ConfigError(str(err)) from err
 
 
+#: What a config, or a checkpoint's saved hyper-parameters, may instantiate: geoloc's own
+#: classes, Lightning's trainer, callbacks and loggers, torch optimisers. Hydra imports and
+#: calls any dotted name it is given, so without this check an override, a config file or
+#: a crafted checkpoint could make geoloc run arbitrary code.
+ALLOWED_TARGETS = ("geoloc.", "pytorch_lightning.", "lightning.pytorch.", "torch.optim.")
+
+
+def check_targets(node: Any, where: str = "") -> None:
+    """Raise :class:`ConfigError` for any ``_target_`` in ``node`` (a config node or plain
+    containers) outside :data:`ALLOWED_TARGETS`, naming where it is."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{where}.{key}" if where else str(key)
+            if key == "_target_" and not (isinstance(value, str)
+                                          and value.startswith(ALLOWED_TARGETS)):
+                raise ConfigError(
+                    f"{path}={value!r}: geoloc only instantiates its own classes, PyTorch "
+                    f"Lightning's and torch optimisers ({', '.join(ALLOWED_TARGETS)}*)")
+            check_targets(value, path)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            check_targets(value, f"{where}[{i}]")
+
+
+def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` after :func:`check_targets`: the one way geoloc turns
+    a config node (or saved hyper-parameters) into an object."""
+    import hydra
+
+    check_targets(node)
+    return hydra.utils.instantiate(node, *args, **kwargs)
+
+
 def _instantiate_or_explain(node: DictConfig) -> None:
     """Instantiate a config node; a bad value raises :class:`ConfigError` with the
     constructor's own message (Hydra wraps it)."""
-    import hydra
-
+    check_targets(node)
     try:
-        hydra.utils.instantiate(node)
+        instantiate(node)
     except Exception as err:
         raise ConfigError(str(err.__cause__ or err)) from err
 
@@ -115,6 +151,7 @@ def validate_config(cfg: DictConfig) -> None:
     from geoloc.model.encoder import ModelConfigError, validate_encoder_layers, validate_pooling
     from geoloc.model.tokenization import TOKENIZER_VARIANTS
 
+    check_targets({k: v for k, v in cfg.items() if k != "hydra"})  # hydra: its own plugins
     try:
         if "model" in cfg:
             LabelSet.from_codes(list(cfg.model.countries))

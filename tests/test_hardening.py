@@ -8,6 +8,7 @@ listed, never a silent change of every row.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -265,3 +266,59 @@ def test_the_gazetteer_cache_is_plain_json_never_a_pickle(geoloc_home):
     files = list((geoloc_home / "gazetteer").glob("index_*"))
     assert files and all(f.suffix == ".json" for f in files)
     assert Gazetteer.from_dict(json.loads(files[0].read_text(encoding="utf-8"))) == gz
+
+
+def test_the_suite_cannot_reach_the_network():
+    """pytest-socket (pyproject addopts) blocks every connection that leaves the machine,
+    so a test that would download something fails instead of passing on a connected CI."""
+    import socket
+
+    from pytest_socket import SocketBlockedError, SocketConnectBlockedError
+
+    with pytest.raises((SocketBlockedError, SocketConnectBlockedError)):
+        socket.create_connection(("93.184.216.34", 80), timeout=1)
+
+
+def test_importing_geoloc_puts_datasets_offline():
+    """Without the offline variables `load_dataset("json", ...)` made one Hub request;
+    importing geoloc now sets HF_DATASETS_OFFLINE unless the user chose otherwise."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
+    code = ("import geoloc, datasets.config as c, os; "
+            "print(os.environ['HF_DATASETS_OFFLINE'], c.HF_DATASETS_OFFLINE)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120, check=True).stdout.split()
+    assert out == ["1", "True"]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "HF_DATASETS_OFFLINE": "0"}, timeout=120,
+                         check=True).stdout.split()
+    assert out == ["0", "False"]
+
+
+@pytest.mark.parametrize("override,where", [
+    ("model.optimizer._target_=os.system", "model.optimizer._target_='os.system'"),
+    ("data.source._target_=subprocess.run", "data.source._target_='subprocess.run'"),
+    ("+callbacks.evil._target_=builtins.exec", "callbacks.evil._target_='builtins.exec'"),
+])
+def test_a_config_cannot_name_code_outside_geoloc_lightning_and_torch_optim(override, where):
+    """Hydra imports and calls any dotted name; an override or config file could run
+    arbitrary code through it. validate_config refuses such targets before anything."""
+    from geoloc.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        validate_config(compose([override]))
+
+
+def test_a_crafted_checkpoints_hyper_parameters_cannot_run_code(tmp_path):
+    """The optimiser is instantiated from a checkpoint's saved hyper-parameters on resume;
+    a crafted file naming another callable is refused instead of called."""
+    from geoloc.config import ConfigError, instantiate
+
+    flag = tmp_path / "ran"
+    with pytest.raises(ConfigError, match="os.system"):
+        instantiate({"_target_": "os.system", "command": f"touch {flag}"})
+    assert not flag.exists()
+    assert instantiate({"_target_": "geoloc.evaluation.abstention.PolicyConfig",
+                        "target": 0.9, "delta": 0.05, "start_counts": [40],
+                        "guarantee": "per_class"}).target == 0.9

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from geoloc.config import ConfigError, validate_config
+from geoloc.config import ConfigError, instantiate, validate_config
 from geoloc.io import markdown_table
 
 log = logging.getLogger("geoloc")
@@ -122,47 +122,37 @@ def build_datamodule(cfg: DictConfig, tokenizer: Any, metadata: Any, fold: Any =
     first, which would turn the metadata dataclass into a ``DictConfig``. ``fold`` is the
     cross-fitting driver's (:class:`~geoloc.data.splits.CrossFitFold`), never config's.
     """
-    import hydra
-
-    return hydra.utils.instantiate(cfg.data, _partial_=True)(tokenizer=tokenizer,
-                                                             metadata=metadata, fold=fold)
+    return instantiate(cfg.data, _partial_=True)(tokenizer=tokenizer, metadata=metadata,
+                                                 fold=fold)
 
 
 def build_policy(cfg: DictConfig) -> Any:
     """The abstention policy to evaluate with: the saved one named by
     ``evaluation.thresholds`` (applied as is), else ``evaluation.policy`` (fitted now)."""
-    import hydra
-
     from geoloc.evaluation import Thresholds
 
     saved = cfg.evaluation.get("thresholds")
     if saved:
         return Thresholds.from_json(str(saved))
-    return hydra.utils.instantiate(cfg.evaluation.policy)
+    return instantiate(cfg.evaluation.policy)
 
 
 def build_fusion(cfg: DictConfig) -> Any:
     """The :class:`~geoloc.model.ngram.FusionConfig` of ``cfg.fusion`` (None: no fusion)."""
-    import hydra
-
-    return hydra.utils.instantiate(cfg.fusion) if cfg.get("fusion") else None
+    return instantiate(cfg.fusion) if cfg.get("fusion") else None
 
 
 def build_loggers(cfg: DictConfig) -> list:
     """Instantiate every ``cfg.logger`` entry that has a ``_target_``."""
-    import hydra
-
-    return [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values()
+    return [instantiate(lg) for lg in (cfg.get("logger") or {}).values()
             if isinstance(lg, DictConfig) and "_target_" in lg]
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
     """Instantiate ``cfg.callbacks``; logger-only callbacks are dropped without a logger
     (Lightning refuses a LearningRateMonitor with ``logger=none``)."""
-    import hydra
-
     callbacks = [
-        hydra.utils.instantiate(cb)
+        instantiate(cb)
         for cb in (cfg.get("callbacks") or {}).values()
         if isinstance(cb, DictConfig) and "_target_" in cb
     ]
@@ -174,9 +164,7 @@ def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
 
 
 def build_trainer(cfg: DictConfig, loggers: list, callbacks: list) -> Any:
-    import hydra
-
-    return hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
 
 def wandb_run(loggers: list) -> Any:

@@ -27,12 +27,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from geoloc.cli import common
+from geoloc.config import instantiate
 from geoloc.model.ngram import CharNgramLR, Fusion, FusionConfig, fuse, oof_key, select_fusion
 
 
@@ -43,7 +43,7 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True)
-    module = hydra.utils.instantiate(cfg.model)
+    module = instantiate(cfg.model)
     datamodule = common.build_datamodule(cfg, module.tokenizer, module.metadata, fold=fold)
     callbacks = common.build_callbacks(cfg, has_logger=bool(loggers))
     if ckpt_subdir:  # one checkpoint folder per cross-fit model
