@@ -322,3 +322,38 @@ def test_a_crafted_checkpoints_hyper_parameters_cannot_run_code(tmp_path):
     assert instantiate({"_target_": "geoloc.evaluation.abstention.PolicyConfig",
                         "target": 0.9, "delta": 0.05, "start_counts": [40],
                         "guarantee": "per_class"}).target == 0.9
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "INPUT {src}: no such file"),
+    ("input_dir", "INPUT {tmp}: is a directory, not a file"),
+    ("out_dir", "--out {tmp}: is a directory; give a file name"),
+    ("errors_is_out", "--errors {out}: is the --out file; the error rows would replace the "
+                      "labelled rows"),
+    ("out_is_input", "--out {src}: is the input file"),
+    ("empty", "{src}: no data rows (an empty file, or a header only); nothing labelled"),
+    ("header_only", "{src}: no data rows (an empty file, or a header only); nothing labelled"),
+])
+def test_geoloc_label_refuses_paths_that_would_lose_rows(tmp_path, capsys, case, message):
+    """Each used to end in a bare path, a stray temporary file, lost error rows, or
+    'rows read: 0' with exit status 0."""
+    from geoloc.cli.label import main
+
+    src = tmp_path / "in.csv"
+    src.write_text("id,bio,captions,location\n1,hi,,Paris\n" if case != "empty" else "")
+    if case == "header_only":
+        src.write_text("id,bio,captions,location\n")
+    out = tmp_path / "out.jsonl"
+    args = {"missing": [str(tmp_path / "nope.csv"), "--out", str(out)],
+            "input_dir": [str(tmp_path), "--out", str(out)],
+            "out_dir": [str(src), "--out", str(tmp_path)],
+            "errors_is_out": [str(src), "--out", str(out), "--errors", str(out)],
+            "out_is_input": [str(src), "--out", str(src)],
+            }.get(case, [str(src), "--out", str(out)])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([*args, "--id", "id", "--bio", "bio", "--location", "location"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "geoloc-label: " + message.format(src=src if case != "missing" else
+                                                    tmp_path / "nope.csv", tmp=tmp_path, out=out)
+    if case not in ("empty", "header_only"):
+        assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
