@@ -8,6 +8,7 @@ listed, never a silent change of every row.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -189,7 +190,6 @@ def test_a_file_too_small_or_with_one_class_fails_before_training(tmp_path, me5_
 def test_geoloc_train_prints_one_line_and_exits_2_on_a_bad_row(tmp_path, me5_dir):
     """From the command line: exit status 2, one line naming file, line and field, no
     traceback; HYDRA_FULL_ERROR=1 shows it."""
-    import os
 
     rows = _rows()
     rows[6]["country"] = 840
@@ -282,7 +282,6 @@ def test_the_suite_cannot_reach_the_network():
 def test_importing_geoloc_puts_datasets_offline():
     """Without the offline variables `load_dataset("json", ...)` made one Hub request;
     importing geoloc now sets HF_DATASETS_OFFLINE unless the user chose otherwise."""
-    import os
 
     env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
     code = ("import geoloc, datasets.config as c, os; "
@@ -357,3 +356,28 @@ def test_geoloc_label_refuses_paths_that_would_lose_rows(tmp_path, capsys, case,
                                                     tmp_path / "nope.csv", tmp=tmp_path, out=out)
     if case not in ("empty", "header_only"):
         assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_a_killed_writer_leaves_no_temporary_file_forever(tmp_path):
+    """SIGKILL runs no cleanup: geoloc-synth killed mid-write used to leave a hidden
+    temporary beside its output for ever. The next write of the same file removes
+    temporaries whose writer is dead, and never a live writer's."""
+    import signal
+
+    from geoloc.io import write_text_atomic
+
+    code = ("import sys, time; from geoloc.io import atomic_write\n"
+            "with atomic_write(sys.argv[1]) as fh:\n"
+            "    fh.write('half'); fh.flush(); print('writing', flush=True); time.sleep(60)\n")
+    target = tmp_path / "profiles.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    live = tmp_path / f".{target.name}.{os.getppid()}.keep.tmp"  # a live process's file
+    live.write_text("x")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not target.exists() and len(list(tmp_path.glob(".profiles.jsonl.*.tmp"))) == 2
+    write_text_atomic(target, "whole\n")
+    assert target.read_text() == "whole\n"
+    assert list(tmp_path.glob(".profiles.jsonl.*.tmp")) == [live]
