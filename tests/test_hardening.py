@@ -381,3 +381,77 @@ def test_a_killed_writer_leaves_no_temporary_file_forever(tmp_path):
     write_text_atomic(target, "whole\n")
     assert target.read_text() == "whole\n"
     assert list(tmp_path.glob(".profiles.jsonl.*.tmp")) == [live]
+
+
+GOOD = {"id": "1", "bio": "hi", "captions": ["a"], "country": "US"}
+BAD_INPUTS = {
+    # name: (file name, bytes, expected: ("ok", records) or ("error", line, field))
+    "malformed JSON": ("in.jsonl", b'{"id": "1", "bio": \n', ("error", 1, "json")),
+    "wrong type": ("in.jsonl", b'{"id": "1", "captions": 7}\n', ("error", 1, "captions")),
+    "missing id": ("in.jsonl", b'{"bio": "hi"}\n', ("error", 1, "id")),
+    "invalid UTF-8": ("in.jsonl", b'{"id": "1", "bio": "\xff\xfe"}\n', ("error", 1, "encoding")),
+    "byte-order mark, JSONL": ("in.jsonl", b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n",
+                               ("ok", 1)),
+    "byte-order mark, CSV": ("in.csv", b"\xef\xbb\xbfid,bio,captions,country\n1,hi,,US\n",
+                             ("ok", 1)),
+    "NUL byte in a JSON string": ("in.jsonl", b'{"id": "1", "bio": "a\x00b"}\n',
+                                  ("error", 1, "json")),
+    "escaped NUL in JSON": ("in.jsonl", b'{"id": "1", "bio": "a\\u0000b"}\n', ("ok", 1)),
+    "NUL byte in a CSV cell": ("in.csv", b"id,bio,captions,country\n1,a\x00b,,US\n", ("ok", 1)),
+    "1 MB bio": ("in.jsonl", json.dumps({**GOOD, "bio": "x" * (1 << 20)}).encode() + b"\n",
+                 ("ok", 1)),
+    "zero-width and right-to-left marks": (
+        "in.jsonl", json.dumps({**GOOD, "bio": "Lon\u200bdon \u202eمرحبا\u202c"}).encode()
+        + b"\n", ("ok", 1)),
+    "emoji-only and empty text": (
+        "in.jsonl", json.dumps({"id": "1", "bio": "🇧🇷🌴", "captions": []}).encode() + b"\n"
+        + json.dumps({"id": "2", "bio": "", "captions": [""]}).encode() + b"\n", ("ok", 2)),
+    "unknown country code": ("in.jsonl", json.dumps({**GOOD, "country": "XX"}).encode() + b"\n",
+                             ("error", 1, "country")),
+    "three-letter country code": ("in.jsonl", json.dumps({**GOOD, "country": "usa"}).encode()
+                                  + b"\n", ("error", 1, "country")),
+    "lower-case country code": ("in.jsonl", json.dumps({**GOOD, "country": "br"}).encode()
+                                + b"\n", ("ok", 1)),
+    "duplicate ids": ("in.jsonl", (json.dumps(GOOD) + "\n" + json.dumps(GOOD) + "\n").encode(),
+                      ("error", 2, "id")),
+    "empty file": ("in.csv", b"", ("ok", 0)),
+    "header-only CSV": ("in.csv", b"id,bio,captions,country\n", ("ok", 0)),
+    "CSV with quoted newlines": ("in.csv", b'id,bio,captions,country\n1,"two\nlines",,US\n',
+                                 ("ok", 1)),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_every_bad_input_gets_a_named_error_or_a_counted_outcome(tmp_path, name):
+    """The issue's list of bad inputs, through the one reader every command uses: each
+    either reads (and what it reads is right) or yields an error naming file, line and
+    field; nothing raises anything else and no row goes missing."""
+    from geoloc.data.readers import iter_numbered_results
+    from geoloc.data.schema import ColumnMapping, RecordError
+
+    filename, data, expected = BAD_INPUTS[name]
+    path = tmp_path / filename
+    path.write_bytes(data)
+    out = list(iter_numbered_results(path, ColumnMapping(stated_location=None)))
+    errors = [r for _, r in out if isinstance(r, RecordError)]
+    records = [r for _, r in out if not isinstance(r, RecordError)]
+    if expected[0] == "ok":
+        assert not errors and len(records) == expected[1], errors
+    else:
+        assert [(e.line, e.field) for e in errors] == [expected[1:]]
+        assert str(errors[0]).startswith(f"{path}:{expected[1]}: field '{expected[2]}':")
+    if name == "lower-case country code":
+        assert records[0]["country"] == "BR"
+    if name == "zero-width and right-to-left marks":
+        assert records[0]["bio"] == "Lon\u200bdon \u202eمرحبا\u202c"  # kept as written
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_a_missing_path_or_a_directory_is_named_by_every_reader(tmp_path, kind):
+    from geoloc.data.readers import iter_numbered_results
+    from geoloc.data.schema import ColumnMapping, InputFileError
+
+    path = tmp_path / "nope.jsonl" if kind == "missing" else tmp_path
+    problem = "no such file" if kind == "missing" else "is a directory, not a file"
+    with pytest.raises(InputFileError, match=f"^{re.escape(str(path))}: {problem}$"):
+        list(iter_numbered_results(path, ColumnMapping(), fmt="jsonl"))

@@ -28,7 +28,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from geoloc.data.schema import MAX_CAPTIONS, ColumnMapping, ProfileRecord, RecordError
+from geoloc.data.schema import (
+    MAX_CAPTIONS,
+    ColumnMapping,
+    InputFileError,
+    ProfileRecord,
+    RecordError,
+)
 from geoloc.data.splits import SPLITS
 from geoloc.io import write_jsonl
 from geoloc.labels import is_valid_code, normalize_code
@@ -362,8 +368,10 @@ def iter_numbered_results(
     header lacks, a broken CSV quote after which nothing can be read) are *raised*.
     """
     spath = str(path)
+    if Path(spath).is_dir():
+        raise InputFileError(f"{spath}: is a directory, not a file")
     if not Path(spath).exists():
-        raise FileNotFoundError(spath)
+        raise InputFileError(f"{spath}: no such file")
     f = detect_format(spath, fmt)
     validate = _Validator(spath, mapping, require_country, max_captions, check_unique,
                           row_word=(f == "parquet"))
