@@ -272,13 +272,12 @@ COLUMN_NOTES = (
 
 def load_splits(cfg) -> tuple[dict[str, dict[str, list]], list[str], str]:
     """The datamodule's split of ``cfg.data`` (untokenised), the class names, the eval split."""
-    import hydra
-
+    from geoloc.config import instantiate
     from geoloc.data.datamodule import labelled_splits
     from geoloc.data.splits import validate_eval_split, validate_splits
     from geoloc.labels import LabelSet
 
-    source = hydra.utils.instantiate(cfg.data.source)
+    source = instantiate(cfg.data.source)
     label_set = LabelSet.from_codes([str(c) for c in cfg.labels.countries])
     fractions = validate_splits(dict(cfg.data.splits))
     eval_split = validate_eval_split(str(cfg.data.eval_split), fractions)
@@ -296,12 +295,10 @@ def run_baselines(
     extra_notes: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Fit and evaluate the baselines, add the transformer runs, write the table."""
-    import hydra
-
-    from geoloc.config import compose_config
+    from geoloc.config import compose_config, instantiate
 
     cfg = compose_config(overrides)
-    policy: PolicyConfig = hydra.utils.instantiate(cfg.evaluation.policy)
+    policy: PolicyConfig = instantiate(cfg.evaluation.policy)
     splits, names, eval_split = load_splits(cfg)
     n_classes = len(names)
     sizes = {k: len(v["labels"]) for k, v in splits.items()}

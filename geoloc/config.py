@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -50,15 +51,93 @@ def validate_backbone_name(name: object) -> str:
         raise ConfigError(str(err)) from err
 
 
+#: What a config, or a checkpoint's saved hyper-parameters, may instantiate: geoloc's own
+#: classes, Lightning's trainer, callbacks and loggers, torch optimisers. Hydra imports and
+#: calls any dotted name it is given, so without this check an override, a config file or
+#: a crafted checkpoint could make geoloc run arbitrary code.
+ALLOWED_TARGETS = ("geoloc.", "pytorch_lightning.", "lightning.pytorch.", "torch.optim.")
+
+
+def check_targets(node: Any, where: str = "") -> None:
+    """Raise :class:`ConfigError` for any ``_target_`` in ``node`` (a config node or plain
+    containers) outside :data:`ALLOWED_TARGETS`, naming where it is."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{where}.{key}" if where else str(key)
+            if key == "_target_" and not (isinstance(value, str)
+                                          and value.startswith(ALLOWED_TARGETS)):
+                raise ConfigError(
+                    f"{path}={value!r}: geoloc only instantiates its own classes, PyTorch "
+                    f"Lightning's and torch optimisers ({', '.join(ALLOWED_TARGETS)}*)")
+            check_targets(value, path)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            check_targets(value, f"{where}[{i}]")
+
+
+def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` after :func:`check_targets`: the one way geoloc turns
+    a config node (or saved hyper-parameters) into an object."""
+    import hydra
+
+    check_targets(node)
+    return hydra.utils.instantiate(node, *args, **kwargs)
+
+
 def _instantiate_or_explain(node: DictConfig) -> None:
     """Instantiate a config node; a bad value raises :class:`ConfigError` with the
     constructor's own message (Hydra wraps it)."""
-    import hydra
-
+    check_targets(node)
     try:
-        hydra.utils.instantiate(node)
+        instantiate(node)
     except Exception as err:
         raise ConfigError(str(err.__cause__ or err)) from err
+
+
+def _number(value: Any, option: str, minimum: float, integer: bool = False) -> float:
+    """``value`` as a number >= ``minimum`` (an integer when ``integer``), else a
+    :class:`ConfigError` naming ``option``: a mistyped number must fail at start-up, not
+    minutes later inside the optimiser or the trainer."""
+    ok_type = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_type) or value != value \
+            or value < minimum:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{option}={value!r}: expected {kind} >= {minimum:g}")
+    return value
+
+
+def _check_training_numbers(cfg: DictConfig) -> None:
+    trainer = cfg.get("trainer") or {}
+    if trainer.get("max_epochs") is not None:
+        _number(trainer.get("max_epochs"), "trainer.max_epochs", 1, integer=True)
+    optimizer = cfg.model.get("optimizer") or {}
+    if "lr" in optimizer:
+        lr = _number(optimizer.lr, "model.optimizer.lr", 0.0)
+        if lr == 0:
+            raise ConfigError("model.optimizer.lr=0: a learning rate must be > 0")
+    if "weight_decay" in optimizer:
+        _number(optimizer.weight_decay, "model.optimizer.weight_decay", 0.0)
+    if "warmup_ratio" in cfg.model:
+        ratio = _number(cfg.model.warmup_ratio, "model.warmup_ratio", 0.0)
+        if ratio > 1:
+            raise ConfigError(f"model.warmup_ratio={ratio!r}: expected a number in [0, 1]")
+
+
+def _check_training_splits(cfg: DictConfig, fractions: dict[str, float], folds: Any) -> None:
+    """Training needs train rows, and calibration rows unless a saved policy is given or
+    cross-fitting calibrates on out-of-fold train rows; caught here, not after training."""
+    if fractions["train"] <= 0:
+        raise ConfigError("data.splits.train=0: training needs a train split")
+    saved_policy = "evaluation" in cfg and cfg.evaluation.get("thresholds")
+    if fractions["calib"] <= 0 and not folds and not saved_policy:
+        raise ConfigError(
+            "data.splits.calib=0: the thresholds are fitted on the calib split; give it a "
+            "fraction, or use crossfit.folds=K (out-of-fold calibration) or "
+            "evaluation.thresholds=<saved policy>")
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -72,6 +151,7 @@ def validate_config(cfg: DictConfig) -> None:
     from geoloc.model.encoder import ModelConfigError, validate_encoder_layers, validate_pooling
     from geoloc.model.tokenization import TOKENIZER_VARIANTS
 
+    check_targets({k: v for k, v in cfg.items() if k != "hydra"})  # hydra: its own plugins
     try:
         if "model" in cfg:
             LabelSet.from_codes(list(cfg.model.countries))
@@ -83,10 +163,14 @@ def validate_config(cfg: DictConfig) -> None:
                 )
             validate_encoder_layers(cfg.model.encoder_layers, backbone)
             validate_pooling(cfg.model.pooling)
+        if "model" in cfg:
+            _check_training_numbers(cfg)
+        folds = (cfg.get("crossfit") or {}).get("folds")
         if "data" in cfg and "splits" in cfg.data:
             fractions = validate_splits(dict(cfg.data.splits))
             validate_eval_split(str(cfg.data.get("eval_split", "test")), fractions)
-        folds = (cfg.get("crossfit") or {}).get("folds")
+            if "model" in cfg:
+                _check_training_splits(cfg, fractions, folds)
         if folds is not None:
             if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
                 raise ConfigError(f"crossfit.folds={folds!r}: expected null or an integer >= 2")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -34,7 +35,11 @@ def atomic_write(path: PathLike, mode: str = "w", *, fsync: bool = False) -> Ite
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _remove_stale_temporaries(target)
+    # the writer's pid is in the name, so a later write can tell a killed writer's
+    # leftover (SIGKILL runs no cleanup) from a live one's file
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=target.parent)
     # mkstemp creates 0600 files; give the result the mode a plain open() would (0666
     # minus the umask), so a cache shared between users stays readable.
     os.chmod(tmp, 0o666 & ~umask())
@@ -49,6 +54,27 @@ def atomic_write(path: PathLike, mode: str = "w", *, fsync: bool = False) -> Ite
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete temporaries of ``target`` left by writers that no longer run (a killed
+    ``geoloc-synth`` used to leave one forever). Only files named by :func:`atomic_write`
+    for this very target, whose writer pid is dead on this machine, are touched."""
+    prefix = f".{target.name}."
+    for leftover in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = leftover.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
 
 
 def umask() -> int:

@@ -244,6 +244,18 @@ def test_half_written_and_stale_folders_are_rebuilt(home, builds):
     assert builds["minilm_en"] == 3
     assert not list(folder.parent.glob(".minilm_en.tmp-*"))
 
+    # a finished folder whose weights were truncated later (a disk full, a bad copy) is
+    # no longer trusted because its manifest exists: the recorded size differs
+    manifest = json.loads((folder / MANIFEST).read_text())
+    weights = folder / "model.safetensors"
+    assert manifest["files"]["model.safetensors"]["size"] == weights.stat().st_size
+    assert len(manifest["files"]["model.safetensors"]["sha256"]) == 64
+    with open(weights, "r+b") as fh:
+        fh.truncate(weights.stat().st_size // 2)
+    materialize_backbone("minilm_en", home=home)
+    assert builds["minilm_en"] == 4
+    assert weights.stat().st_size == manifest["files"]["model.safetensors"]["size"]
+
 
 def test_racing_builders_build_once(home, builds):
     results, errors = [], []

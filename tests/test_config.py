@@ -105,8 +105,13 @@ def test_every_data_source_instantiates(data, tmp_path):
     meta = ModelMetadata.create(cfg.labels.countries, cfg.backbone.name, cfg.tokenizer.variant)
     source = build_datamodule(cfg, None, meta).source
     assert source.fingerprint()
-    if data == "jsonl":
-        assert source.canonical_jsonl() == path
+    if data == "jsonl":  # the validated copy the datamodule loads, not the file itself
+        from geoloc.io import read_jsonl
+
+        assert source.input_path() == path and source.canonical_jsonl() != path
+        assert list(read_jsonl(source.canonical_jsonl())) == [
+            {"id": "1", "bio": "", "captions": ["hi"], "stated_location": None,
+             "country": "US", "split": None}]
 
 
 def test_experiment_configs_override_the_root_keys(tmp_path):

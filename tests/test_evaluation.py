@@ -511,7 +511,8 @@ def test_evaluate_model_predicts_only_what_the_policy_needs(tmp_path: Path) -> N
     calls: list[tuple[str, str | None]] = []
 
     class Trainer:
-        def predict(self, module, dataloaders, ckpt_path=None):
+        def predict(self, module, dataloaders, ckpt_path=None, weights_only=None):
+            assert weights_only is True  # checkpoints are never unpickled
             calls.append((dataloaders, ckpt_path))
             probs, labels = data[dataloaders]
             return [{"logits": torch.from_numpy(np.log(probs)), "row": torch.arange(len(labels)),

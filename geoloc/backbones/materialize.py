@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "geoloc_backbone.json"
 # Bump when the folder layout or conversion changes: cached folders are then rebuilt.
-FORMAT_VERSION = 1
+# 2: the manifest records each file's size and SHA-256 (a truncated file is rebuilt).
+FORMAT_VERSION = 2
 LOCK_TIMEOUT_S = 900.0
 
 @dataclass(frozen=True)
@@ -220,7 +221,11 @@ def _is_complete(name: str, folder: Path) -> bool:
     recorded = {s.get("package"): s.get("version") for s in manifest.get("sources", [])}
     if any(recorded.get(s.distribution) != s.installed_version() for s in sources):
         return False
-    return all((folder / f).is_file() for f in files)
+    # sizes, not hashes, on every load: they catch a truncated or half-copied file for the
+    # price of a stat; the SHA-256s are there for `geoloc-backbone` and audits
+    sizes = {f: (info or {}).get("size") for f, info in (manifest.get("files") or {}).items()}
+    return all((folder / f).is_file() and (folder / f).stat().st_size == sizes.get(f)
+               for f in files)
 
 
 def backbone_dir(name: str, home: Path | None = None) -> Path:
@@ -262,6 +267,9 @@ def _materialize_bundled(name: str, home: Path | None) -> Path:
                 "name": name,
                 "format_version": FORMAT_VERSION,
                 **manifest,
+                "files": {f: {"size": (tmp / f).stat().st_size,
+                              "sha256": file_sha256(tmp / f)}
+                          for f in _BUILDERS[name].files},
                 "build_seconds": round(time.perf_counter() - t0, 2),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }

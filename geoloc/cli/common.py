@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from geoloc.config import ConfigError, validate_config
+from geoloc.config import ConfigError, instantiate, validate_config
 from geoloc.io import markdown_table
 
 log = logging.getLogger("geoloc")
@@ -62,19 +62,34 @@ def hydra_task(prog: str, task: Task, cfg: DictConfig, returned_metric: str | No
     """Entry point ``prog``: :func:`run_task`, then ``metrics[returned_metric]`` (what a
     Hydra sweeper optimises).
 
-    A :class:`ConfigError` ends the process with status 2 and a one-line message naming
-    the option; any other exception is logged and re-raised (Hydra then reports it and a
-    multirun moves on to the next job).
+    A :class:`ConfigError` (or a data option found wrong late) ends the process with
+    status 2 and a one-line message naming the option, a bad input file (a row error, a
+    missing or unusable file) the same naming the file, line and field
+    (``HYDRA_FULL_ERROR=1`` shows the traceback); any other exception is logged and
+    re-raised (Hydra then reports it and a multirun moves on to the next job).
     """
+    from geoloc.data.schema import InputFileError, RecordError
+    from geoloc.data.splits import DataConfigError
+
     try:
         metrics, _ = run_task(task, cfg)
-    except ConfigError as err:
-        print(f"{prog}: invalid config: {err}", file=sys.stderr)
-        sys.exit(2)
+    except (ConfigError, DataConfigError) as err:
+        _exit_with(prog, "invalid config", err)
+    except (InputFileError, RecordError) as err:
+        _exit_with(prog, "bad input", err)
     except Exception:
         log.exception("%s failed", prog)
         raise
     return metrics.get(returned_metric) if returned_metric else None
+
+
+def _exit_with(prog: str, kind: str, err: Exception) -> None:
+    """One line naming the option, or the file, line and field, and exit status 2; the
+    traceback only with ``HYDRA_FULL_ERROR=1`` (Hydra's own switch for full errors)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"{prog}: {kind}: {err}", file=sys.stderr)
+    sys.exit(2)
 
 
 def finish_wandb(failed: bool) -> None:
@@ -107,47 +122,37 @@ def build_datamodule(cfg: DictConfig, tokenizer: Any, metadata: Any, fold: Any =
     first, which would turn the metadata dataclass into a ``DictConfig``. ``fold`` is the
     cross-fitting driver's (:class:`~geoloc.data.splits.CrossFitFold`), never config's.
     """
-    import hydra
-
-    return hydra.utils.instantiate(cfg.data, _partial_=True)(tokenizer=tokenizer,
-                                                             metadata=metadata, fold=fold)
+    return instantiate(cfg.data, _partial_=True)(tokenizer=tokenizer, metadata=metadata,
+                                                 fold=fold)
 
 
 def build_policy(cfg: DictConfig) -> Any:
     """The abstention policy to evaluate with: the saved one named by
     ``evaluation.thresholds`` (applied as is), else ``evaluation.policy`` (fitted now)."""
-    import hydra
-
     from geoloc.evaluation import Thresholds
 
     saved = cfg.evaluation.get("thresholds")
     if saved:
         return Thresholds.from_json(str(saved))
-    return hydra.utils.instantiate(cfg.evaluation.policy)
+    return instantiate(cfg.evaluation.policy)
 
 
 def build_fusion(cfg: DictConfig) -> Any:
     """The :class:`~geoloc.model.ngram.FusionConfig` of ``cfg.fusion`` (None: no fusion)."""
-    import hydra
-
-    return hydra.utils.instantiate(cfg.fusion) if cfg.get("fusion") else None
+    return instantiate(cfg.fusion) if cfg.get("fusion") else None
 
 
 def build_loggers(cfg: DictConfig) -> list:
     """Instantiate every ``cfg.logger`` entry that has a ``_target_``."""
-    import hydra
-
-    return [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values()
+    return [instantiate(lg) for lg in (cfg.get("logger") or {}).values()
             if isinstance(lg, DictConfig) and "_target_" in lg]
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
     """Instantiate ``cfg.callbacks``; logger-only callbacks are dropped without a logger
     (Lightning refuses a LearningRateMonitor with ``logger=none``)."""
-    import hydra
-
     callbacks = [
-        hydra.utils.instantiate(cb)
+        instantiate(cb)
         for cb in (cfg.get("callbacks") or {}).values()
         if isinstance(cb, DictConfig) and "_target_" in cb
     ]
@@ -159,9 +164,7 @@ def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
 
 
 def build_trainer(cfg: DictConfig, loggers: list, callbacks: list) -> Any:
-    import hydra
-
-    return hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
 
 def wandb_run(loggers: list) -> Any:

@@ -27,12 +27,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from geoloc.cli import common
+from geoloc.config import instantiate
 from geoloc.model.ngram import CharNgramLR, Fusion, FusionConfig, fuse, oof_key, select_fusion
 
 
@@ -43,7 +43,7 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True)
-    module = hydra.utils.instantiate(cfg.model)
+    module = instantiate(cfg.model)
     datamodule = common.build_datamodule(cfg, module.tokenizer, module.metadata, fold=fold)
     callbacks = common.build_callbacks(cfg, has_logger=bool(loggers))
     if ckpt_subdir:  # one checkpoint folder per cross-fit model
@@ -51,8 +51,9 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
             if isinstance(cb, pl.callbacks.ModelCheckpoint) and cb.dirpath:
                 cb.dirpath = str(Path(cb.dirpath) / ckpt_subdir)
     trainer = common.build_trainer(cfg, loggers, callbacks)
+    # weights_only: a resume state holds tensors and plain containers; nothing is unpickled
     trainer.fit(module, datamodule=datamodule,
-                ckpt_path=None if ckpt_subdir else cfg.get("ckpt_path"))
+                ckpt_path=None if ckpt_subdir else cfg.get("ckpt_path"), weights_only=True)
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     for cb in callbacks:  # a finished fit needs no resume state (callbacks.resume_state)
         if (isinstance(cb, pl.callbacks.ModelCheckpoint) and cb is not trainer.checkpoint_callback

@@ -126,18 +126,42 @@ def label_file(input_path: str, mapping: ColumnMapping, out: str, errors_out: st
     return counts
 
 
+def check_paths(input_path: str, out: str, errors_out: str) -> None:
+    """Refuse, before reading anything, paths that would fail late or lose rows: a
+    missing input or a folder, an output that is a folder (the write would leave a stray
+    temporary file), errors written over the output, either written over the input."""
+    src, dst, err = Path(input_path), Path(out), Path(errors_out)
+    if src.is_dir():
+        raise ValueError(f"INPUT {src}: is a directory, not a file")
+    if not src.is_file():
+        raise ValueError(f"INPUT {src}: no such file")
+    for flag, path in (("--out", dst), ("--errors", err)):
+        if path.is_dir():
+            raise ValueError(f"{flag} {path}: is a directory; give a file name")
+        if path.resolve() == src.resolve():
+            raise ValueError(f"{flag} {path}: is the input file")
+    if dst.resolve() == err.resolve():
+        raise ValueError(f"--errors {err}: is the --out file; the error rows would replace "
+                         "the labelled rows")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``geoloc-label``; returns the process exit code."""
     args = build_parser().parse_args(argv)
     mapping = mapping_from_args(args)
     errors_out = args.errors or str(Path(args.out).with_suffix("")) + ".errors.jsonl"
     try:
+        check_paths(args.input, args.out, errors_out)
         counts = label_file(args.input, mapping, args.out, errors_out, args.format,
                             args.min_confidence)
     except (FileNotFoundError, ValueError) as exc:  # RecordError is a ValueError
         print(f"geoloc-label: {exc}", file=sys.stderr)
         return 1
     rows = counts["rows"]
+    if rows == 0:
+        print(f"geoloc-label: {args.input}: no data rows (an empty file, or a header only); "
+              "nothing labelled", file=sys.stderr)
+        return 1
     print(f"rows read:        {rows}")
     print(f"labelled:         {counts['labelled']}  -> {args.out}")
     print(f"bad rows:         {counts['errors']}  -> {errors_out}")

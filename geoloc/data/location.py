@@ -10,7 +10,7 @@ genuinely ambiguous on their own ("Cali", "Georgia").
 How it works
 ------------
 
-An index (built once from gazetteers that pip packages ship, cached in memory and pickled
+An index (built once from gazetteers that pip packages ship, cached in memory and as JSON
 under ``geoloc_home()/gazetteer``) maps normalised names to a distribution over countries
 and a *kind*:
 
@@ -323,6 +323,14 @@ def _vote(spans: list[_Span]) -> dict[str, float]:
     return scores
 
 
+#: Characters that render as nothing (zero-width space and joiners, word joiner, byte-order
+#: mark) or only steer text direction (LRM/RLM, embeddings, overrides, isolates). Pasted
+#: profile text carries them inside words ("Lon\u200bdon"), where they would split a place
+#: name in two; the resolver drops them (``matched`` then quotes the text without them).
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u200e\u200f"
+                                   "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+
+
 def resolve_location(text: str | None, min_confidence: float = DEFAULT_MIN_CONFIDENCE
                      ) -> LocationMatch | None:
     """The country a free-text profile location names, or None when unsure or not a place.
@@ -330,7 +338,10 @@ def resolve_location(text: str | None, min_confidence: float = DEFAULT_MIN_CONFI
     ``min_confidence`` is the share of the evidence the winning country needs; raise it for
     cleaner labels, lower it for more of them.
     """
-    if not text or not text.strip():
+    if not text:
+        return None
+    text = text.translate(INVISIBLE)
+    if not text.strip():
         return None
     gz = get_gazetteer()
     spans, _ = _match(text, gz)

@@ -28,7 +28,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from geoloc.data.schema import MAX_CAPTIONS, ColumnMapping, ProfileRecord, RecordError
+from geoloc.data.schema import (
+    MAX_CAPTIONS,
+    ColumnMapping,
+    InputFileError,
+    ProfileRecord,
+    RecordError,
+)
+from geoloc.data.splits import SPLITS
 from geoloc.io import write_jsonl
 from geoloc.labels import is_valid_code, normalize_code
 
@@ -122,8 +129,20 @@ class _Validator:
         captions = self._captions(row, line)
         loc = self._text(row, m.stated_location, line, default="").strip() or None
         country = self._country(row, line)
-        return ProfileRecord(id=rid, bio=bio or "", captions=captions, stated_location=loc,
-                             country=country)
+        record = ProfileRecord(id=rid, bio=bio or "", captions=captions, stated_location=loc,
+                               country=country)
+        if m.split is not None:
+            record["split"] = self._split(row, line)
+        return record
+
+    def _split(self, row: Mapping[str, Any], line: int) -> str | None:
+        v = row.get(self.mapping.split)
+        if v is None or v == "":
+            return None
+        if not isinstance(v, str) or v not in SPLITS:
+            raise self.error(line, self.mapping.split,
+                             f"split must be one of {', '.join(SPLITS)} or empty, got {v!r}")
+        return v
 
     def _text(self, row: Mapping[str, Any], col: str | None, line: int, default: str) -> str:
         if col is None:
@@ -281,8 +300,16 @@ def _csv_rows(path: str, delimiter: str, mapping: ColumnMapping) -> Iterator[tup
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield start, RecordError(path, start, "csv", f"malformed {('TSV' if delimiter == chr(9) else 'CSV')} record: {exc}")
-                return  # the reader cannot resynchronise after a broken quote
+                # The csv reader starts afresh on the next physical line after an error, so
+                # one broken record costs its own lines, not the rest of the file; an
+                # unclosed quote may swallow several lines: the error names them all.
+                end = reader.line_num
+                lines = f"line {start}" if end <= start else f"lines {start}-{end}"
+                kind = "TSV" if delimiter == "\t" else "CSV"
+                yield start, RecordError(path, start, "csv",
+                                         f"malformed {kind} record ({lines}): {exc}")
+                prev_end = max(end, start)
+                continue
             prev_end = reader.line_num
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue  # blank line
@@ -341,8 +368,10 @@ def iter_numbered_results(
     header lacks, a broken CSV quote after which nothing can be read) are *raised*.
     """
     spath = str(path)
+    if Path(spath).is_dir():
+        raise InputFileError(f"{spath}: is a directory, not a file")
     if not Path(spath).exists():
-        raise FileNotFoundError(spath)
+        raise InputFileError(f"{spath}: no such file")
     f = detect_format(spath, fmt)
     validate = _Validator(spath, mapping, require_country, max_captions, check_unique,
                           row_word=(f == "parquet"))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 MAX_CAPTIONS = 5
 CAPTION_SEPARATOR = " | "
@@ -33,6 +33,12 @@ class ProfileRecord(TypedDict):
     captions: list[str]
     stated_location: str | None
     country: str | None
+    split: NotRequired[str | None]
+
+
+class InputFileError(ValueError):
+    """An input file that cannot be used as a whole (missing, a directory, no usable row,
+    bad rows in training data); the message names the file (and line and field)."""
 
 
 class RecordError(ValueError):
@@ -84,6 +90,9 @@ class ColumnMapping:
     ``captions_mode`` settles the one-column case: ``"auto"`` takes a real list as a list
     and parses a CSV string that looks like a JSON array (starts with ``[``) as one,
     otherwise the text is one caption; ``"list"`` demands a list; ``"text"`` never parses.
+
+    ``split`` (None by default: not read) names a column that pins a record to a split
+    (``train``, ``val``, ``calib``, ``test`` or empty); the records then carry ``split``.
     """
 
     id: str | None = "id"
@@ -92,6 +101,7 @@ class ColumnMapping:
     stated_location: str | None = "stated_location"
     country: str | None = "country"
     captions_mode: Literal["auto", "list", "text"] = "auto"
+    split: str | None = None
 
     def __post_init__(self) -> None:
         # A list given for captions (e.g. from JSON) is frozen to a tuple so the mapping
@@ -130,7 +140,7 @@ class ColumnMapping:
             cols.append(self.captions)
         elif self.captions is not None:
             cols.extend(self.captions)
-        for name in (self.stated_location, self.country):
+        for name in (self.stated_location, self.country, self.split):
             if name is not None:
                 cols.append(name)
         return list(dict.fromkeys(cols))

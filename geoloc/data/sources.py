@@ -29,16 +29,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from geoloc.data.readers import ColumnMapping, read_profiles_to_jsonl
+from geoloc.data.readers import ColumnMapping, error_to_dict, iter_numbered_results
+from geoloc.data.schema import InputFileError, RecordError
 from geoloc.data.splits import DataConfigError, record_split, validate_splits
 from geoloc.io import file_sha256, read_jsonl, write_jsonl
 from geoloc.labels import LabelSet
 from geoloc.paths import cache_dir
+
+log = logging.getLogger("geoloc")
 
 #: Hex digits of a file's SHA-256 kept in source fingerprints (and so in cache names).
 _DIGEST_CHARS = 16
@@ -59,6 +64,63 @@ class ProfileSource(Protocol):
              split_seed: int) -> ProfileSource:
         """This source with the run's label set and split rule filled in where unset."""
         ...
+
+
+def rejects_path(canonical: Path) -> Path:
+    """Where :func:`validated_copy` lists the rows it did not keep, beside the copy."""
+    return canonical.with_name(canonical.stem + ".rejects.jsonl")
+
+
+def validated_copy(src: Path, mapping: ColumnMapping, out: Path, fmt: str | None = None
+                   ) -> Path:
+    """Read a user's labelled file through :mod:`geoloc.data.readers` into the canonical
+    JSONL at ``out`` that training loads, checking every row's types, id, country code
+    and split on the way.
+
+    Why not hand the file to ``datasets`` directly: its JSON reader infers one type per
+    column, so a single ``"country": 840`` turns the whole column into JSON text and every
+    row silently becomes OTHER. Here any bad row fails the read with a one-line message
+    naming file, line and field (all of them listed in :func:`rejects_path`). Rows without
+    a country are not training data: they are skipped, counted in a warning and listed in
+    the same rejects file, never turned into OTHER. A file with no labelled row fails.
+    """
+    bad: list[RecordError] = []
+    unlabelled: list[RecordError] = []
+    field = mapping.country or "country"
+
+    def rows():
+        for line, item in iter_numbered_results(src, mapping, fmt=fmt):
+            if isinstance(item, RecordError):
+                bad.append(item)
+            elif item["country"] is None:
+                unlabelled.append(RecordError(str(src), line, field,
+                                              "no country: not usable for training, skipped"))
+            else:
+                yield item
+
+    # written under another name and renamed only when every row passed: a concurrent
+    # run sharing the cache never sees (and trusts) a copy that is about to be refused
+    staged = out.with_name(f".{out.name}.{os.getpid()}.staged")
+    try:
+        n = write_jsonl(staged, rows())
+        rejects = rejects_path(out)
+        if bad or unlabelled:
+            write_jsonl(rejects, (error_to_dict(e) for e in [*bad, *unlabelled]))
+        if bad:
+            raise InputFileError(f"{bad[0]} ({len(bad)} bad row(s) in all, each listed in "
+                                 f"{rejects})")
+        if n > 0:
+            staged.replace(out)
+    finally:
+        staged.unlink(missing_ok=True)
+    if n == 0:
+        raise InputFileError(f"{src}: no row with a country ({len(unlabelled)} row(s) "
+                             "without one): nothing to train or evaluate on")
+    if unlabelled:
+        log.warning(
+            "%s: %d of %d rows have no country and are skipped (listed in %s)",
+            src, len(unlabelled), n + len(unlabelled), rejects)
+    return out
 
 
 def _hash(payload: Any) -> str:
@@ -118,7 +180,8 @@ class SyntheticSource:
 
 @dataclass
 class CanonicalJsonlSource:
-    """A JSONL file already in the canonical schema (e.g. written by ``geoloc-label``)."""
+    """A JSONL file in the canonical schema (e.g. written by ``geoloc-label``), read
+    through the validating readers into a cached copy (:func:`validated_copy`)."""
 
     path: str
 
@@ -127,15 +190,25 @@ class CanonicalJsonlSource:
         """Nothing to bind: the file is what it is."""
         return self
 
-    def canonical_jsonl(self) -> Path:
+    def input_path(self) -> Path:
         path = Path(self.path).expanduser()
+        if path.is_dir():
+            raise InputFileError(f"data.source.path: {path} is a directory, not a JSONL file")
         if not path.exists():
-            raise FileNotFoundError(f"data.source.path: {path} does not exist")
+            raise InputFileError(f"data.source.path: {path} does not exist")
         return path
 
+    def canonical_jsonl(self) -> Path:
+        src = self.input_path()
+        out = cache_dir("data", "jsonl") / f"{src.stem}-{self.fingerprint()}.jsonl"
+        if not out.exists():
+            validated_copy(src, ColumnMapping(split="split"), out, fmt="jsonl")
+        return out
+
     def fingerprint(self) -> str:
-        return _hash({"kind": "jsonl",
-                      "digest": file_sha256(self.canonical_jsonl(), _DIGEST_CHARS)})
+        # "reader": the copy is the validating reader's output (v2), not the file itself
+        return _hash({"kind": "jsonl", "reader": 2,
+                      "digest": file_sha256(self.input_path(), _DIGEST_CHARS)})
 
 
 @dataclass
@@ -166,22 +239,17 @@ class UmassTweetsSource:
 
             return umass_dev_path()
         path = Path(self.path).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"data.source.path: {path} does not exist")
+        if not path.is_file():
+            raise InputFileError(f"data.source.path: {path} "
+                                 + ("is a directory, not a TSV file" if path.is_dir()
+                                    else "does not exist"))
         return path
 
     def canonical_jsonl(self) -> Path:
         src = self.input_path()
         out = cache_dir("data", "umass") / f"{src.stem}-{self.fingerprint()}.jsonl"
         if not out.exists():
-            n, errors = read_profiles_to_jsonl(src, ColumnMapping.tweets(), out, fmt="tsv",
-                                               require_country=True)
-            if errors:
-                out.unlink(missing_ok=True)
-                raise errors[0]
-            if n == 0:
-                out.unlink(missing_ok=True)
-                raise ValueError(f"{src}: no tweets read")
+            validated_copy(src, ColumnMapping.tweets(), out, fmt="tsv")
         return out
 
     def fingerprint(self) -> str:

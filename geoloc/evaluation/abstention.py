@@ -213,6 +213,16 @@ class Thresholds:
         missing = [n for n in self.class_names if n not in self.thresholds]
         if missing:
             raise ValueError(f"no threshold for classes {missing}")
+        for name, t in self.thresholds.items():
+            # a probability threshold, or +inf (never assigned); NaN compares false with
+            # everything, so a NaN threshold would silently assign nothing (or all)
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not (
+                    0.0 <= t <= 1.0 or t == math.inf):
+                raise ValueError(f"threshold of {name!r} is {t!r}: expected a probability "
+                                 "in [0, 1] or null (never assigned)")
+        if not (isinstance(self.temperature, (int, float))
+                and 0.0 < self.temperature < math.inf):
+            raise ValueError(f"temperature {self.temperature!r}: expected a positive number")
 
     @property
     def target(self) -> float:
@@ -329,8 +339,22 @@ class Thresholds:
 
     @classmethod
     def from_json(cls, path: str | Path) -> Thresholds:
-        """Load a policy written by :meth:`to_json`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Load a policy written by :meth:`to_json`; a file that is not one (truncated,
+        edited, another JSON) fails naming the file and what is wrong."""
+        from geoloc.data.schema import InputFileError
+
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            return cls.from_dict(data)
+        except json.JSONDecodeError as err:
+            raise InputFileError(f"{path}: not valid JSON (line {err.lineno}: {err.msg}); "
+                                 "a thresholds file written by geoloc was expected") from None
+        except KeyError as err:
+            raise InputFileError(f"{path}: thresholds file lacks the field {err}") from None
+        except (TypeError, ValueError, AttributeError) as err:
+            raise InputFileError(f"{path}: not a usable thresholds file: {err}") from None
 
 
 def _fit_class(

@@ -60,7 +60,7 @@ def predict_split(trainer: Any, module: Any, datamodule: Any, split: str,
     import torch
 
     outputs = trainer.predict(module, dataloaders=datamodule.split_dataloader(split),
-                              ckpt_path=ckpt_path)
+                              ckpt_path=ckpt_path, weights_only=True)
     return SplitOutputs(
         logits=torch.cat([o["logits"] for o in outputs]).numpy().astype(np.float32),
         labels=torch.cat([o["labels"] for o in outputs]).numpy().astype(np.int64),

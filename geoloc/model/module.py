@@ -20,7 +20,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import hydra
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -30,6 +29,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import get_linear_schedule_with_warmup
 
 from geoloc.backbones import materialize_backbone
+from geoloc.config import instantiate
 from geoloc.metadata import ModelMetadata
 
 # freeze_word_embeddings is aliased: the constructor argument of that name shadows it.
@@ -207,7 +207,7 @@ class GeolocModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = hydra.utils.instantiate(self.hparams.optimizer)(params=params)
+        optimizer = instantiate(self.hparams.optimizer)(params=params)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.hparams.warmup_ratio * total)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)

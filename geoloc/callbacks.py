@@ -1,0 +1,59 @@
+"""Lightning callbacks of geoloc's own (the others in ``conf/callbacks`` are Lightning's).
+
+:class:`RngState` makes a resumed run continue as the killed one would have. Lightning
+restores the weights, optimiser, schedulers and loop counters from a checkpoint, but not
+the random number generators, so after ``ckpt_path=…/resume/last.ckpt`` the next epoch
+would shuffle the training rows and draw dropout masks from the freshly seeded generators
+instead of where the killed run had got to, and end with other metrics. Lightning has the
+collect/set helpers (``lightning_fabric.utilities.seed``) but only uses them to hand states
+to spawned processes; this callback puts the states in the full (resume) checkpoint and
+back on load, as plain tensors and ints so ``torch.load(weights_only=True)`` reads them.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+KEY = "geoloc_rng_state"
+
+
+def collect() -> dict[str, Any]:
+    """The global generators' states (torch CPU, numpy, Python) as tensors, ints, floats
+    and lists: nothing ``weights_only`` loading refuses."""
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(np_kind), "keys": torch.from_numpy(np_keys.astype(np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss),
+                  "gauss": float(np_gauss)},
+        "python": {"version": int(py_version), "state": list(py_state), "gauss": py_gauss},
+    }
+
+
+def restore(states: dict[str, Any]) -> None:
+    """Inverse of :func:`collect`."""
+    torch.set_rng_state(states["torch"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+
+
+class RngState(pl.Callback):
+    """Save the generators' states in full checkpoints and restore them on resume."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        checkpoint[KEY] = collect()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        if KEY in checkpoint:
+            restore(checkpoint[KEY])
