@@ -1,4 +1,5 @@
-"""Lightning callbacks of geoloc's own (the others in ``conf/callbacks`` are Lightning's).
+"""Lightning extensions of geoloc's own (the other callbacks in ``conf/callbacks`` are
+Lightning's): :class:`RngState` and :class:`AtomicCheckpointIO`.
 
 :class:`RngState` makes a resumed run continue as the killed one would have. Lightning
 restores the weights, optimiser, schedulers and loop counters from a checkpoint, but not
@@ -13,11 +14,15 @@ back on load, as plain tensors and ints so ``torch.load(weights_only=True)`` rea
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from geoloc.io import atomic_write
 
 KEY = "geoloc_rng_state"
 
@@ -57,3 +62,21 @@ class RngState(pl.Callback):
                            checkpoint: dict[str, Any]) -> None:
         if KEY in checkpoint:
             restore(checkpoint[KEY])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file, flushed to disk and renamed into place.
+
+    Lightning's own writer streams the bytes straight into the final path, so a run killed
+    while saving (SIGKILL, a full disk) leaves a truncated ``last.ckpt`` in place of the
+    good one from the epoch before: the resume state would be lost exactly when it is
+    needed. Here a reader only ever sees the previous complete file or the new one.
+    Lightning has no option for it; ``CheckpointIO`` is its extension point for this.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        with atomic_write(Path(path), "wb", fsync=True) as fh:
+            torch.save(checkpoint, fh)

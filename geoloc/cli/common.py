@@ -164,7 +164,12 @@ def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
 
 
 def build_trainer(cfg: DictConfig, loggers: list, callbacks: list) -> Any:
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    """The Lightning trainer of ``cfg.trainer``; checkpoints are written atomically
+    (:class:`~geoloc.callbacks.AtomicCheckpointIO`)."""
+    from geoloc.callbacks import AtomicCheckpointIO
+
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
+                       plugins=[AtomicCheckpointIO()])
 
 
 def wandb_run(loggers: list) -> Any:

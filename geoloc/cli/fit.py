@@ -57,8 +57,8 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     for cb in callbacks:  # a finished fit needs no resume state (callbacks.resume_state)
         if (isinstance(cb, pl.callbacks.ModelCheckpoint) and cb is not trainer.checkpoint_callback
-                and cb.save_last and cb.save_top_k == 0 and cb.last_model_path):
-            last = Path(cb.last_model_path)
+                and cb.monitor is None and cb.best_model_path):
+            last = Path(cb.best_model_path)
             last.unlink(missing_ok=True)
             if last.parent.is_dir() and not any(last.parent.iterdir()):
                 last.parent.rmdir()
