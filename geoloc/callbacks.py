@@ -28,7 +28,7 @@ KEY = "geoloc_rng_state"
 
 
 def collect() -> dict[str, Any]:
-    """The global generators' states (torch CPU, numpy, Python) as tensors, ints, floats
+    """The global generators' states (torch CPU and CUDA, numpy, Python) as tensors, ints, floats
     and lists: nothing ``weights_only`` loading refuses."""
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     py_version, py_state, py_gauss = random.getstate()
@@ -38,6 +38,7 @@ def collect() -> dict[str, Any]:
                   "pos": int(np_pos), "has_gauss": int(np_has_gauss),
                   "gauss": float(np_gauss)},
         "python": {"version": int(py_version), "state": list(py_state), "gauss": py_gauss},
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
@@ -49,6 +50,8 @@ def restore(states: dict[str, Any]) -> None:
                          n["has_gauss"], n["gauss"]))
     p = states["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if states.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class RngState(pl.Callback):

@@ -112,7 +112,10 @@ def _number(value: Any, option: str, minimum: float, integer: bool = False) -> f
 
 def _check_training_numbers(cfg: DictConfig) -> None:
     trainer = cfg.get("trainer") or {}
-    if trainer.get("max_epochs") is not None:
+    max_steps = trainer.get("max_steps")
+    by_steps = isinstance(max_steps, int) and not isinstance(max_steps, bool) and max_steps > 0
+    if trainer.get("max_epochs") is not None and not (trainer.max_epochs == -1 and by_steps):
+        # -1 is Lightning's "no epoch limit", meaningful only with trainer.max_steps > 0
         _number(trainer.get("max_epochs"), "trainer.max_epochs", 1, integer=True)
     optimizer = cfg.model.get("optimizer") or {}
     if "lr" in optimizer:

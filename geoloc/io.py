@@ -14,6 +14,8 @@ import glob
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -36,10 +38,10 @@ def atomic_write(path: PathLike, mode: str = "w", *, fsync: bool = False) -> Ite
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(target)
-    # the writer's pid is in the name, so a later write can tell a killed writer's
-    # leftover (SIGKILL runs no cleanup) from a live one's file
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
-                               dir=target.parent)
+    # the writer's host and pid are in the name, so a later write can tell a killed
+    # writer's leftover (SIGKILL runs no cleanup) from a live one's file
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_HOST}-{os.getpid()}.",
+                               suffix=".tmp", dir=target.parent)
     # mkstemp creates 0600 files; give the result the mode a plain open() would (0666
     # minus the umask), so a cache shared between users stays readable.
     os.chmod(tmp, 0o666 & ~umask())
@@ -56,6 +58,10 @@ def atomic_write(path: PathLike, mode: str = "w", *, fsync: bool = False) -> Ite
         raise
 
 
+#: This machine's name as it appears in temporary file names (letters, digits, '-').
+_HOST = re.sub(r"[^A-Za-z0-9]+", "-", socket.gethostname()).strip("-") or "host"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -69,11 +75,13 @@ def _pid_alive(pid: int) -> bool:
 def _remove_stale_temporaries(target: Path) -> None:
     """Delete temporaries of ``target`` left by writers that no longer run (a killed
     ``geoloc-synth`` used to leave one forever). Only files named by :func:`atomic_write`
-    for this very target, whose writer pid is dead on this machine, are touched."""
-    prefix = f".{target.name}."
-    for leftover in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = leftover.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+    for this very target, written on this host by a process that is gone, are touched:
+    a writer on another machine sharing the folder is never judged by a local pid."""
+    pattern = re.compile(
+        rf"^\.{re.escape(target.name)}\.{re.escape(_HOST)}-(\d+)\.[A-Za-z0-9_]+\.tmp$")
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        match = pattern.match(leftover.name)
+        if match and int(match[1]) != os.getpid() and not _pid_alive(int(match[1])):
             leftover.unlink(missing_ok=True)
 
 

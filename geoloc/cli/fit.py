@@ -57,7 +57,7 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     for cb in callbacks:  # a finished fit needs no resume state (callbacks.resume_state)
         if (isinstance(cb, pl.callbacks.ModelCheckpoint) and cb is not trainer.checkpoint_callback
-                and cb.monitor is None and cb.best_model_path):
+                and cb.dirpath and "resume" in Path(cb.dirpath).parts and cb.best_model_path):
             last = Path(cb.best_model_path)
             last.unlink(missing_ok=True)
             if last.parent.is_dir() and not any(last.parent.iterdir()):

@@ -180,7 +180,8 @@ class ProfileDataModule(pl.LightningDataModule):
 
         ds = raw.map(prepare, batched=True, new_fingerprint=f"prep-{base_key}",
                      desc="labels + splits")
-        self._check_rows(path, ds["split"], ds["labels"])
+        if stage in (None, "fit"):  # what training needs; evaluation reads its split only
+            self._check_rows(path, ds["split"], ds["labels"])
         ds = ds.add_column("row", list(range(len(ds))), new_fingerprint=f"row-{base_key}")
         tok, max_length = self.tokenizer, self.max_length
 
@@ -202,7 +203,8 @@ class ProfileDataModule(pl.LightningDataModule):
         such a run would train for minutes, then crash or report a perfect model."""
         counts = Counter(splits)
         needed = ["train", self.eval_split]
-        if self.fractions["calib"] > 0:
+        # calib is read unless this is a cross-fit's refit (every pooled row is train)
+        if self.fractions["calib"] > 0 and (self.fold is None or self.fold.index is not None):
             needed.append("calib")
         for name in dict.fromkeys(needed):
             if not counts.get(name):

@@ -157,6 +157,16 @@ class GeolocTextClassificationPipeline(TextClassificationPipeline):
                                                       meta["fusion"])
                       if meta.get("fusion") else None)
 
+    def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
+        # truncated at the length the model was trained with unless the caller says
+        # otherwise, as geoloc-predict does (a stock pipeline would not truncate)
+        pre, fwd, post = super()._sanitize_parameters(**kwargs)
+        meta = getattr(self.model.config, "geoloc", None) or {}
+        pre.setdefault("truncation", True)
+        if meta.get("max_length"):
+            pre.setdefault("max_length", int(meta["max_length"]))
+        return pre, fwd, post
+
     def preprocess(self, inputs: Any, **tokenizer_kwargs: Any) -> dict[str, Any]:
         if not isinstance(inputs, str):
             raise ValueError("geoloc's pipeline classifies plain strings (bio and captions "
