@@ -471,3 +471,20 @@ def test_hydra_full_error_shows_the_traceback(monkeypatch, capsys):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(InputFileError):
         _exit_with("geoloc-train", "bad input", err)
+
+
+def test_a_mapped_jsonl_key_that_no_row_holds_is_reported(tmp_path, caplog):
+    """JSONL objects may omit optional keys, so a misspelled mapping ('caption') used to
+    blank that field in every row silently; the reader now warns once at the end."""
+    from geoloc.data.readers import iter_numbered_results
+    from geoloc.data.schema import ColumnMapping
+
+    path = _write(tmp_path / "in.jsonl", _rows(5))
+    with caplog.at_level("WARNING", logger="geoloc"):
+        out = list(iter_numbered_results(path, ColumnMapping(captions="caption")))
+    assert len(out) == 5 and all(r["captions"] == [] for _, r in out)
+    assert "mapped key(s) 'caption' appear in none of its 5 rows" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="geoloc"):
+        list(iter_numbered_results(path, ColumnMapping()))
+    assert "mapped key" not in caplog.text

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -38,6 +39,8 @@ from geoloc.data.schema import (
 from geoloc.data.splits import SPLITS
 from geoloc.io import write_jsonl
 from geoloc.labels import is_valid_code, normalize_code
+
+log = logging.getLogger("geoloc")
 
 Format = Literal["jsonl", "csv", "tsv", "parquet"]
 OnError = Literal["raise", "collect"]
@@ -381,14 +384,28 @@ def iter_numbered_results(
         rows = _csv_rows(spath, "\t" if f == "tsv" else ",", mapping)
     else:
         rows = _parquet_rows(spath, mapping)
+    # JSONL objects may omit optional keys, so a misspelled mapped key cannot be refused up
+    # front as CSV/Parquet headers are; a key that no row holds is reported at the end
+    # (the text fields only: stated_location, country and split are often absent on purpose)
+    text_keys = ColumnMapping(id=mapping.id, bio=mapping.bio, captions=mapping.captions,
+                              stated_location=None, country=None).columns()
+    unseen = set(text_keys) if f == "jsonl" else set()
+    n_rows = 0
     for line, row in rows:
         if isinstance(row, RecordError):
             yield line, row
             continue
+        n_rows += 1
+        if unseen:
+            unseen -= row.keys()
         try:
             yield line, validate(row, line)
         except RecordError as exc:
             yield line, exc
+    if unseen and n_rows:
+        log.warning("%s: mapped key(s) %s appear in none of its %d rows, so every row read "
+                    "them as empty; check the column mapping", spath,
+                    ", ".join(repr(k) for k in sorted(unseen)), n_rows)
 
 
 def iter_results(
