@@ -28,8 +28,9 @@ KEY = "geoloc_rng_state"
 
 
 def collect() -> dict[str, Any]:
-    """The global generators' states (torch CPU and CUDA, numpy, Python) as tensors, ints, floats
-    and lists: nothing ``weights_only`` loading refuses."""
+    """The global generators' states (torch CPU and CUDA, numpy, Python) as tensors,
+    ints, floats and lists: nothing ``weights_only`` loading refuses (Lightning's own
+    ``_collect_rng_states`` keeps numpy's state as an array tuple, which it does)."""
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     py_version, py_state, py_gauss = random.getstate()
     return {

@@ -90,8 +90,8 @@ def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _instantiate_or_explain(node: DictConfig) -> None:
     """Instantiate a config node; a bad value raises :class:`ConfigError` with the
-    constructor's own message (Hydra wraps it)."""
-    check_targets(node)
+    constructor's own message (Hydra wraps it); a target outside
+    :data:`ALLOWED_TARGETS` is refused by :func:`instantiate` before anything is called."""
     try:
         instantiate(node)
     except Exception as err:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from geoloc.data.location import DEFAULT_MIN_CONFIDENCE, resolve_location
-from geoloc.data.readers import ColumnMapping, error_to_dict, iter_results
+from geoloc.data.readers import ColumnMapping, error_to_dict, iter_results, require_file
 from geoloc.data.schema import RecordError
 from geoloc.io import atomic_write
 
@@ -131,10 +131,7 @@ def check_paths(input_path: str, out: str, errors_out: str) -> None:
     missing input or a folder, an output that is a folder (the write would leave a stray
     temporary file), errors written over the output, either written over the input."""
     src, dst, err = Path(input_path), Path(out), Path(errors_out)
-    if src.is_dir():
-        raise ValueError(f"INPUT {src}: is a directory, not a file")
-    if not src.is_file():
-        raise ValueError(f"INPUT {src}: no such file")
+    require_file(src, "INPUT ")
     for flag, path in (("--out", dst), ("--errors", err)):
         if path.is_dir():
             raise ValueError(f"{flag} {path}: is a directory; give a file name")

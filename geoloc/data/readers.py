@@ -354,6 +354,17 @@ def row_validator(path: str, mapping: ColumnMapping, max_captions: int = MAX_CAP
                       check_unique=False, row_word=False)
 
 
+def require_file(path: str | os.PathLike[str], name: str = "") -> None:
+    """Refuse a command's input that is a folder or not a file, before any work: the
+    check ``geoloc-predict`` and ``geoloc-label`` run on their input (``name`` is the
+    option it came from, e.g. ``input=``, prefixed to the path in the message)."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputFileError(f"{name}{p}: is a directory, not a file")
+    if not p.is_file():
+        raise InputFileError(f"{name}{p}: no such file")
+
+
 def iter_numbered_results(
     path: str | os.PathLike[str],
     mapping: ColumnMapping,
@@ -507,5 +518,6 @@ __all__ = [
     "iter_results",
     "read_profiles",
     "read_profiles_to_jsonl",
+    "require_file",
     "row_validator",
 ]

@@ -33,7 +33,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from geoloc.data.readers import detect_format, error_to_dict, iter_numbered_results
+from geoloc.data.readers import (
+    detect_format,
+    error_to_dict,
+    iter_numbered_results,
+    require_file,
+)
 from geoloc.data.schema import ColumnMapping, ProfileRecord, RecordError
 from geoloc.inference.predictor import EMBEDDING_COLUMN, Predictor
 from geoloc.io import PathLike, atomic_write, write_json_atomic
@@ -48,8 +53,8 @@ class JobError(ValueError):
 
 
 def output_schema(embeddings: bool = False) -> Any:
-    """The Arrow schema of prediction rows (parts and Parquet output), in the order of
-    :func:`~geoloc.inference.predictor.output_columns`."""
+    """The Arrow schema of prediction rows (parts and Parquet output): the columns of
+    :data:`~geoloc.inference.predictor.OUTPUT_COLUMNS`, then the embedding if asked for."""
     import pyarrow as pa
 
     fields = [
@@ -96,10 +101,7 @@ def check_paths(input_path: PathLike, output: PathLike, overwrite: bool) -> str:
     returns the output format."""
     input_path, output = Path(input_path), Path(output)
     out_format = output_format(output)
-    if input_path.is_dir():
-        raise JobError(f"input={input_path}: is a directory, not a file")
-    if not input_path.is_file():
-        raise JobError(f"input={input_path}: no such file")
+    require_file(input_path, "input=")
     for path in (output, errors_path(output)):
         if path.resolve() == input_path.resolve():
             raise JobError(f"output={output}: {path} would be the input file")

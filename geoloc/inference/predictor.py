@@ -158,7 +158,7 @@ class Predictions:
                 "top_probabilities": [float(self.probabilities[i, j]) for j in top],
             })
             if self.embeddings is not None:
-                out[-1]["embedding"] = self.embeddings[i].tolist()
+                out[-1][EMBEDDING_COLUMN] = self.embeddings[i].tolist()
         return out
 
 
@@ -167,11 +167,6 @@ OUTPUT_COLUMNS = ("id", "line", "country", "guarantee", "probability", "argmax",
                   "top_countries", "top_probabilities")
 #: The extra column of ``embeddings=true``: the pooled profile embedding (list of floats).
 EMBEDDING_COLUMN = "embedding"
-
-
-def output_columns(embeddings: bool = False) -> tuple[str, ...]:
-    """The columns of a prediction row, with or without the embedding."""
-    return OUTPUT_COLUMNS + ((EMBEDDING_COLUMN,) if embeddings else ())
 
 
 @dataclass
