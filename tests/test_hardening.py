@@ -226,6 +226,24 @@ def test_a_broken_csv_record_costs_its_own_lines_not_the_rest_of_the_file(tmp_pa
     assert "(lines 7-8)" in bad[2][2]
 
 
+def test_an_oversized_quoted_field_over_several_lines_yields_no_spurious_rows(tmp_path):
+    """A quoted field over the reader's size limit spanning lines: its remaining lines
+    used to come out as records of their own; now the error covers the whole record."""
+    from geoloc.data.readers import iter_numbered_results
+    from geoloc.data.schema import ColumnMapping, RecordError
+
+    src = tmp_path / "in.csv"
+    src.write_text('id,bio,captions,country\n1,hello,,US\n'
+                   f'2,"first line\n{"y" * (1 << 25)}\n3,looks,,FR\n""quoted"" end",,GB\n'
+                   '4,after,,BR\n', encoding="utf-8")
+    out = list(iter_numbered_results(src, ColumnMapping(stated_location=None)))
+    good = [(line, r["id"]) for line, r in out if not isinstance(r, RecordError)]
+    bad = [(line, r.field, r.problem) for line, r in out if isinstance(r, RecordError)]
+    assert good == [(2, "1"), (7, "4")]
+    assert len(bad) == 1 and bad[0][:2] == (3, "csv")
+    assert "(lines 3-6)" in bad[0][2] and "field larger than field limit" in bad[0][2]
+
+
 @pytest.mark.parametrize("corrupt,problem", [
     (lambda text: text[: len(text) // 2], "not valid JSON (line"),
     (lambda text: "[1, 2]", "expected a JSON object, got list"),
@@ -488,3 +506,158 @@ def test_a_mapped_jsonl_key_that_no_row_holds_is_reported(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="geoloc"):
         list(iter_numbered_results(path, ColumnMapping()))
     assert "mapped key" not in caplog.text
+
+
+_SHARED_CACHE_RUN = r"""
+import hashlib, json, sys, time
+from pathlib import Path
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+from geoloc.data.datamodule import ProfileDataModule
+from geoloc.data.sources import CanonicalJsonlSource, MixtureSource
+from geoloc.metadata import ModelMetadata
+
+real, cache, go = (Path(a) for a in sys.argv[1:4])
+countries = ["BR", "FR", "JP"]
+vocab = {"[UNK]": 0, "[PAD]": 1, **{w: i + 2 for i, w in enumerate("a b c d e".split())}}
+tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+tok.pre_tokenizer = pre_tokenizers.Whitespace()
+tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+source = MixtureSource(CanonicalJsonlSource(str(real)), synthetic_ratio=1.0, synthetic_seed=0)
+dm = ProfileDataModule(source, tok, ModelMetadata.create(countries, "wordlevel", "base"),
+                       max_length=32, batch_size=8, eval_batch_size=8,
+                       splits={"train": 0.6, "val": 0.2, "calib": 0.2, "test": 0.0},
+                       split_seed=0, num_workers=0, eval_split="val", cache=str(cache))
+while not go.exists():  # both processes start the cache work at the same moment
+    time.sleep(0.01)
+dm.prepare_data()
+dm.setup("fit")
+digest = hashlib.sha256()
+for name in ("train", "val", "calib"):
+    ds = dm.datasets[name]
+    digest.update(json.dumps([name, ds.select_columns(["id", "labels", "input_ids"]).to_dict()]).encode())
+print("DIGEST", digest.hexdigest())
+"""
+
+
+def test_two_runs_sharing_one_cache_folder_at_once_do_not_corrupt_it(tmp_path):
+    """Two processes build the same caches at the same moment from empty folders: the
+    validated copy of the training file, the synthetic corpus, the mixture and the
+    tokenised datasets. Both finish with identical data, a third run reads the same
+    data from the cache, and no half-written or staged file is left behind."""
+    home, cache, go = tmp_path / "home", tmp_path / "hf", tmp_path / "go"
+    real = tmp_path / "real.jsonl"
+    real.write_text("".join(
+        json.dumps({"id": str(i), "bio": "a b", "captions": ["c " * (i % 5) + "d"],
+                    "country": ["BR", "FR", "JP", "VE"][i % 4]}) + "\n" for i in range(200)))
+    env = {**os.environ, "GEOLOC_HOME": str(home)}
+    cmd = [sys.executable, "-c", _SHARED_CACHE_RUN, str(real), str(cache), str(go)]
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def digest(proc: subprocess.Popen) -> str:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        return next(x for x in out.splitlines() if x.startswith("DIGEST")).split()[1]
+
+    first, second = start(), start()
+    go.touch()
+    together = {digest(first), digest(second)}
+    assert len(together) == 1
+    assert {digest(start())} == together  # read back from the cache the two runs left
+    built = sorted(p.relative_to(home) for p in (home / "data").rglob("*.jsonl"))
+    assert [p.parts[1] for p in built] == ["jsonl", "mixture", "synthetic"]
+    leftovers = [p for p in [*home.rglob("*"), *cache.rglob("*")]
+                 if p.name.endswith((".tmp", ".staged")) or ".tmp-" in p.name]
+    assert leftovers == []
+
+
+class _RunsCode:
+    """Unpickling this runs ``touch <flag>``: what a crafted checkpoint would do."""
+
+    def __init__(self, flag: Path) -> None:
+        self.flag = flag
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.flag}",))
+
+
+def _bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (file given as ckpt_path, what the one-line error must say). Each has a
+    policy file beside it, so the export and predict paths reach the checkpoint itself."""
+    import torch
+
+    made = tmp_path / "bad"
+    made.mkdir()
+    good = made / "good.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(64, 64)}}, good)
+    files = {
+        "truncated": (made / "truncated.ckpt", good.read_bytes()[:1000],
+                      "not a readable checkpoint"),
+        "text": (made / "text.ckpt", b"hello\n", "not a readable checkpoint"),
+        "empty": (made / "empty.ckpt", b"", "not a readable checkpoint"),
+        "runs code": (made / "evil.ckpt", None, "refused: it holds a reference to "),
+        "no state_dict": (made / "plain.ckpt", None, "not a "),  # Lightning or readable
+    }
+    out = {}
+    for name, (path, data, message) in files.items():
+        if name == "runs code":
+            torch.save({"state_dict": {}, "x": _RunsCode(tmp_path / "ran")}, path)
+        elif name == "no state_dict":
+            torch.save({"w": torch.ones(2)}, path)
+        else:
+            path.write_bytes(data)
+        path.with_suffix(".thresholds.json").write_text("{}")
+        out[name] = (path, message)
+    out["directory"] = (made, "is a directory, not a checkpoint file")
+    out["missing"] = (made / "none.ckpt", "no such checkpoint file")
+    return out
+
+
+def test_a_bad_checkpoint_is_named_by_eval_export_and_predict(tmp_path):
+    """A truncated, empty, foreign or code-carrying checkpoint, a folder or a missing
+    path: geoloc-eval, geoloc-export and geoloc-predict each say which file and what is
+    wrong, and nothing in the file is ever run."""
+    from geoloc.cli.common import run_task
+    from geoloc.cli.evaluate import evaluate
+    from geoloc.cli.export import export_task
+    from geoloc.cli.predict import predict
+    from geoloc.config import ConfigError
+    from geoloc.model.module import CheckpointError
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "1", "bio": "hi", "captions": []}) + "\n")
+    for name, (path, message) in _bad_checkpoints(tmp_path).items():
+        for command, task, args in [
+            ("eval", evaluate, ["logger=none"]),
+            ("export", export_task, [f"output={tmp_path / 'export'}"]),
+            ("predict", predict, [f"input={src}", f"output={tmp_path / 'out.jsonl'}"]),
+        ]:
+            cfg = compose([f"ckpt_path={path}", *args, f"paths.output_dir={tmp_path}"],
+                          config_name=command)
+            expected, says = CheckpointError, message
+            if command == "predict" and name in ("directory", "missing"):
+                # geoloc-predict also takes export folders: the message says both
+                expected, says = ConfigError, ("not an export folder" if name == "directory"
+                                               else "no such checkpoint file or export folder")
+            with pytest.raises(expected) as caught:
+                run_task(task, cfg)
+            text = str(caught.value)
+            assert says in text and str(path) in text and "\n" not in text, (name, command)
+    assert not (tmp_path / "ran").exists()
+    assert not (tmp_path / "export").exists() and not (tmp_path / "out.jsonl").exists()
+
+
+def test_geoloc_eval_reports_a_bad_checkpoint_in_one_line(tmp_path):
+    """From the command line: exit 2, one line naming the file, no traceback, no code run."""
+    path, message = _bad_checkpoints(tmp_path)["runs code"]
+    cmd = [sys.executable, "-m", "geoloc.cli.evaluate", f"ckpt_path={path}", "logger=none",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"geoloc-eval: bad input: {path}: {message}posix.system"), lines
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "ran").exists()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,24 @@ def run_task(task: Task, cfg: DictConfig) -> tuple[dict[str, float], dict[str, A
         return out
     finally:
         finish_wandb(failed)
+
+
+@contextmanager
+def option_errors() -> Iterator[None]:
+    """Report what the libraries below an entry point raise about its arguments as a
+    :class:`ConfigError` (one line, exit 2; see :func:`hydra_task`): a ``ValueError`` or
+    ``FileNotFoundError`` whose message names the option or file and the problem
+    (ExportError, PredictorError, JobError, BackboneMismatchError, a policy and fusion
+    that do not pair). A bad input file (:class:`InputFileError`, :class:`RecordError`,
+    e.g. a corrupt checkpoint) stays itself, so it is reported as bad input."""
+    from geoloc.data.schema import InputFileError, RecordError
+
+    try:
+        yield
+    except (InputFileError, RecordError):
+        raise
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from err
 
 
 def hydra_task(prog: str, task: Task, cfg: DictConfig, returned_metric: str | None

@@ -18,7 +18,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from geoloc.cli import common
-from geoloc.config import CONF_DIR, ConfigError
+from geoloc.config import CONF_DIR
 
 log = logging.getLogger("geoloc")
 
@@ -27,14 +27,12 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Load the checkpoint, predict the configured data, write the report; returns the
     metrics and the objects built (``module``, ``datamodule``, ``result``)."""
     ckpt = Path(str(cfg.ckpt_path)).expanduser()
-    if not ckpt.is_file():
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
 
     from geoloc.evaluation import evaluate_model, thresholds_path
     from geoloc.model.module import GeolocModule
     from geoloc.model.ngram import Fusion, check_pairing, fusion_path
 
-    module = GeolocModule.load(ckpt)
+    module = GeolocModule.load(ckpt)  # a missing or bad file: CheckpointError naming it
     saved = thresholds_path(ckpt)
     with open_dict(cfg):
         if not cfg.evaluation.get("thresholds") and saved.exists():
@@ -50,10 +48,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         fusion = Fusion.load(fusion_file)
         log.info("fusing with %s (weight %.2g on the transformer)", fusion_file,
                  fusion.weight)
-    try:
+    with common.option_errors():
         check_pairing(fusion, cfg.evaluation.get("thresholds"), fusion_file)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
     datamodule = common.build_datamodule(cfg, module.tokenizer, module.metadata)
     loggers = common.build_loggers(cfg)
     for lg in loggers:

@@ -12,20 +12,16 @@ import hydra
 from omegaconf import DictConfig
 
 from geoloc.cli import common
-from geoloc.config import CONF_DIR, ConfigError
+from geoloc.config import CONF_DIR
 
 
 def export_task(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Write the export folder; returns its size and the path."""
     from geoloc.inference.export import export
 
-    try:
+    with common.option_errors():
         folder = export(cfg.ckpt_path, cfg.output, onnx=bool(cfg.onnx),
                         quantize=bool(cfg.quantize), overwrite=bool(cfg.overwrite))
-    except (ValueError, FileNotFoundError) as err:
-        # ExportError, BackboneMismatchError, a policy and fusion that do not pair, an
-        # unreadable thresholds file: the message names the file and the problem
-        raise ConfigError(str(err)) from err
     files = sorted(folder.iterdir())
     size = sum(f.stat().st_size for f in files)
     listing = "\n".join(f"  {f.name:28s} {f.stat().st_size / 1e6:9.1f} MB" for f in files)

@@ -29,7 +29,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from geoloc.inference.predictor import Predictor
 
     start = time.perf_counter()
-    try:
+    with common.option_errors():
         check_paths(cfg.input, cfg.output, bool(cfg.overwrite))  # before loading a model
         columns = OmegaConf.to_container(cfg.columns, resolve=True)
         if not isinstance(columns, dict):
@@ -43,11 +43,6 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         summary = predict_file(predictor, cfg.input, cfg.output, mapping, fmt=cfg.format,
                                chunk_rows=int(cfg.chunk_rows), overwrite=bool(cfg.overwrite),
                                progress=bool(cfg.progress))
-    except (ValueError, FileNotFoundError) as err:
-        # JobError, PredictorError, ExportError, RecordError (a file-level input problem),
-        # BackboneMismatchError, a bad mapping, a policy and fusion that do not pair: each
-        # message names the file or option and the problem
-        raise ConfigError(str(err)) from err
     seconds = time.perf_counter() - start
     metrics = {"rows": summary.rows, "predicted": summary.predicted, "errors": summary.errors,
                "uncertain_rate": summary.uncertain / max(summary.predicted, 1),

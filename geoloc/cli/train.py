@@ -35,7 +35,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """
     from geoloc.cli.fit import crossfit_calibration, fit, fit_fusion
     from geoloc.data.splits import CrossFitFold
-    from geoloc.evaluation import PolicyConfig, evaluate_logits, predict_split, thresholds_path
+    from geoloc.evaluation import (
+        PolicyConfig,
+        calibration_path,
+        evaluate_logits,
+        predict_split,
+        save_calibration_outputs,
+        thresholds_path,
+    )
     from geoloc.io import file_sha256
     from geoloc.model.ngram import fusion_path, remove_fusion
 
@@ -81,6 +88,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                             if k.startswith(("crossfit/", "fusion/"))})
     if ckpt and result.fitted:  # later commands (geoloc-eval, prediction) find it there
         result.thresholds.to_json(thresholds_path(ckpt))
+        # what the policy was fitted on (fused when there is a fusion): audience
+        # estimation's misclassification rates and calibration prior come from it
+        save_calibration_outputs(calib, list(module.class_names), calibration_path(ckpt))
     if ckpt:  # the fusion beside the checkpoint, tied to those thresholds by their hash
         remove_fusion(fusion_path(ckpt))  # an earlier run's, under the same name
         if fusion is not None:

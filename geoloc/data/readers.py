@@ -276,11 +276,41 @@ def _json_array_rows(path: str, data: bytes) -> Iterator[tuple[int, dict[str, An
             yield n, obj
 
 
+class _QuoteCountingLines:
+    """The lines fed to ``csv.reader``, counting the quote characters read since
+    :attr:`quotes` was last reset (at each record's start): an odd count after a parse
+    error means the error struck inside a quoted field. No library resynchronises a CSV
+    reader after an error, so this small helper does it by hand."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines = lines
+        self.quotes = 0
+
+    def __iter__(self) -> _QuoteCountingLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.quotes += line.count('"')
+        return line
+
+    def skip_quoted_rest(self) -> int:
+        """Skip lines up to the one that closes the open quoted field (an odd number of
+        quotes: escaped quotes come in pairs); returns how many lines were skipped."""
+        skipped = 0
+        for line in self.lines:
+            skipped += 1
+            if line.count('"') % 2:
+                break
+        return skipped
+
+
 def _csv_rows(path: str, delimiter: str, mapping: ColumnMapping) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:
         csv.field_size_limit(min(_CSV_FIELD_LIMIT, sys.maxsize))
     with open(path, "rb") as fh:
-        reader = csv.reader(_decoded_lines(fh, path), delimiter=delimiter, strict=True)
+        lines = _QuoteCountingLines(_decoded_lines(fh, path))
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
         try:
             header = next(reader)
         except StopIteration:
@@ -296,8 +326,10 @@ def _csv_rows(path: str, delimiter: str, mapping: ColumnMapping) -> Iterator[tup
                               f"column not in header (header has: {', '.join(header)})")
         width = len(header)
         prev_end = reader.line_num
+        skipped = 0  # lines skipped past the reader (its line_num does not count them)
         while True:
             start = prev_end + 1
+            lines.quotes = 0
             try:
                 cells = next(reader)
             except StopIteration:
@@ -305,15 +337,19 @@ def _csv_rows(path: str, delimiter: str, mapping: ColumnMapping) -> Iterator[tup
             except csv.Error as exc:
                 # The csv reader starts afresh on the next physical line after an error, so
                 # one broken record costs its own lines, not the rest of the file; an
-                # unclosed quote may swallow several lines: the error names them all.
-                end = reader.line_num
-                lines = f"line {start}" if end <= start else f"lines {start}-{end}"
+                # unclosed quote may swallow several lines: the error names them all. An
+                # error inside a quoted field (one over the size limit spanning lines) would
+                # make the field's remaining lines look like records: skip to its end first.
+                if lines.quotes % 2:
+                    skipped += lines.skip_quoted_rest()
+                end = reader.line_num + skipped
+                span = f"line {start}" if end <= start else f"lines {start}-{end}"
                 kind = "TSV" if delimiter == "\t" else "CSV"
                 yield start, RecordError(path, start, "csv",
-                                         f"malformed {kind} record ({lines}): {exc}")
+                                         f"malformed {kind} record ({span}): {exc}")
                 prev_end = max(end, start)
                 continue
-            prev_end = reader.line_num
+            prev_end = reader.line_num + skipped
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue  # blank line
             if len(cells) != width:

@@ -27,9 +27,11 @@ from geoloc.evaluation.render import log_wandb, render_markdown, write_report
 from geoloc.evaluation.result import EvaluationResult, evaluate_split, metric_key
 from geoloc.evaluation.runner import (
     SplitOutputs,
+    calibration_path,
     evaluate_logits,
     evaluate_model,
     predict_split,
+    save_calibration_outputs,
     thresholds_path,
 )
 from geoloc.evaluation.stats import clopper_pearson, min_samples_for_target
@@ -42,6 +44,7 @@ __all__ = [
     "PolicyConfig",
     "SplitOutputs",
     "Thresholds",
+    "calibration_path",
     "clopper_pearson",
     "evaluate_logits",
     "evaluate_model",
@@ -54,6 +57,7 @@ __all__ = [
     "min_samples_for_target",
     "predict_split",
     "render_markdown",
+    "save_calibration_outputs",
     "softmax",
     "thresholds_path",
     "write_report",

@@ -53,6 +53,29 @@ def thresholds_path(ckpt_path: str | Path) -> Path:
     return ckpt.with_name(ckpt.stem + ".thresholds.json")
 
 
+def calibration_path(ckpt_path: str | Path) -> Path:
+    """Where a checkpoint's calibration outputs are saved: ``<ckpt>.calibration.npz``, the
+    logits (fused, before temperature) and true labels the policy was fitted on. Audience
+    estimation reads them to measure the model's misclassification rates and the prior
+    its probabilities were calibrated under (:mod:`geoloc.inference.audience`)."""
+    ckpt = Path(ckpt_path)
+    return ckpt.with_name(ckpt.stem + ".calibration.npz")
+
+
+def save_calibration_outputs(outputs: SplitOutputs, class_names: list[str],
+                             path: str | Path) -> Path:
+    """Write ``outputs`` (logits, labels) with the class names, atomically, as plain
+    arrays (read back with ``allow_pickle=False``)."""
+    from geoloc.io import atomic_write
+
+    path = Path(path)
+    with atomic_write(path, mode="wb") as fh:
+        np.savez_compressed(fh, logits=np.asarray(outputs.logits, dtype=np.float32),
+                            labels=np.asarray(outputs.labels, dtype=np.int64),
+                            class_names=np.asarray(class_names, dtype=str))
+    return path
+
+
 def predict_split(trainer: Any, module: Any, datamodule: Any, split: str,
                   ckpt_path: str | None = None) -> SplitOutputs:
     """Logits, labels and row indices of one datamodule split (``calib`` included), via

@@ -189,6 +189,24 @@ def peak_rss_mb(folder: Path, src: Path, out: Path, threads: int) -> tuple[float
     return int(kb) / 1024, float(seconds)
 
 
+def cpu_description() -> str:
+    """The CPU model and its int8 dot-product instructions: the int8 row's speedup
+    depends on them (VNNI or AMX multiply int8 in one instruction; without them ONNX
+    Runtime's int8 kernels gain little over fp32), so a reader comparing runs needs them."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    int8 = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return f"{name} ({', '.join(int8) if int8 else 'no VNNI/AMX int8 instructions'})"
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=2000, help="throughput inputs")
@@ -275,7 +293,7 @@ def main(argv: list[str] | None = None) -> str:
                              "profiles/s": f"{n / seconds:.0f}"})
             msrc.unlink()
 
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_description()
     text = f"""# Prediction speed (CPU, fp32 unless stated)
 
 Produced by `make bench` (`python -m geoloc.inference.bench`), {time.strftime('%Y-%m-%d')}:

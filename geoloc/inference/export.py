@@ -75,20 +75,19 @@ class Checkpoint:
     @classmethod
     def load(cls, path: PathLike) -> Checkpoint:
         from geoloc.evaluation import Thresholds, thresholds_path
-        from geoloc.model.module import GeolocModule
+        from geoloc.model.module import GeolocModule, read_checkpoint
         from geoloc.model.ngram import Fusion, check_pairing, fusion_path
 
         path = Path(path)
-        if not path.is_file():
-            raise ExportError(f"ckpt_path={path}: no such checkpoint file")
+        # the datamodule's hyper-parameters first: a cheap read that fails before the
+        # module is built (seconds: backbone, tokenizer, frozen-table hash); a missing,
+        # truncated or foreign file raises CheckpointError naming it
+        raw = read_checkpoint(path)
         saved = thresholds_path(path)
         if not saved.is_file():
             raise ExportError(
                 f"{path}: no saved policy beside it ({saved.name}); geoloc-train saves one, "
                 "geoloc-eval fits one when missing")
-        # the datamodule's hyper-parameters first: a cheap read that fails before the
-        # module is built (seconds: backbone, tokenizer, frozen-table hash)
-        raw = torch.load(path, map_location="cpu", weights_only=True)
         data = dict(raw.get("datamodule_hyper_parameters") or {})
         del raw
         if "max_length" not in data:

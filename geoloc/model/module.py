@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+import pickle
+import re
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -30,6 +35,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from geoloc.backbones import materialize_backbone
 from geoloc.config import instantiate
+from geoloc.data.schema import InputFileError
 from geoloc.metadata import ModelMetadata
 
 # freeze_word_embeddings is aliased: the constructor argument of that name shadows it.
@@ -48,6 +54,54 @@ RESTORED_KEY = "geoloc_restored_from_backbone"
 
 class BackboneMismatchError(ValueError):
     """A checkpoint's frozen backbone tensors differ from the backbone materialised here."""
+
+
+class CheckpointError(InputFileError):
+    """A file given as a checkpoint that is not one geoloc can read (missing, a folder,
+    truncated, another kind of file, or holding objects other than tensors and plain
+    containers); the message names the file and the problem."""
+
+
+@contextmanager
+def checkpoint_errors(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Turn what ``torch.load(weights_only=True)`` and Lightning raise on a bad file into
+    one :class:`CheckpointError` naming it. Why: torch's own errors never name the file
+    (``EOFError`` for an empty one, ``KeyError: 101`` for a text file) and the refusal of a
+    file that would run code is ten lines long."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: " + ("is a directory, not a checkpoint file"
+                                              if path.is_dir() else "no such checkpoint file"))
+    try:
+        yield path
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "Weights only load failed" in text:
+            found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
+            raise CheckpointError(
+                f"{path}: refused: it holds "
+                f"{'a reference to ' + found.group(1) if found else 'objects'} beyond "
+                "tensors and plain containers, and checkpoints are only read with "
+                "torch.load(weights_only=True) so that a file cannot run code") from err
+        raise CheckpointError(f"{path}: not a checkpoint ({_first_line(err)})") from err
+    except (RuntimeError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or another kind "
+                              f"of file ({_first_line(err)})") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint's contents, read with ``torch.load(weights_only=True)``; a bad file
+    raises :class:`CheckpointError` naming it."""
+    with checkpoint_errors(path) as file:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return data
 
 
 def tensor_sha256(tensor: torch.Tensor) -> str:
@@ -136,9 +190,11 @@ class GeolocModule(pl.LightningModule):
     @classmethod
     def load(cls, path: str | os.PathLike[str], map_location: Any = "cpu") -> GeolocModule:
         """Restore a model from a checkpoint of :meth:`on_save_checkpoint`, reading it with
-        ``torch.load(weights_only=True)`` (tensors and plain containers only)."""
-        return cls.load_from_checkpoint(str(path), map_location=map_location,
-                                        weights_only=True)
+        ``torch.load(weights_only=True)`` (tensors and plain containers only); a file that
+        is not such a checkpoint raises :class:`CheckpointError` naming it."""
+        with checkpoint_errors(path) as file:
+            return cls.load_from_checkpoint(str(file), map_location=map_location,
+                                            weights_only=True)
 
     def frozen_parameter_names(self) -> list[str]:
         """State-dict names of the parameters training never changes (the frozen rows of

@@ -1,0 +1,243 @@
+"""Audience geography: the country mix of a set of profiles (an influencer's followers),
+with 90 % intervals, corrected for abstention and misclassification.
+
+Counting the labels that survive abstention is biased: easy countries survive, hard ones
+turn into UNCERTAIN and confusable pairs leak into each other. Quantification methods
+estimate the class *prevalence* of a sample directly, from the classifier's outputs and
+what calibration data say about its errors. Four estimators, side by side:
+
+- ``naive``: classify and count the assigned labels (UNCERTAIN rows dropped), what a user
+  of the labels would compute;
+- ``pcc``: probabilistic classify and count, the mean calibrated probability vector;
+- ``acc``: adjusted classify and count: the argmax counts corrected by the misclassification
+  rates P(argmax = i | country = j) measured on the calibration data;
+- ``em``: the EM prior adjustment of Saerens, Latinne & Decaestecker (2002), which re-weights
+  the calibrated posteriors from the calibration prior to the sample's own.
+
+The estimators' algebra is QuaPy's (``ACC.getPteCondEstim``, ``ACC.solve_adjustment``,
+``EMQ.EM``), applied to precomputed outputs. The interval is a percentile bootstrap that
+resamples both the audience and the calibration rows, so it carries the uncertainty of the
+misclassification rates too (it dominates for large audiences). QuaPy's own
+``AggregativeBootstrap`` is not used because its test resampling runs in joblib workers
+that ignore its ``random_state`` (intervals would not be reproducible) and its
+model-based resampling expects a ``LabelledCollection`` of predictions.
+
+The calibration data are what the policy was fitted on: ``<ckpt>.calibration.npz``
+(logits and true labels; out of fold for a cross-fitted run), saved by ``geoloc-train``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: The estimators, in the order they are reported.
+METHODS = ("naive", "pcc", "acc", "em")
+#: What ``geoloc-audience`` reports when not told otherwise (see experiments/audience/).
+RECOMMENDED = "em"
+DESCRIPTIONS = {
+    "naive": "classify and count of the assigned labels (UNCERTAIN dropped)",
+    "pcc": "probabilistic classify and count (mean calibrated probabilities)",
+    "acc": "adjusted classify and count (argmax counts, calibration misclassification rates)",
+    "em": "EM prior adjustment (Saerens et al. 2002) of the calibrated probabilities",
+}
+
+
+class AudienceError(ValueError):
+    """Unusable calibration data or options; the message names the file or option."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the estimators learn from labelled data the model did not train on: the
+    calibrated probabilities and true labels of the calibration rows."""
+
+    class_names: tuple[str, ...]
+    probabilities: np.ndarray
+    """(N, C) calibrated probabilities softmax(logits / T)."""
+    labels: np.ndarray
+    """(N,) true class indices."""
+
+    def __post_init__(self) -> None:
+        n, c = self.probabilities.shape
+        if c != len(self.class_names) or self.labels.shape != (n,):
+            raise AudienceError(f"calibration data: {n}x{c} probabilities, "
+                                f"{self.labels.shape} labels, {len(self.class_names)} classes")
+        if n == 0:
+            raise AudienceError("calibration data: no rows")
+
+    @classmethod
+    def load(cls, path: str | Path, thresholds: object) -> Calibration:
+        """``<ckpt>.calibration.npz`` (``allow_pickle=False``) with the policy's
+        temperature applied; its class names must be the policy's."""
+        path = Path(path)
+        if not path.is_file():
+            raise AudienceError(
+                f"{path}: no calibration outputs beside the model (geoloc-train saves them "
+                "with the thresholds since this version; retrain, or export again)")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                logits, labels = data["logits"], data["labels"]
+                names = tuple(str(x) for x in data["class_names"])
+        except (OSError, ValueError, KeyError) as err:
+            raise AudienceError(f"{path}: not readable calibration outputs ({err})") from err
+        if names != tuple(thresholds.class_names):
+            raise AudienceError(f"{path}: classes {list(names)} differ from the policy's "
+                                f"{list(thresholds.class_names)}")
+        return cls(names, thresholds.probabilities(logits), labels.astype(np.int64))
+
+    def prior(self) -> np.ndarray:
+        """The label prevalence of the calibration rows."""
+        return np.bincount(self.labels, minlength=len(self.class_names)) / len(self.labels)
+
+    def implied_prior(self) -> np.ndarray:
+        """The prior the calibrated probabilities themselves imply: their mean over the
+        calibration rows. EM starts from it rather than from :meth:`prior`: for
+        probabilities that are calibrated only approximately (temperature scaling) it is
+        the prior they are consistent with (QuaPy's ``exact_train_prev=False``)."""
+        return self.probabilities.mean(axis=0)
+
+    def misclassification(self) -> np.ndarray:
+        """(C, C) matrix M[i, j] = P(argmax = i | country = j) (QuaPy's layout)."""
+        from quapy.method.aggregative import ACC
+
+        classes = np.arange(len(self.class_names))
+        return ACC.getPteCondEstim(classes, self.labels, self.probabilities.argmax(1))
+
+    def resample(self, rng: np.random.Generator) -> Calibration:
+        """A bootstrap replicate of the calibration rows."""
+        idx = rng.integers(0, len(self.labels), len(self.labels))
+        return Calibration(self.class_names, self.probabilities[idx], self.labels[idx])
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """The per-calibration quantities the estimators need (computed once per replicate)."""
+
+    rates: np.ndarray
+    prior: np.ndarray
+
+    @classmethod
+    def of(cls, calibration: Calibration) -> _Fitted:
+        return cls(calibration.misclassification(), calibration.implied_prior())
+
+
+def _estimate(method: str, probabilities: np.ndarray, decisions: np.ndarray,
+              fitted: _Fitted) -> np.ndarray:
+    """One estimator's prevalence vector (C,) for one sample of rows."""
+    from quapy.functional import normalize_prevalence
+    from quapy.method.aggregative import ACC, EMQ
+
+    n, c = probabilities.shape
+    if method == "naive":
+        assigned = decisions[decisions >= 0]
+        if len(assigned) == 0:
+            return np.full(c, np.nan)
+        return np.bincount(assigned, minlength=c) / len(assigned)
+    if method == "pcc":
+        return probabilities.mean(axis=0)
+    if method == "acc":
+        counts = np.bincount(probabilities.argmax(1), minlength=c) / n
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = ACC.solve_adjustment(class_conditional_rates=fitted.rates,
+                                       unadjusted_counts=counts, method="inversion",
+                                       solver="minimize")
+        return normalize_prevalence(raw, method="clip")
+    if method == "em":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "might not have converged": reported by MAE
+            prevalence, _ = EMQ.EM(fitted.prior, probabilities.astype(np.float64))
+        return np.asarray(prevalence)
+    raise AudienceError(f"method={method!r}: expected one of {', '.join(METHODS)}")
+
+
+@dataclass
+class Estimate:
+    """One method's estimate for one group: shares and their interval, per class."""
+
+    method: str
+    share: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    """``methods`` validated (unknown names refused, order kept)."""
+    out = [str(m) for m in methods]
+    unknown = [m for m in out if m not in METHODS]
+    if unknown or not out:
+        raise AudienceError(f"methods={out}: expected a non-empty subset of "
+                            f"{', '.join(METHODS)}")
+    return out
+
+
+def estimate_audience(probabilities: np.ndarray, decisions: np.ndarray,
+                      calibration: Calibration, methods: Sequence[str] = METHODS,
+                      bootstrap: int = 200, level: float = 0.9, seed: int = 0
+                      ) -> list[Estimate]:
+    """Each method's shares for one group of rows, with a ``level`` percentile-bootstrap
+    interval (``bootstrap`` replicates, each resampling the group's rows and the
+    calibration rows). ``decisions`` are the policy's (class index or -1 for UNCERTAIN).
+
+    The point estimate is the method on the rows as they are (not the bootstrap mean).
+    ``naive`` is NaN for every class when no row of the group was assigned a country.
+    """
+    methods = check_methods(methods)
+    if not 0 < level < 1:
+        raise AudienceError(f"level={level}: expected a number in (0, 1)")
+    if bootstrap < 0:
+        raise AudienceError(f"bootstrap={bootstrap}: expected an integer >= 0")
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    decisions = np.asarray(decisions, dtype=np.int64)
+    n = len(probabilities)
+    if n == 0:
+        raise AudienceError("an empty group has no country mix")
+    fitted = _Fitted.of(calibration)
+    points = {m: _estimate(m, probabilities, decisions, fitted) for m in methods}
+    c = probabilities.shape[1]
+    draws = {m: np.full((bootstrap, c), np.nan) for m in methods}
+    rng = np.random.default_rng(seed)
+    for b in range(bootstrap):
+        fb = _Fitted.of(calibration.resample(rng))
+        idx = rng.integers(0, n, n)
+        for m in methods:
+            draws[m][b] = _estimate(m, probabilities[idx], decisions[idx], fb)
+    tail = 100 * (1 - level) / 2
+    out = []
+    for m in methods:
+        if bootstrap and not np.isnan(draws[m]).all():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # all-NaN columns (naive, nothing assigned)
+                low, high = np.nanpercentile(draws[m], [tail, 100 - tail], axis=0)
+            # never narrower than a perfect classifier's interval for the same count
+            base = n if m != "naive" else int((decisions >= 0).sum())
+            floor_low, floor_high = jeffreys_interval(points[m], base, level)
+            low, high = np.fmin(low, floor_low), np.fmax(high, floor_high)
+        else:
+            low = high = np.full(c, np.nan)
+        out.append(Estimate(m, points[m], low, high))
+    return out
+
+
+def jeffreys_interval(share: np.ndarray, n: int, level: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The Jeffreys interval of each share as a binomial proportion of ``n`` rows: what a
+    classifier without errors would give. Why it is the interval's floor: a percentile
+    bootstrap of a small audience is degenerate for a country it happens not to contain
+    (every replicate says 0, the interval is [0, 0]), though 20 profiles without a
+    country hardly prove that none of the audience lives there."""
+    from scipy.stats import beta
+
+    share = np.clip(np.nan_to_num(np.asarray(share, dtype=np.float64), nan=0.0), 0, 1)
+    if n <= 0:
+        return np.zeros_like(share), np.ones_like(share)
+    x = share * n
+    tail = (1 - level) / 2
+    low = np.where(x <= 0, 0.0, beta.ppf(tail, x + 0.5, n - x + 0.5))
+    high = np.where(x >= n, 1.0, beta.ppf(1 - tail, x + 0.5, n - x + 0.5))
+    return low, high
