@@ -404,3 +404,80 @@ def test_predict_labels_a_tweet_tsv_without_a_country_column(model, tmp_path):
     got = pd.read_csv(out, sep="\t", dtype={"id": str}, keep_default_na=False)
     assert metrics["rows"] == metrics["predicted"] == len(got) == len(ids) == 150
     assert got["id"].tolist() == ids and got["id"].is_unique
+
+
+def test_geoloc_audience_recovers_a_planted_mix_from_profiles_and_from_predictions(
+        model, exported, tmp_path):
+    """Two influencers' followers with planted country mixes: geoloc-audience on the raw
+    profiles and on geoloc-predict's output (probabilities=true, columns.group) gives the
+    same shares; the recommended estimator's 90 % intervals hold the planted shares."""
+    from geoloc.cli.audience import audience
+    from geoloc.cli.common import run_task
+    from geoloc.cli.predict import predict
+    from geoloc.data.synthetic import generate_profiles
+    from geoloc.inference.audience import RECOMMENDED
+    from geoloc.inference.audience_job import OUTPUT_COLUMNS
+
+    pool = generate_profiles(900, seed=11)
+    by_country: dict[str, list[dict]] = {}
+    for r in pool:
+        by_country.setdefault(r["country"], []).append(r)
+    a, b = sorted(by_country, key=lambda c: -len(by_country[c]))[:2]
+    planted = {"brand": {a: 28, b: 12}, "shop": {a: 5, b: 20}}
+    rows, taken = [], {a: 0, b: 0}
+    for group, mix in planted.items():
+        for country, k in mix.items():
+            for r in by_country[country][taken[country]:taken[country] + k]:
+                rows.append({"id": r["id"], "bio": r["bio"], "captions": r["captions"],
+                             "influencer": group})
+            taken[country] += k
+    both = by_country[a][-1]  # one more country-a profile, following both influencers
+    rows.append({"id": rows[0]["id"], "bio": "x", "captions": [], "influencer": "brand"})
+    rows.append({"id": "follows-both", "bio": both["bio"], "captions": both["captions"],
+                 "influencer": "shop"})
+    rows.append({"id": "follows-both", "bio": both["bio"], "captions": both["captions"],
+                 "influencer": "brand"})
+    rows.append({"id": "no-group", "bio": "x", "captions": []})
+    for mix in planted.values():
+        mix[a] += 1
+    src = _write_jsonl(tmp_path / "followers.jsonl", rows)
+
+    common = [f"ckpt_path={model}", "columns.group=influencer", "bootstrap=60",
+              f"paths.output_dir={tmp_path}", "progress=false"]
+    _, objs = run_task(audience, compose(
+        [*common, f"input={src}", f"output={tmp_path / 'shares.parquet'}"], "audience"))
+    summary = objs["summary"]
+    assert (summary.rows, summary.errors, summary.groups) == (len(rows), 2, 2)
+    errors = [json.loads(x) for x in summary.errors_file.read_text().splitlines()]
+    assert [(e["line"], e["field"]) for e in errors] == [(len(rows) - 3, "id"),
+                                                         (len(rows), "influencer")]
+    shares = pd.read_parquet(tmp_path / "shares.parquet")
+    assert tuple(shares.columns) == OUTPUT_COLUMNS
+    names = list(objs["thresholds"].class_names)
+    assert len(shares) == 2 * 4 * len(names)
+    best = shares[shares["method"] == RECOMMENDED].set_index(["group", "country"])
+    for group, mix in planted.items():
+        n = sum(mix.values())
+        assert set(best.loc[group, "profiles"]) == {n}
+        assert np.isclose(best.loc[group, "share"].sum(), 1)
+        for country in names:
+            truth = mix.get(country, 0) / n
+            low, high = best.loc[(group, country), ["low", "high"]]
+            assert low - 1e-9 <= truth <= high + 1e-9, (group, country, truth, low, high)
+
+    # the same through geoloc-predict's output: identical shares, no second model pass
+    preds = tmp_path / "preds.parquet"
+    run_task(predict, compose([f"ckpt_path={exported}", f"input={src}", f"output={preds}",
+                               "columns.group=influencer", "probabilities=true",
+                               f"paths.output_dir={tmp_path}", "progress=false"],
+                              "predict"))
+    _, objs2 = run_task(audience, compose(
+        [*common, "kind=predictions", f"input={preds}",
+         f"output={tmp_path / 'shares2.csv'}"], "audience"))
+    assert objs2["summary"].groups == 2 and objs2["summary"].errors == 0
+    again = pd.read_csv(tmp_path / "shares2.csv", keep_default_na=False)
+    merged = shares.merge(again, on=["group", "method", "country"])
+    assert len(merged) == len(shares)
+    np.testing.assert_allclose(merged["share_x"].astype(float),
+                               merged["share_y"].replace("", np.nan).astype(float),
+                               atol=1e-5, equal_nan=True)

@@ -122,12 +122,16 @@ class _Validator:
             rid = "" if raw is None else str(raw).strip()
             if not rid:
                 raise self.error(line, m.id, "id is missing or empty")
+        group = self._group(row, line) if m.group is not None else None
         if self.seen is not None:
-            first = self.seen.get(rid)
+            key = rid if group is None else f"{group}\x00{rid}"  # unique within a group
+            first = self.seen.get(key)
             if first is not None:
                 where = f"row {first - 1}" if self.row_word else f"line {first}"
-                raise self.error(line, m.id or "id", f"duplicate id {rid!r} (first on {where})")
-            self.seen[rid] = line
+                within = "" if group is None else f" in group {group!r}"
+                raise self.error(line, m.id or "id",
+                                 f"duplicate id {rid!r}{within} (first on {where})")
+            self.seen[key] = line
         bio = self._text(row, m.bio, line, default="")
         captions = self._captions(row, line)
         loc = self._text(row, m.stated_location, line, default="").strip() or None
@@ -136,7 +140,20 @@ class _Validator:
                                country=country)
         if m.split is not None:
             record["split"] = self._split(row, line)
+        if group is not None:
+            record["group"] = group
         return record
+
+    def _group(self, row: Mapping[str, Any], line: int) -> str:
+        v = row.get(self.mapping.group)
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise self.error(line, self.mapping.group,
+                             "group is missing" if v is None else
+                             f"group must be text or an integer, got {type(v).__name__}")
+        text = str(v).strip()
+        if not text:
+            raise self.error(line, self.mapping.group, "group is empty")
+        return text
 
     def _split(self, row: Mapping[str, Any], line: int) -> str | None:
         v = row.get(self.mapping.split)

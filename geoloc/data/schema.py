@@ -34,6 +34,7 @@ class ProfileRecord(TypedDict):
     stated_location: str | None
     country: str | None
     split: NotRequired[str | None]
+    group: NotRequired[str]
 
 
 class InputFileError(ValueError):
@@ -93,6 +94,11 @@ class ColumnMapping:
 
     ``split`` (None by default: not read) names a column that pins a record to a split
     (``train``, ``val``, ``calib``, ``test`` or empty); the records then carry ``split``.
+
+    ``group`` (None by default: not read) names a column that says which set a profile
+    belongs to (the influencer whose audience it is, for ``geoloc-audience``); the records
+    then carry ``group`` (a non-empty string), and ids need only be unique within a group
+    (one follower may follow several influencers).
     """
 
     id: str | None = "id"
@@ -102,6 +108,7 @@ class ColumnMapping:
     country: str | None = "country"
     captions_mode: Literal["auto", "list", "text"] = "auto"
     split: str | None = None
+    group: str | None = None
 
     def __post_init__(self) -> None:
         # A list given for captions (e.g. from JSON) is frozen to a tuple so the mapping
@@ -140,7 +147,7 @@ class ColumnMapping:
             cols.append(self.captions)
         elif self.captions is not None:
             cols.extend(self.captions)
-        for name in (self.stated_location, self.country, self.split):
+        for name in (self.stated_location, self.country, self.split, self.group):
             if name is not None:
                 cols.append(name)
         return list(dict.fromkeys(cols))

@@ -32,6 +32,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,6 +113,23 @@ class Calibration:
         """A bootstrap replicate of the calibration rows."""
         idx = rng.integers(0, len(self.labels), len(self.labels))
         return Calibration(self.class_names, self.probabilities[idx], self.labels[idx])
+
+
+def load_calibration(model: str | Path) -> tuple[Any, Calibration]:
+    """The policy and calibration data of a checkpoint (``<ckpt>.thresholds.json`` and
+    ``<ckpt>.calibration.npz`` beside it) or of an export folder (their copies in it)."""
+    from geoloc.evaluation import Thresholds, calibration_path, thresholds_path
+    from geoloc.inference.export import CALIBRATION_FILE, THRESHOLDS_FILE
+
+    model = Path(model)
+    if model.is_dir():
+        policy, data = model / THRESHOLDS_FILE, model / CALIBRATION_FILE
+    elif model.is_file():
+        policy, data = thresholds_path(model), calibration_path(model)
+    else:
+        raise AudienceError(f"ckpt_path={model}: no such checkpoint file or export folder")
+    thresholds = Thresholds.from_json(policy)
+    return thresholds, Calibration.load(data, thresholds)
 
 
 @dataclass(frozen=True)
@@ -238,6 +256,8 @@ def jeffreys_interval(share: np.ndarray, n: int, level: float
         return np.zeros_like(share), np.ones_like(share)
     x = share * n
     tail = (1 - level) / 2
-    low = np.where(x <= 0, 0.0, beta.ppf(tail, x + 0.5, n - x + 0.5))
-    high = np.where(x >= n, 1.0, beta.ppf(1 - tail, x + 0.5, n - x + 0.5))
+    # less than one profile's worth (EM's shares approach 0 without reaching it) cannot
+    # rule out none: the bound is 0, as Jeffreys' interval has it for a count of 0
+    low = np.where(x < 1, 0.0, beta.ppf(tail, x + 0.5, n - x + 0.5))
+    high = np.where(x > n - 1, 1.0, beta.ppf(1 - tail, x + 0.5, n - x + 0.5))
     return low, high

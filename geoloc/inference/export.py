@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from geoloc.evaluation.runner import calibration_path
 from geoloc.inference.modeling_geoloc import GeolocConfig, GeolocForSequenceClassification
 from geoloc.io import PathLike, umask, write_json_atomic, write_text_atomic
 
@@ -43,6 +44,8 @@ log = logging.getLogger("geoloc")
 EXPORT_FORMAT = "geoloc.export/v1"
 THRESHOLDS_FILE = "geoloc_thresholds.json"
 FUSION_FILE = "geoloc_fusion.json"
+#: The calibration outputs the policy was fitted on (``geoloc-audience`` reads them).
+CALIBRATION_FILE = "geoloc_calibration.npz"
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 MODELING_FILE = "modeling_geoloc.py"
@@ -377,6 +380,9 @@ def export_checkpoint(ck: Checkpoint, out: Path, onnx: bool, quantize: bool) -> 
             shutil.copyfile(ck.fusion_file, tmp / FUSION_FILE)
             shutil.copyfile(ck.fusion_file.with_suffix(".npz"),
                             (tmp / FUSION_FILE).with_suffix(".npz"))
+        calibration = calibration_path(ck.path)
+        if calibration.is_file():  # checkpoints of older runs have none
+            shutil.copyfile(calibration, tmp / CALIBRATION_FILE)
         if onnx:
             export_onnx(model, tmp, quantize)
         write_text_atomic(tmp / "README.md", model_card(ck, onnx, quantize))

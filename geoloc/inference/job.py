@@ -40,7 +40,12 @@ from geoloc.data.readers import (
     require_file,
 )
 from geoloc.data.schema import ColumnMapping, ProfileRecord, RecordError
-from geoloc.inference.predictor import EMBEDDING_COLUMN, Predictor
+from geoloc.inference.predictor import (
+    EMBEDDING_COLUMN,
+    GROUP_COLUMN,
+    PROBABILITIES_COLUMN,
+    Predictor,
+)
 from geoloc.io import PathLike, atomic_write, write_json_atomic
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
@@ -52,9 +57,11 @@ class JobError(ValueError):
     """An output that would be overwritten, parts of another run, an unknown extension."""
 
 
-def output_schema(embeddings: bool = False) -> Any:
+def output_schema(embeddings: bool = False, group: bool = False,
+                  probabilities: bool = False) -> Any:
     """The Arrow schema of prediction rows (parts and Parquet output): the columns of
-    :data:`~geoloc.inference.predictor.OUTPUT_COLUMNS`, then the embedding if asked for."""
+    :data:`~geoloc.inference.predictor.OUTPUT_COLUMNS`, then the group (when the mapping
+    has one), every class's probability and the embedding, when asked for."""
     import pyarrow as pa
 
     fields = [
@@ -63,6 +70,10 @@ def output_schema(embeddings: bool = False) -> Any:
         ("top_countries", pa.list_(pa.string())),
         ("top_probabilities", pa.list_(pa.float64())),
     ]
+    if group:
+        fields.append((GROUP_COLUMN, pa.string()))
+    if probabilities:
+        fields.append((PROBABILITIES_COLUMN, pa.list_(pa.float32())))
     if embeddings:
         fields.append((EMBEDDING_COLUMN, pa.list_(pa.float32())))
     return pa.schema(fields)
@@ -176,7 +187,8 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
 
     total = (pq.ParquetFile(input_path).metadata.num_rows
              if detect_format(input_path, fmt) == "parquet" else None)
-    schema = output_schema(predictor.embeddings)
+    schema = output_schema(predictor.embeddings, mapping.group is not None,
+                           predictor.probabilities)
     bar = tqdm(total=total, unit="profile", desc="geoloc-predict", disable=not progress)
     items = iter_numbered_results(input_path, mapping, fmt=fmt)
     try:

@@ -137,6 +137,8 @@ class Predictions:
     top_k: int = 3
     embeddings: np.ndarray | None = None
     """The pooled profile embeddings (N x H, float32), when asked for."""
+    all_probabilities: bool = False
+    """Also put every class's probability in each row (what audience estimation reads)."""
 
     def rows(self, records: Sequence[ProfileRecord], lines: Sequence[int | None]
              ) -> list[dict]:
@@ -157,6 +159,10 @@ class Predictions:
                 "top_countries": [self.class_names[j] for j in top],
                 "top_probabilities": [float(self.probabilities[i, j]) for j in top],
             })
+            if "group" in rec:
+                out[-1][GROUP_COLUMN] = rec["group"]
+            if self.all_probabilities:
+                out[-1][PROBABILITIES_COLUMN] = self.probabilities[i].tolist()
             if self.embeddings is not None:
                 out[-1][EMBEDDING_COLUMN] = self.embeddings[i].tolist()
         return out
@@ -167,6 +173,11 @@ OUTPUT_COLUMNS = ("id", "line", "country", "guarantee", "probability", "argmax",
                   "top_countries", "top_probabilities")
 #: The extra column of ``embeddings=true``: the pooled profile embedding (list of floats).
 EMBEDDING_COLUMN = "embedding"
+#: The extra column of a mapped ``group`` column: the group the profile belongs to.
+GROUP_COLUMN = "group"
+#: The extra column of ``probabilities=true``: every class's calibrated probability, in
+#: the order of the model's classes (``id2label`` of an export).
+PROBABILITIES_COLUMN = "probabilities"
 
 
 @dataclass
@@ -191,6 +202,8 @@ class Predictor:
     embeddings: bool = False
     """Also return the pooled profile embedding (the head's input), from the same pass:
     the one shared representation other classifiers can reuse."""
+    probabilities: bool = False
+    """Also return every class's calibrated probability (``geoloc-audience`` reads them)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -211,14 +224,16 @@ class Predictor:
         from geoloc.io import file_sha256
 
         return {**self.identity, "max_length": self.max_length, "top_k": self.top_k,
-                "embeddings": self.embeddings, "sha256": {f.name: file_sha256(f) for f in self.model_files}}
+                "embeddings": self.embeddings, "probabilities": self.probabilities,
+                "sha256": {f.name: file_sha256(f) for f in self.model_files}}
 
     # -- loading -------------------------------------------------------------------------
 
     @classmethod
     def load(cls, path: PathLike, backend: str = "torch", quantized: bool = False,
              batch_size: int = 64, top_k: int = 3, threads: int | None = None,
-             max_length: int | None = None, embeddings: bool = False) -> Predictor:
+             max_length: int | None = None, embeddings: bool = False,
+             probabilities: bool = False) -> Predictor:
         """A checkpoint file (``backend="torch"`` only) or an export folder."""
         if backend not in BACKENDS:
             raise PredictorError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -243,7 +258,7 @@ class Predictor:
         identity = {"model": str(path.resolve()), "backend": backend, "quantized": quantized}
         return cls(**parts, max_length=int(max_length or saved_length),
                    batch_size=batch_size, top_k=top_k, source=str(path), identity=identity,
-                   embeddings=embeddings)
+                   embeddings=embeddings, probabilities=probabilities)
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -279,7 +294,7 @@ class Predictor:
         logits, emb = self._score(texts, self.embeddings)
         probs = self.thresholds.probabilities(logits)
         return Predictions(self.class_names, probs, self.thresholds.apply(probs),
-                           self.guarantee, self.top_k, emb)
+                           self.guarantee, self.top_k, emb, self.probabilities)
 
     def predict_records(self, records: Sequence[ProfileRecord],
                         lines: Sequence[int | None] | None = None) -> list[dict]:

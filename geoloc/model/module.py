@@ -7,8 +7,9 @@ anywhere the backbone can be materialised, with no Hydra config around.
 **Checkpoints carry only what training changed.** The frozen part of the word-embedding
 table (96 M of mE5-small's 118 M parameters, ~384 MB) is the backbone's own: it is left
 out of every checkpoint and its SHA-256 is stored instead; on load the constructor rebuilds
-it from the bundled backbone and the hash proves it is the same table, so a checkpoint of
-the 3-layer default is ~70 MB (weights + AdamW state for resuming) instead of ~450 MB.
+it from the bundled backbone and the hash proves it is the same table, so the deployed
+checkpoint of the 3-layer default is 22 MB (weights only) and its resume state ~70 MB
+(weights + AdamW moments) instead of ~450 MB.
 :meth:`GeolocModule.load` reads checkpoints with ``torch.load(weights_only=True)``: a
 checkpoint is data and cannot make the program run code.
 """

@@ -1,0 +1,87 @@
+"""``geoloc-audience ckpt_path=… input=… output=… columns.group=…``: where each group's
+profiles live, as country shares with intervals, corrected for abstention and
+misclassification (see :mod:`geoloc.inference.audience` and ``conf/audience.yaml``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from geoloc.cli import common
+from geoloc.config import CONF_DIR, ConfigError
+
+KINDS = ("profiles", "predictions")
+
+
+def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Estimate every group's country mix into ``cfg.output``; returns the counts and the
+    objects built (``summary``)."""
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.inference.audience import check_methods, load_calibration
+    from geoloc.inference.audience_job import (
+        audience_file,
+        prediction_batches,
+        profile_batches,
+    )
+    from geoloc.inference.job import check_paths
+
+    start = time.perf_counter()
+    kind = str(cfg.kind)
+    if kind not in KINDS:
+        raise ConfigError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
+    with common.option_errors():
+        methods = check_methods(list(cfg.methods))
+        check_paths(cfg.input, cfg.output, bool(cfg.overwrite))  # before loading a model
+        thresholds, calibration = load_calibration(cfg.ckpt_path)
+        names = list(calibration.class_names)
+        if kind == "predictions":
+            batches = prediction_batches(Path(cfg.input), names, int(cfg.chunk_rows))
+        else:
+            columns = OmegaConf.to_container(cfg.columns, resolve=True)
+            if not isinstance(columns, dict) or not columns.get("group"):
+                raise ConfigError("columns.group: name the input column that holds each "
+                                  "profile's group (e.g. columns.group=influencer)")
+            mapping = ColumnMapping.from_dict({**columns, "stated_location": None,
+                                               "country": None})
+            from geoloc.inference.predictor import Predictor
+
+            predictor = Predictor.load(
+                cfg.ckpt_path, backend=str(cfg.backend), quantized=bool(cfg.quantized),
+                batch_size=int(cfg.batch_size), threads=cfg.threads,
+                max_length=cfg.max_length)
+            if predictor.class_names != names:
+                raise ConfigError(f"{cfg.ckpt_path}: the model's classes differ from its "
+                                  "calibration data's")
+            batches = profile_batches(predictor, Path(cfg.input), mapping, cfg.format,
+                                      int(cfg.chunk_rows))
+        summary = audience_file(batches, calibration, cfg.input, cfg.output, methods,
+                                bootstrap=int(cfg.bootstrap), level=float(cfg.level),
+                                seed=int(cfg.seed), buckets=int(cfg.buckets),
+                                overwrite=bool(cfg.overwrite), progress=bool(cfg.progress))
+    seconds = time.perf_counter() - start
+    metrics = {"rows": summary.rows, "errors": summary.errors, "groups": summary.groups,
+               "seconds": seconds}
+    print(f"\n## geoloc-audience\n\nrows read:   {summary.rows}\n"
+          f"groups:      {summary.groups} -> {summary.output}\n"
+          f"bad rows:    {summary.errors} -> {summary.errors_file}\n"
+          f"methods:     {', '.join(methods)} ({int(cfg.bootstrap)} bootstrap replicates, "
+          f"{100 * float(cfg.level):g} % intervals)\n"
+          f"time:        {seconds:.1f} s", flush=True)
+    return metrics, {"summary": summary, "thresholds": thresholds}
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="audience")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return common.hydra_task("geoloc-audience", audience, cfg, None)
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

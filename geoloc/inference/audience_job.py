@@ -1,0 +1,311 @@
+"""``geoloc-audience``'s file job: rows of profiles (or of ``geoloc-predict`` output) with
+a group column -> per group, each country's estimated share with its interval.
+
+Streaming in bounded memory, for groups of any size in any order: rows are read once and
+each row's probability vector and decision are appended to one of ``buckets`` Arrow files
+chosen by a hash of its group (``OUTPUT.parts/``); then each bucket is read alone, split
+by group and estimated (:func:`geoloc.inference.audience.estimate_audience`). Memory is
+one input chunk plus the largest bucket (a group's rows never span buckets).
+
+Every input row ends up counted in its group or as an error row in ``OUTPUT.errors.jsonl``
+(file, line, field, problem). The output and errors file are written atomically at the
+end; a killed run leaves no output, and the same command run again starts over (the parts
+of a killed run are removed). An existing output is never overwritten unless
+``overwrite=True``.
+
+Output: one row per group, method and class (the label set's countries and OTHER):
+``group, method, country, share, low, high, level, profiles, assigned`` (``assigned``:
+the group's rows the policy assigned a country, what naive counting uses).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from geoloc.data.readers import detect_format, error_to_dict, iter_numbered_results
+from geoloc.data.schema import ColumnMapping, RecordError
+from geoloc.inference.audience import Calibration, check_methods, estimate_audience
+from geoloc.inference.job import _chunks, check_paths, errors_path, parts_path
+from geoloc.inference.predictor import GROUP_COLUMN, PROBABILITIES_COLUMN
+from geoloc.io import PathLike, atomic_write
+from geoloc.labels import UNCERTAIN
+
+OUTPUT_COLUMNS = ("group", "method", "country", "share", "low", "high", "level",
+                  "profiles", "assigned")
+
+
+@dataclass
+class AudienceSummary:
+    """What a run did (printed by ``geoloc-audience``)."""
+
+    rows: int
+    errors: int
+    groups: int
+    output: Path
+    errors_file: Path
+
+
+def output_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([
+        ("group", pa.string()), ("method", pa.string()), ("country", pa.string()),
+        ("share", pa.float64()), ("low", pa.float64()), ("high", pa.float64()),
+        ("level", pa.float64()), ("profiles", pa.int64()), ("assigned", pa.int64()),
+    ])
+
+
+def _bucket_schema(n_classes: int) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([("group", pa.string()), ("decision", pa.int32()),
+                      ("probabilities", pa.list_(pa.float32(), n_classes))])
+
+
+def _bucket(group: str, buckets: int) -> int:
+    """A stable bucket for a group (Python's ``hash`` of a string changes per process)."""
+    return zlib.crc32(group.encode("utf-8")) % buckets
+
+
+# -- the two kinds of input -------------------------------------------------------------
+
+
+def profile_batches(predictor: Any, input_path: Path, mapping: ColumnMapping,
+                    fmt: str | None, chunk_rows: int
+                    ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, list[dict]]]:
+    """Raw profiles through the predictor: (groups, probabilities, decisions, error rows)
+    per chunk of input rows."""
+    items = iter_numbered_results(input_path, mapping, fmt=fmt)
+    for chunk in _chunks(items, chunk_rows):
+        good = [r for _, r in chunk if not isinstance(r, RecordError)]
+        errors = [error_to_dict(e) for _, e in chunk if isinstance(e, RecordError)]
+        if good:
+            from geoloc.data.schema import profile_text
+
+            p = predictor.predict_texts([profile_text(r["bio"], r["captions"]) for r in good])
+            yield [r["group"] for r in good], p.probabilities, p.decisions, errors
+        else:
+            yield [], np.zeros((0, len(predictor.class_names))), np.zeros(0, int), errors
+
+
+def prediction_batches(input_path: Path, class_names: list[str], chunk_rows: int
+                       ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, list[dict]]]:
+    """Rows of ``geoloc-predict`` output (Parquet, JSONL or CSV/TSV, written with
+    ``probabilities=true`` and a ``columns.group``): the same batches, read back."""
+    fmt = detect_format(input_path, None)
+    index = {name: i for i, name in enumerate(class_names)}
+    path = str(input_path)
+    needed = (GROUP_COLUMN, PROBABILITIES_COLUMN, "country")
+
+    def parse(row: dict[str, Any], line: int) -> tuple[str, np.ndarray, int]:
+        for col in needed:
+            if row.get(col) in (None, ""):
+                raise RecordError(path, line, col, f"no {col!r} value")
+        probs = row[PROBABILITIES_COLUMN]
+        if isinstance(probs, str):
+            try:
+                probs = json.loads(probs)
+            except json.JSONDecodeError as err:
+                raise RecordError(path, line, PROBABILITIES_COLUMN,
+                                  f"not a JSON array ({err.msg})") from None
+        vec = np.asarray(probs, dtype=np.float64)
+        if vec.shape != (len(class_names),) or not np.all(np.isfinite(vec)):
+            raise RecordError(path, line, PROBABILITIES_COLUMN,
+                              f"expected {len(class_names)} finite probabilities (the "
+                              f"model's classes), got {vec.size}")
+        country = str(row["country"])
+        if country != UNCERTAIN and country not in index:
+            raise RecordError(path, line, "country",
+                              f"{country!r} is not one of the model's classes")
+        return str(row[GROUP_COLUMN]), vec, index.get(country, -1)
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            missing = [c for c in needed if c not in pf.schema_arrow.names]
+            if missing:
+                raise RecordError(path, 1, missing[0], _missing_hint(missing[0]))
+            n = 1
+            for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(needed)):
+                for row in batch.to_pylist():
+                    n += 1
+                    yield n, row
+        elif fmt == "jsonl":
+            with open(path, encoding="utf-8") as fh:
+                for n, text in enumerate(fh, start=1):
+                    if text.strip():
+                        try:
+                            yield n, json.loads(text)
+                        except json.JSONDecodeError as err:
+                            yield n, {"__error__": f"malformed JSON: {err.msg}"}
+        else:
+            import csv
+
+            with open(path, encoding="utf-8", newline="") as fh:
+                reader = csv.DictReader(fh, delimiter="\t" if fmt == "tsv" else ",")
+                missing = [c for c in needed if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise RecordError(path, 1, missing[0], _missing_hint(missing[0]))
+                for row in reader:
+                    yield reader.line_num, row
+
+    for chunk in _chunks(rows(), chunk_rows):
+        groups, vecs, decisions, errors = [], [], [], []
+        for line, row in chunk:
+            try:
+                if "__error__" in row:
+                    raise RecordError(path, line, "json", row["__error__"])
+                g, v, d = parse(row, line)
+            except RecordError as err:
+                errors.append(error_to_dict(err))
+                continue
+            groups.append(g)
+            vecs.append(v)
+            decisions.append(d)
+        probs = np.stack(vecs) if vecs else np.zeros((0, len(class_names)))
+        yield groups, probs, np.asarray(decisions, dtype=np.int64), errors
+
+
+def _missing_hint(column: str) -> str:
+    return (f"column not in the predictions; run geoloc-predict with probabilities=true "
+            f"and columns.group=<the group column> (missing: {column})")
+
+
+# -- the job ----------------------------------------------------------------------------
+
+
+def audience_file(batches: Iterator[tuple[list[str], np.ndarray, np.ndarray, list[dict]]],
+                  calibration: Calibration, input_path: PathLike, output: PathLike,
+                  methods: list[str], bootstrap: int = 200, level: float = 0.9,
+                  seed: int = 0, buckets: int = 64, overwrite: bool = False,
+                  progress: bool = True, total: int | None = None) -> AudienceSummary:
+    """Estimate every group's country mix from ``batches`` (:func:`profile_batches` or
+    :func:`prediction_batches`) into ``output``; see the module docstring."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    methods = check_methods(methods)
+    output = Path(output)
+    out_format = check_paths(input_path, output, overwrite)
+    parts = parts_path(output)
+    if parts.exists():  # a killed run's: it starts over
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True)
+    names = list(calibration.class_names)
+    schema = _bucket_schema(len(names))
+    writers: dict[int, Any] = {}
+    n_rows = n_err = 0
+    err_file = errors_path(output)
+    try:
+        with atomic_write(err_file) as efh:
+            bar = tqdm(total=total, unit="row", desc="geoloc-audience: read",
+                       disable=not progress)
+            for groups, probs, decisions, errors in batches:
+                efh.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
+                n_err += len(errors)
+                n_rows += len(groups) + len(errors)
+                bar.update(len(groups) + len(errors))
+                if not groups:
+                    continue
+                keys = np.array([_bucket(g, buckets) for g in groups])
+                for b in np.unique(keys):
+                    sel = np.flatnonzero(keys == b)
+                    table = pa.table({
+                        "group": pa.array([groups[i] for i in sel], pa.string()),
+                        "decision": pa.array(decisions[sel].astype(np.int32)),
+                        "probabilities": pa.FixedSizeListArray.from_arrays(
+                            pa.array(probs[sel].astype(np.float32).ravel()), len(names)),
+                    }, schema=schema)
+                    if b not in writers:
+                        writers[b] = ipc.new_file(str(parts / f"bucket-{b:04d}.arrow"), schema)
+                    writers[b].write_table(table)
+            bar.close()
+        for w in writers.values():
+            w.close()
+        writers.clear()
+        n_groups = _estimate_buckets(parts, calibration, output, out_format, methods,
+                                     bootstrap, level, seed, progress)
+    finally:
+        for w in writers.values():
+            w.close()
+        shutil.rmtree(parts, ignore_errors=True)
+    return AudienceSummary(rows=n_rows, errors=n_err, groups=n_groups, output=output,
+                           errors_file=err_file)
+
+
+def _estimate_buckets(parts: Path, calibration: Calibration, output: Path, out_format: str,
+                      methods: list[str], bootstrap: int, level: float, seed: int,
+                      progress: bool) -> int:
+    """Read each bucket alone, estimate its groups and write them (bucket by bucket, by
+    name within a bucket); returns the number of groups."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    from geoloc.inference.job import _write_delimited
+
+    schema = output_schema()
+    names = list(calibration.class_names)
+    files = sorted(parts.glob("bucket-*.arrow"))
+    n_groups = 0
+    with atomic_write(output, "wb" if out_format == "parquet" else "w") as fh:
+        writer = pq.ParquetWriter(fh, schema) if out_format == "parquet" else None
+        first = True
+        try:
+            for path in tqdm(files, desc="geoloc-audience: estimate", unit="bucket",
+                             disable=not progress):
+                with ipc.open_file(str(path)) as reader:
+                    table = reader.read_all()
+                groups = np.asarray(table.column("group").to_pylist(), dtype=object)
+                decisions = table.column("decision").to_numpy()
+                probs = (table.column("probabilities").combine_chunks().flatten()
+                         .to_numpy().reshape(-1, len(names)).astype(np.float64))
+                order = np.argsort(groups, kind="stable")
+                uniq, starts = np.unique(groups[order], return_index=True)
+                bounds = [*starts[1:], len(order)]
+                rows = []
+                for g, lo, hi in zip(uniq, starts, bounds, strict=True):
+                    idx = order[lo:hi]
+                    # each group's own stream of random draws: its interval does not
+                    # depend on which other groups the file holds
+                    group_seed = (seed * 1_000_003 + zlib.crc32(str(g).encode())) % (1 << 32)
+                    for est in estimate_audience(probs[idx], decisions[idx], calibration,
+                                                 methods, bootstrap, level, group_seed):
+                        assigned = int((decisions[idx] >= 0).sum())
+                        rows.extend({
+                            "group": str(g), "method": est.method, "country": names[c],
+                            "share": _num(est.share[c]), "low": _num(est.low[c]),
+                            "high": _num(est.high[c]), "level": level,
+                            "profiles": int(len(idx)), "assigned": assigned,
+                        } for c in range(len(names)))
+                    n_groups += 1
+                out = pa.Table.from_pylist(rows, schema=schema)
+                if writer is not None:
+                    writer.write_table(out)
+                elif out_format == "jsonl":
+                    fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+                else:
+                    _write_delimited(fh, out, first, "\t" if out_format == "tsv" else ",")
+                first = False
+            if first and out_format in ("csv", "tsv"):
+                _write_delimited(fh, schema.empty_table(), True,
+                                 "\t" if out_format == "tsv" else ",")
+        finally:
+            if writer is not None:
+                writer.close()
+    return n_groups
+
+
+def _num(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
