@@ -98,3 +98,19 @@ def test_bad_options_are_named(kwargs, message):
     probs, _ = _rows(PRIOR, 10, rng)
     with pytest.raises(AudienceError, match=message):
         estimate_audience(probs, probs.argmax(1), calib, **kwargs)
+
+
+def test_the_notebook_and_its_paired_script_hold_the_same_cells():
+    """notebooks/audience.py is the reviewable source (jupytext percent format); the
+    .ipynb must not drift from it."""
+    from pathlib import Path
+
+    import jupytext
+    import nbformat
+
+    folder = Path(__file__).resolve().parents[1] / "notebooks"
+    for script in folder.glob("*.py"):
+        paired = nbformat.read(script.with_suffix(".ipynb"), as_version=4)
+        source = jupytext.read(script)
+        assert [(c.cell_type, c.source) for c in source.cells] == \
+            [(c.cell_type, c.source) for c in paired.cells], script.name
