@@ -244,6 +244,19 @@ def test_an_oversized_quoted_field_over_several_lines_yields_no_spurious_rows(tm
     assert "(lines 3-6)" in bad[0][2] and "field larger than field limit" in bad[0][2]
 
 
+def test_a_stray_quote_in_a_broken_record_costs_only_that_record(tmp_path):
+    """An odd quote count after an ordinary parse error (a stray quote, not an open
+    field) must not make the reader skip the good lines that follow."""
+    from geoloc.data.readers import iter_numbered_results
+    from geoloc.data.schema import ColumnMapping, RecordError
+
+    src = tmp_path / "in.csv"
+    src.write_text('id,bio,captions\n1,"a"b 5" tall,x\n2,ok,ok\n3,ok,ok\n', encoding="utf-8")
+    out = list(iter_numbered_results(src, ColumnMapping(stated_location=None, country=None)))
+    assert [(line, isinstance(r, RecordError)) for line, r in out] == [
+        (2, True), (3, False), (4, False)]
+
+
 @pytest.mark.parametrize("corrupt,problem", [
     (lambda text: text[: len(text) // 2], "not valid JSON (line"),
     (lambda text: "[1, 2]", "expected a JSON object, got list"),

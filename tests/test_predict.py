@@ -308,6 +308,8 @@ def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, expor
     from geoloc.cli.common import run_task
     from geoloc.cli.export import export_task
     from geoloc.cli.predict import predict
+    from geoloc.config import ConfigError
+    from geoloc.data.schema import InputFileError, RecordError
 
     src = _write_jsonl(tmp_path / "in.jsonl", _profiles(3))
     csv_src = tmp_path / "in.csv"
@@ -330,7 +332,7 @@ def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, expor
     for name, overrides, message in cases:
         task = export_task if name == "export" else predict
         cfg = compose([*overrides, f"paths.output_dir={tmp_path}"], config_name=name)
-        with pytest.raises(ValueError, match=message):  # ConfigError, or InputFileError
+        with pytest.raises((ConfigError, InputFileError, RecordError), match=message):
             run_task(task, cfg)
     assert not (tmp_path / "o.jsonl").exists()
 

@@ -3,11 +3,18 @@ and do their 90 % intervals cover the true shares?
 
 Rows: the real recipe's out-of-fold outputs (``<ckpt>.calibration.npz`` of
 ``geoloc-train experiment=real_umass``: every train + calib tweet predicted by a fold
-model that never trained on it, fused and calibrated as deployed). They are split in two
-halves, stratified by country (seeded): one half is the estimators' calibration data
-(misclassification rates, calibration prior), the other the pool audiences are drawn
-from; then the halves swap, so every audience is scored by estimators that never saw its
-rows. Only countries with at least ``--min-rows`` tweets in each half take part in mixes.
+model that never trained on it, fused as deployed). They are split in two halves,
+stratified by country (seeded): one half is the calibration data (the policy's
+temperature and thresholds are refitted on it with the saved recipe, and the estimators'
+misclassification rates and prior come from it), the other the pool audiences are drawn
+from; then the halves swap, so every audience is scored by a calibration that never saw
+its rows. Only countries with at least ``--min-rows`` tweets in each half take part in
+mixes.
+
+Caveats: the audiences are fold-model outputs, as are the calibration rows, so the
+experiment does not show a mismatch between fold models and the deployed refit; and a
+small country's audience rows are drawn with replacement from its few pool tweets (at
+least ``--min-rows``), so at 10,000 profiles they repeat.
 
 Audiences: a country mix ``p`` is drawn, ``n`` profiles are drawn from it (counts
 multinomial, each profile a random pool tweet of its country, with replacement), and
@@ -39,8 +46,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from geoloc.evaluation import Thresholds, calibration_path, thresholds_path
-from geoloc.inference.audience import METHODS, RECOMMENDED, Calibration, estimate_audience
+from geoloc.evaluation import Thresholds, calibration_path, fit_policy, thresholds_path
+from geoloc.inference.audience import (
+    METHODS,
+    RECOMMENDED,
+    Calibration,
+    CalibrationReplicates,
+    estimate_audience,
+)
 from geoloc.io import markdown_table
 
 HERE = Path(__file__).resolve().parent
@@ -81,29 +94,39 @@ def draw_mix(family: str, eligible: np.ndarray, prior: np.ndarray, n_classes: in
 
 def run(ckpt: Path, audiences: int, bootstrap: int, min_rows: int, seed: int
         ) -> tuple[pd.DataFrame, dict]:
-    thresholds = Thresholds.from_json(thresholds_path(ckpt))
-    full = Calibration.load(calibration_path(ckpt), thresholds)
-    probs, labels = full.probabilities, full.labels
-    decisions = thresholds.apply(probs)
-    c = len(full.class_names)
+    saved = Thresholds.from_json(thresholds_path(ckpt))
+    with np.load(calibration_path(ckpt), allow_pickle=False) as data:
+        logits, labels = data["logits"], data["labels"].astype(np.int64)
+    names = list(saved.class_names)
+    c = len(names)
     rng = np.random.default_rng(seed)
     half = halves(labels, rng)
     counts = np.stack([np.bincount(labels[half == h], minlength=c) for h in (0, 1)])
     eligible = np.flatnonzero(counts.min(axis=0) >= min_rows)
+    # The deployed temperature and thresholds were fitted on every out-of-fold row; here
+    # each half gets its own, fitted on the other half alone (the same recipe), so no
+    # audience row ever informed the calibration that scores it.
+    setups = []
+    for pool_half in (0, 1):
+        calib_rows = half != pool_half
+        policy = fit_policy(logits[calib_rows], labels[calib_rows], names, saved.policy)
+        probs = policy.probabilities(logits)
+        setups.append((calib_rows, probs, policy.apply(probs),
+                       CalibrationReplicates(Calibration(tuple(names), probs[calib_rows],
+                                                         labels[calib_rows]),
+                                             bootstrap, seed + pool_half)))
     records = []
     jobs = [(n, fam, a) for n in SIZES for fam in FAMILIES for a in range(audiences)]
     for n, fam, a in tqdm(jobs, desc="audiences"):
-        pool_half = a % 2  # halves swap roles between audiences
-        calib_rows = half != pool_half
-        calib = Calibration(full.class_names, probs[calib_rows], labels[calib_rows])
-        p = draw_mix(fam, eligible, calib.prior(), c, rng)
+        calib_rows, probs, decisions, replicates = setups[a % 2]  # halves swap roles
+        prior = np.bincount(labels[calib_rows], minlength=c) / calib_rows.sum()
+        p = draw_mix(fam, eligible, prior, c, rng)
         per_class = rng.multinomial(n, p)
         rows = np.concatenate([
             rng.choice(np.flatnonzero((labels == k) & ~calib_rows), size=m, replace=True)
             for k, m in enumerate(per_class) if m])
-        estimates = estimate_audience(probs[rows], decisions[rows], calib, METHODS,
-                                      bootstrap=bootstrap, level=0.9,
-                                      seed=int(rng.integers(1 << 31)))
+        estimates = estimate_audience(probs[rows], decisions[rows], replicates, METHODS,
+                                      level=0.9, seed=int(rng.integers(1 << 31)))
         for est in estimates:
             err = np.abs(est.share - p)
             covered = (est.low <= p + 1e-12) & (p - 1e-12 <= est.high)
@@ -114,7 +137,7 @@ def run(ckpt: Path, audiences: int, bootstrap: int, min_rows: int, seed: int
                 "width": float(np.nanmean(est.high - est.low)),
                 "assigned": float((decisions[rows] >= 0).mean()),
             })
-    meta = {"rows": int(len(labels)), "eligible": [full.class_names[i] for i in eligible],
+    meta = {"rows": int(len(labels)), "eligible": [names[i] for i in eligible],
             "classes": c}
     return pd.DataFrame(records), meta
 

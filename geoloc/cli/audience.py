@@ -33,6 +33,15 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     kind = str(cfg.kind)
     if kind not in KINDS:
         raise ConfigError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
+    for name in ("chunk_rows", "buckets", "bootstrap"):
+        value = cfg.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (name != "bootstrap"):
+            raise ConfigError(f"{name}={value!r}: expected an integer >= "
+                              f"{int(name != 'bootstrap')}")
+    if not 0 < float(cfg.level) < 1:
+        raise ConfigError(f"level={cfg.level}: expected a number in (0, 1)")
+    # the options and files are checked here (one line each, exit 2); errors of the run
+    # itself (a bad row, a library failure) are not dressed up as bad options
     with common.option_errors():
         methods = check_methods(list(cfg.methods))
         check_paths(cfg.input, cfg.output, bool(cfg.overwrite))  # before loading a model
@@ -58,10 +67,10 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                                   "calibration data's")
             batches = profile_batches(predictor, Path(cfg.input), mapping, cfg.format,
                                       int(cfg.chunk_rows))
-        summary = audience_file(batches, calibration, cfg.input, cfg.output, methods,
-                                bootstrap=int(cfg.bootstrap), level=float(cfg.level),
-                                seed=int(cfg.seed), buckets=int(cfg.buckets),
-                                overwrite=bool(cfg.overwrite), progress=bool(cfg.progress))
+    summary = audience_file(batches, calibration, cfg.input, cfg.output, methods,
+                            bootstrap=int(cfg.bootstrap), level=float(cfg.level),
+                            seed=int(cfg.seed), buckets=int(cfg.buckets),
+                            overwrite=bool(cfg.overwrite), progress=bool(cfg.progress))
     seconds = time.perf_counter() - start
     metrics = {"rows": summary.rows, "errors": summary.errors, "groups": summary.groups,
                "seconds": seconds}

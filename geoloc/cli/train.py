@@ -91,6 +91,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         # what the policy was fitted on (fused when there is a fusion): audience
         # estimation's misclassification rates and calibration prior come from it
         save_calibration_outputs(calib, list(module.class_names), calibration_path(ckpt))
+    elif ckpt:  # an earlier run's, under the same name, would not match this policy
+        calibration_path(ckpt).unlink(missing_ok=True)
     if ckpt:  # the fusion beside the checkpoint, tied to those thresholds by their hash
         remove_fusion(fusion_path(ckpt))  # an earlier run's, under the same name
         if fusion is not None:

@@ -146,6 +146,8 @@ class _Validator:
 
     def _group(self, row: Mapping[str, Any], line: int) -> str:
         v = row.get(self.mapping.group)
+        if isinstance(v, float) and v.is_integer():  # an integer column with gaps (Parquet)
+            v = int(v)
         if isinstance(v, bool) or not isinstance(v, (str, int)):
             raise self.error(line, self.mapping.group,
                              "group is missing" if v is None else
@@ -354,10 +356,12 @@ def _csv_rows(path: str, delimiter: str, mapping: ColumnMapping) -> Iterator[tup
             except csv.Error as exc:
                 # The csv reader starts afresh on the next physical line after an error, so
                 # one broken record costs its own lines, not the rest of the file; an
-                # unclosed quote may swallow several lines: the error names them all. An
-                # error inside a quoted field (one over the size limit spanning lines) would
-                # make the field's remaining lines look like records: skip to its end first.
-                if lines.quotes % 2:
+                # unclosed quote may swallow several lines: the error names them all. A
+                # field over the size limit inside quotes (an odd quote count so far) would
+                # make its remaining lines look like records: skip to its end first. Only
+                # that error: after any other, a stray quote in an unquoted cell (5" tall)
+                # would make the skip swallow good lines.
+                if "field larger than field limit" in str(exc) and lines.quotes % 2:
                     skipped += lines.skip_quoted_rest()
                 end = reader.line_num + skipped
                 span = f"line {start}" if end <= start else f"lines {start}-{end}"

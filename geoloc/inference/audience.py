@@ -49,7 +49,8 @@ DESCRIPTIONS = {
 
 
 class AudienceError(ValueError):
-    """Unusable calibration data or options; the message names the file or option."""
+    """An option the estimators cannot use; the message names it. (Unusable calibration
+    files raise :class:`~geoloc.data.schema.InputFileError`: they are bad input.)"""
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,11 @@ class Calibration:
     def load(cls, path: str | Path, thresholds: object) -> Calibration:
         """``<ckpt>.calibration.npz`` (``allow_pickle=False``) with the policy's
         temperature applied; its class names must be the policy's."""
+        from geoloc.data.schema import InputFileError
+
         path = Path(path)
         if not path.is_file():
-            raise AudienceError(
+            raise InputFileError(
                 f"{path}: no calibration outputs beside the model (geoloc-train saves them "
                 "with the thresholds since this version; retrain, or export again)")
         try:
@@ -85,10 +88,14 @@ class Calibration:
                 logits, labels = data["logits"], data["labels"]
                 names = tuple(str(x) for x in data["class_names"])
         except (OSError, ValueError, KeyError) as err:
-            raise AudienceError(f"{path}: not readable calibration outputs ({err})") from err
+            raise InputFileError(f"{path}: not readable calibration outputs ({err})") from err
         if names != tuple(thresholds.class_names):
-            raise AudienceError(f"{path}: classes {list(names)} differ from the policy's "
-                                f"{list(thresholds.class_names)}")
+            raise InputFileError(f"{path}: classes {list(names)} differ from the policy's "
+                                 f"{list(thresholds.class_names)}")
+        if labels.ndim != 1 or logits.shape != (len(labels), len(names)) or (
+                len(labels) and not 0 <= labels.min() <= labels.max() < len(names)):
+            raise InputFileError(f"{path}: {logits.shape} logits and {labels.shape} labels "
+                                 f"do not fit {len(names)} classes")
         return cls(names, thresholds.probabilities(logits), labels.astype(np.int64))
 
     def prior(self) -> np.ndarray:
@@ -127,7 +134,9 @@ def load_calibration(model: str | Path) -> tuple[Any, Calibration]:
     elif model.is_file():
         policy, data = thresholds_path(model), calibration_path(model)
     else:
-        raise AudienceError(f"ckpt_path={model}: no such checkpoint file or export folder")
+        from geoloc.data.schema import InputFileError
+
+        raise InputFileError(f"ckpt_path={model}: no such checkpoint file or export folder")
     thresholds = Thresholds.from_json(policy)
     return thresholds, Calibration.load(data, thresholds)
 
@@ -195,13 +204,29 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return out
 
 
+class CalibrationReplicates:
+    """The calibration data's estimator inputs (misclassification rates, implied prior)
+    as they are and on ``bootstrap`` resamples of the calibration rows: computed once per
+    job and shared by every group (they do not depend on the group)."""
+
+    def __init__(self, calibration: Calibration, bootstrap: int, seed: int = 0) -> None:
+        if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+            raise AudienceError(f"bootstrap={bootstrap}: expected an integer >= 0")
+        rng = np.random.default_rng([seed, 0xCA1B])
+        self.n_classes = len(calibration.class_names)
+        self.full = _Fitted.of(calibration)
+        self.replicates = [_Fitted.of(calibration.resample(rng)) for _ in range(bootstrap)]
+
+
 def estimate_audience(probabilities: np.ndarray, decisions: np.ndarray,
-                      calibration: Calibration, methods: Sequence[str] = METHODS,
-                      bootstrap: int = 200, level: float = 0.9, seed: int = 0
-                      ) -> list[Estimate]:
+                      calibration: Calibration | CalibrationReplicates,
+                      methods: Sequence[str] = METHODS, bootstrap: int = 200,
+                      level: float = 0.9, seed: int = 0) -> list[Estimate]:
     """Each method's shares for one group of rows, with a ``level`` percentile-bootstrap
     interval (``bootstrap`` replicates, each resampling the group's rows and the
     calibration rows). ``decisions`` are the policy's (class index or -1 for UNCERTAIN).
+    Pass :class:`CalibrationReplicates` to share the calibration resamples across groups
+    (their count then sets ``bootstrap``).
 
     The point estimate is the method on the rows as they are (not the bootstrap mean).
     ``naive`` is NaN for every class when no row of the group was assigned a country.
@@ -209,20 +234,22 @@ def estimate_audience(probabilities: np.ndarray, decisions: np.ndarray,
     methods = check_methods(methods)
     if not 0 < level < 1:
         raise AudienceError(f"level={level}: expected a number in (0, 1)")
-    if bootstrap < 0:
-        raise AudienceError(f"bootstrap={bootstrap}: expected an integer >= 0")
+    if isinstance(calibration, Calibration):
+        calibration = CalibrationReplicates(calibration, bootstrap, seed)
+    bootstrap = len(calibration.replicates)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     decisions = np.asarray(decisions, dtype=np.int64)
     n = len(probabilities)
     if n == 0:
         raise AudienceError("an empty group has no country mix")
-    fitted = _Fitted.of(calibration)
-    points = {m: _estimate(m, probabilities, decisions, fitted) for m in methods}
+    if probabilities.ndim != 2 or probabilities.shape[1] != calibration.n_classes:
+        raise AudienceError(f"probabilities of shape {probabilities.shape}: expected "
+                            f"{calibration.n_classes} classes")
+    points = {m: _estimate(m, probabilities, decisions, calibration.full) for m in methods}
     c = probabilities.shape[1]
     draws = {m: np.full((bootstrap, c), np.nan) for m in methods}
     rng = np.random.default_rng(seed)
-    for b in range(bootstrap):
-        fb = _Fitted.of(calibration.resample(rng))
+    for b, fb in enumerate(calibration.replicates):
         idx = rng.integers(0, n, n)
         for m in methods:
             draws[m][b] = _estimate(m, probabilities[idx], decisions[idx], fb)

@@ -21,6 +21,7 @@ the group's rows the policy assigned a country, what naive counting uses).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import zlib
 from collections.abc import Iterator
@@ -33,7 +34,13 @@ from tqdm import tqdm
 
 from geoloc.data.readers import detect_format, error_to_dict, iter_numbered_results
 from geoloc.data.schema import ColumnMapping, RecordError
-from geoloc.inference.audience import Calibration, check_methods, estimate_audience
+from geoloc.inference.audience import (
+    AudienceError,
+    Calibration,
+    CalibrationReplicates,
+    check_methods,
+    estimate_audience,
+)
 from geoloc.inference.job import _chunks, check_paths, errors_path, parts_path
 from geoloc.inference.predictor import GROUP_COLUMN, PROBABILITIES_COLUMN
 from geoloc.io import PathLike, atomic_write
@@ -106,7 +113,10 @@ def prediction_batches(input_path: Path, class_names: list[str], chunk_rows: int
     path = str(input_path)
     needed = (GROUP_COLUMN, PROBABILITIES_COLUMN, "country")
 
-    def parse(row: dict[str, Any], line: int) -> tuple[str, np.ndarray, int]:
+    def parse(row: Any, line: int) -> tuple[str, np.ndarray, int]:
+        if not isinstance(row, dict):
+            raise RecordError(path, line, "row",
+                              f"expected a JSON object, got {type(row).__name__}")
         for col in needed:
             if row.get(col) in (None, ""):
                 raise RecordError(path, line, col, f"no {col!r} value")
@@ -117,11 +127,17 @@ def prediction_batches(input_path: Path, class_names: list[str], chunk_rows: int
             except json.JSONDecodeError as err:
                 raise RecordError(path, line, PROBABILITIES_COLUMN,
                                   f"not a JSON array ({err.msg})") from None
-        vec = np.asarray(probs, dtype=np.float64)
-        if vec.shape != (len(class_names),) or not np.all(np.isfinite(vec)):
+        try:
+            vec = np.asarray(probs, dtype=np.float64)
+        except (TypeError, ValueError):
+            vec = np.full(1, np.nan)
+        if (vec.shape != (len(class_names),) or not np.all(np.isfinite(vec))
+                or vec.min() < 0 or abs(vec.sum() - 1) > 1e-3):
             raise RecordError(path, line, PROBABILITIES_COLUMN,
-                              f"expected {len(class_names)} finite probabilities (the "
-                              f"model's classes), got {vec.size}")
+                              f"expected {len(class_names)} probabilities (the model's "
+                              "classes, >= 0, summing to 1)")
+        if not isinstance(row["group"], (str, int)) or isinstance(row["group"], bool):
+            raise RecordError(path, line, GROUP_COLUMN, "group must be text or an integer")
         country = str(row["country"])
         if country != UNCERTAIN and country not in index:
             raise RecordError(path, line, "country",
@@ -142,17 +158,30 @@ def prediction_batches(input_path: Path, class_names: list[str], chunk_rows: int
                     n += 1
                     yield n, row
         elif fmt == "jsonl":
-            with open(path, encoding="utf-8") as fh:
-                for n, text in enumerate(fh, start=1):
-                    if text.strip():
-                        try:
-                            yield n, json.loads(text)
-                        except json.JSONDecodeError as err:
-                            yield n, {"__error__": f"malformed JSON: {err.msg}"}
+            with open(path, "rb") as fh:
+                checked = False
+                for n, raw in enumerate(fh, start=1):
+                    try:
+                        text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+                        if not text.strip():
+                            continue
+                        obj = json.loads(text)
+                    except UnicodeDecodeError as err:
+                        yield n, {"__error__": ("encoding", f"not valid UTF-8 ({err.reason})")}
+                        continue
+                    except json.JSONDecodeError as err:
+                        yield n, {"__error__": ("json", f"malformed JSON: {err.msg}")}
+                        continue
+                    if not checked and isinstance(obj, dict):
+                        missing = [c for c in needed if c not in obj]
+                        if missing:  # written without probabilities=true or a group
+                            raise RecordError(path, n, missing[0], _missing_hint(missing[0]))
+                        checked = True
+                    yield n, obj
         else:
             import csv
 
-            with open(path, encoding="utf-8", newline="") as fh:
+            with open(path, encoding="utf-8-sig", newline="") as fh:
                 reader = csv.DictReader(fh, delimiter="\t" if fmt == "tsv" else ",")
                 missing = [c for c in needed if c not in (reader.fieldnames or [])]
                 if missing:
@@ -164,8 +193,8 @@ def prediction_batches(input_path: Path, class_names: list[str], chunk_rows: int
         groups, vecs, decisions, errors = [], [], [], []
         for line, row in chunk:
             try:
-                if "__error__" in row:
-                    raise RecordError(path, line, "json", row["__error__"])
+                if isinstance(row, dict) and "__error__" in row:
+                    raise RecordError(path, line, *row["__error__"])
                 g, v, d = parse(row, line)
             except RecordError as err:
                 errors.append(error_to_dict(err))
@@ -196,6 +225,9 @@ def audience_file(batches: Iterator[tuple[list[str], np.ndarray, np.ndarray, lis
     import pyarrow.ipc as ipc
 
     methods = check_methods(methods)
+    for name, value in (("buckets", buckets), ("bootstrap", bootstrap + 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AudienceError(f"{name}={value}: expected an integer >= 1")
     output = Path(output)
     out_format = check_paths(input_path, output, overwrite)
     parts = parts_path(output)
@@ -208,7 +240,9 @@ def audience_file(batches: Iterator[tuple[list[str], np.ndarray, np.ndarray, lis
     n_rows = n_err = 0
     err_file = errors_path(output)
     try:
-        with atomic_write(err_file) as efh:
+        # the errors go to the parts folder and beside the output only once the output
+        # is written: a run that fails or is killed leaves neither (a rerun is not refused)
+        with open(parts / "errors.jsonl", "w", encoding="utf-8") as efh:
             bar = tqdm(total=total, unit="row", desc="geoloc-audience: read",
                        disable=not progress)
             for groups, probs, decisions, errors in batches:
@@ -234,8 +268,10 @@ def audience_file(batches: Iterator[tuple[list[str], np.ndarray, np.ndarray, lis
         for w in writers.values():
             w.close()
         writers.clear()
-        n_groups = _estimate_buckets(parts, calibration, output, out_format, methods,
-                                     bootstrap, level, seed, progress)
+        replicates = CalibrationReplicates(calibration, bootstrap, seed)
+        n_groups = _estimate_buckets(parts, replicates, names, output, out_format, methods,
+                                     level, seed, progress)
+        os.replace(parts / "errors.jsonl", err_file)
     finally:
         for w in writers.values():
             w.close()
@@ -244,9 +280,9 @@ def audience_file(batches: Iterator[tuple[list[str], np.ndarray, np.ndarray, lis
                            errors_file=err_file)
 
 
-def _estimate_buckets(parts: Path, calibration: Calibration, output: Path, out_format: str,
-                      methods: list[str], bootstrap: int, level: float, seed: int,
-                      progress: bool) -> int:
+def _estimate_buckets(parts: Path, replicates: CalibrationReplicates, names: list[str],
+                      output: Path, out_format: str, methods: list[str], level: float,
+                      seed: int, progress: bool) -> int:
     """Read each bucket alone, estimate its groups and write them (bucket by bucket, by
     name within a bucket); returns the number of groups."""
     import pyarrow as pa
@@ -256,7 +292,6 @@ def _estimate_buckets(parts: Path, calibration: Calibration, output: Path, out_f
     from geoloc.inference.job import _write_delimited
 
     schema = output_schema()
-    names = list(calibration.class_names)
     files = sorted(parts.glob("bucket-*.arrow"))
     n_groups = 0
     with atomic_write(output, "wb" if out_format == "parquet" else "w") as fh:
@@ -280,8 +315,8 @@ def _estimate_buckets(parts: Path, calibration: Calibration, output: Path, out_f
                     # each group's own stream of random draws: its interval does not
                     # depend on which other groups the file holds
                     group_seed = (seed * 1_000_003 + zlib.crc32(str(g).encode())) % (1 << 32)
-                    for est in estimate_audience(probs[idx], decisions[idx], calibration,
-                                                 methods, bootstrap, level, group_seed):
+                    for est in estimate_audience(probs[idx], decisions[idx], replicates,
+                                                 methods, level=level, seed=group_seed):
                         assigned = int((decisions[idx] >= 0).sum())
                         rows.extend({
                             "group": str(g), "method": est.method, "country": names[c],

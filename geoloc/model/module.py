@@ -193,9 +193,11 @@ class GeolocModule(pl.LightningModule):
         """Restore a model from a checkpoint of :meth:`on_save_checkpoint`, reading it with
         ``torch.load(weights_only=True)`` (tensors and plain containers only); a file that
         is not such a checkpoint raises :class:`CheckpointError` naming it."""
-        with checkpoint_errors(path) as file:
-            return cls.load_from_checkpoint(str(file), map_location=map_location,
-                                            weights_only=True)
+        # read once under the error wrapper (it names the file); errors of building the
+        # module (a state_dict mismatch, a backbone that cannot be built) stay themselves
+        read_checkpoint(path)
+        return cls.load_from_checkpoint(str(path), map_location=map_location,
+                                        weights_only=True)
 
     def frozen_parameter_names(self) -> list[str]:
         """State-dict names of the parameters training never changes (the frozen rows of
