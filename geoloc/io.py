@@ -136,3 +136,19 @@ def file_sha256(path: PathLike, length: int | None = None) -> str:
 def markdown_table(df: Any, **kwargs: Any) -> str:
     """A GitHub-Markdown table of a pandas DataFrame (``DataFrame.to_markdown``, no index)."""
     return df.to_markdown(index=False, **kwargs)
+
+
+def log_experiment(group: str, config: dict[str, Any], tables: Mapping[str, Any],
+                   images: Mapping[str, PathLike], out_dir: PathLike) -> None:
+    """One W&B run (group and name ``group``, offline unless ``WANDB_MODE`` says
+    otherwise, files under ``out_dir``) holding an experiment script's tables
+    (DataFrames) and figures, each logged as ``group/<key>``: the shape every
+    ``experiments/*/run.py`` reports in, so reviewers find them alike."""
+    import wandb
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    run = wandb.init(project="geoloc", group=group, job_type="experiment", config=config,
+                     dir=str(out_dir), name=group)
+    run.log({**{f"{group}/{k}": wandb.Table(dataframe=v) for k, v in tables.items()},
+             **{f"{group}/{k}": wandb.Image(str(v)) for k, v in images.items()}})
+    run.finish()

@@ -54,7 +54,7 @@ from geoloc.inference.audience import (
     CalibrationReplicates,
     estimate_audience,
 )
-from geoloc.io import markdown_table
+from geoloc.io import log_experiment, markdown_table
 
 HERE = Path(__file__).resolve().parent
 SIZES = (20, 100, 1000, 10000)
@@ -185,20 +185,6 @@ def plot(raw: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def log_wandb(table: pd.DataFrame, raw: pd.DataFrame, image: Path, config: dict) -> None:
-    import os
-
-    import wandb
-
-    os.environ.setdefault("WANDB_MODE", "offline")
-    run = wandb.init(project="geoloc", group="audience", job_type="experiment",
-                     config=config, dir=str(HERE.parent.parent / "outputs"), name="audience")
-    run.log({"audience/summary": wandb.Table(dataframe=table),
-             "audience/audiences": wandb.Table(dataframe=raw),
-             "audience/figure": wandb.Image(str(image))})
-    run.finish()
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("ckpt", type=Path, help="checkpoint of geoloc-train experiment=real_umass")
@@ -222,7 +208,9 @@ def main(argv: list[str] | None = None) -> None:
         f"mixes; {a.audiences} audiences per size and mix family ({len(FAMILIES)} "
         f"families). Recommended estimator: `{RECOMMENDED}`.\n\n"
         + markdown_table(table) + "\n\n![results](results.png)\n", encoding="utf-8")
-    log_wandb(table, raw, HERE / "results.png", {**vars(a), "ckpt": a.ckpt.name, **meta})
+    log_experiment("audience", {**vars(a), "ckpt": a.ckpt.name, **meta},
+                   {"summary": table, "audiences": raw}, {"figure": HERE / "results.png"},
+                   HERE.parent.parent / "outputs")
     print(markdown_table(table))
     print(json.dumps({"minutes": round(minutes, 1)}))
 

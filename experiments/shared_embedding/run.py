@@ -57,7 +57,7 @@ from geoloc.config import compose_config
 from geoloc.data.datamodule import labelled_splits
 from geoloc.data.sources import UmassTweetsSource
 from geoloc.inference.predictor import Predictor, length_sorted_batches
-from geoloc.io import markdown_table
+from geoloc.io import log_experiment, markdown_table
 from geoloc.model.encoder import ProfileClassifier, freeze_word_embeddings, load_encoder, pool
 from geoloc.model.tokenization import load_base_tokenizer
 from geoloc.resources import umass_dev_path
@@ -277,21 +277,6 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def log_wandb(table: pd.DataFrame, raw: pd.DataFrame, image: Path, config: dict) -> None:
-    import os
-
-    import wandb
-
-    os.environ.setdefault("WANDB_MODE", "offline")
-    run = wandb.init(project="geoloc", group="shared_embedding", job_type="experiment",
-                     config=config, dir=str(HERE.parent.parent / "outputs"),
-                     name="shared_embedding")
-    run.log({"shared_embedding/summary": wandb.Table(dataframe=table),
-             "shared_embedding/runs": wandb.Table(dataframe=raw),
-             "shared_embedding/figure": wandb.Image(str(image))})
-    run.finish()
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help="geoloc checkpoint or export folder of the real recipe")
@@ -313,9 +298,10 @@ def main(argv: list[str] | None = None) -> None:
         "every model. `pass profiles/s`: the encoder pass the representation needs, "
         "on the test tweets.\n\n" + markdown_table(table) + "\n\n![results](results.png)\n",
         encoding="utf-8")
-    log_wandb(table, raw, HERE / "results.png",
-              {"model": Path(a.model).name, "epochs": a.epochs, "seeds": a.seeds,
-               "threads": a.threads})
+    config = {"model": Path(a.model).name, "epochs": a.epochs, "seeds": a.seeds,
+              "threads": a.threads}
+    log_experiment("shared_embedding", config, {"summary": table, "runs": raw},
+                   {"figure": HERE / "results.png"}, HERE.parent.parent / "outputs")
     print(markdown_table(table))
     print(json.dumps({"minutes": round(minutes, 1)}))
 
