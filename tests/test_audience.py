@@ -89,13 +89,17 @@ def test_estimates_are_reproducible_and_intervals_bracket_the_estimate():
 
 
 def test_a_small_audience_never_gets_a_zero_width_interval_for_an_unseen_country():
-    """20 profiles without a US one do not prove no US follower: the interval's upper end
-    is at least a perfect classifier's (Jeffreys) bound."""
+    """20 profiles without a US one do not prove no US follower: naive counting's upper
+    end is at least a perfect classifier's (Jeffreys) bound, and the corrected methods
+    keep their systematic margin above 0."""
     rng = np.random.default_rng(2)
     calib = _calibration(rng, 1000)
     probs = np.tile(np.array([[0.9, 0.05, 0.0, 0.05]]), (20, 1))
-    (est,) = estimate_audience(probs, probs.argmax(1), calib, ["pcc"], bootstrap=50)
-    assert est.high[2] >= jeffreys_interval(np.zeros(1), 20, 0.9)[1][0] > 0.05
+    out = {e.method: e for e in estimate_audience(probs, probs.argmax(1), calib,
+                                                  ["naive", "pcc"], bootstrap=50)}
+    assert out["naive"].share[2] == 0 and out["pcc"].share[2] == 0
+    assert out["naive"].high[2] >= jeffreys_interval(np.zeros(1), 20, 0.9)[1][0] > 0.05
+    assert out["pcc"].high[2] > 0.01
 
 
 def test_naive_counting_without_any_assigned_row_says_so():

@@ -111,10 +111,11 @@ def run(ckpt: Path, audiences: int, bootstrap: int, min_rows: int, seed: int
         calib_rows = half != pool_half
         policy = fit_policy(logits[calib_rows], labels[calib_rows], names, saved.policy)
         probs = policy.probabilities(logits)
-        setups.append((calib_rows, probs, policy.apply(probs),
-                       CalibrationReplicates(Calibration(tuple(names), probs[calib_rows],
-                                                         labels[calib_rows]),
-                                             bootstrap, seed + pool_half)))
+        decisions = policy.apply(probs)
+        calibration = Calibration(tuple(names), probs[calib_rows], labels[calib_rows],
+                                  decisions[calib_rows])
+        setups.append((calib_rows, probs, decisions,
+                       CalibrationReplicates(calibration, bootstrap, seed + pool_half, 0.9)))
     records = []
     jobs = [(n, fam, a) for n in SIZES for fam in FAMILIES for a in range(audiences)]
     for n, fam, a in tqdm(jobs, desc="audiences"):
@@ -165,18 +166,19 @@ def plot(raw: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for method in METHODS:
         g = raw[raw["method"] == method].groupby("size")
         ax1.plot(g["mae"].mean().index, 100 * g["mae"].mean(), marker="o", label=method)
         ax2.plot(g["coverage"].mean().index, 100 * g["coverage"].mean(), marker="o",
                  label=method)
-    ax1.set(xscale="log", xlabel="audience size (profiles)", ylabel="mean absolute error x100",
-            title="error of the estimated country shares")
+    ax1.set(xscale="log", xlabel="audience size (profiles)", ylabel="mean absolute error x100")
+    ax1.set_title("error of the estimated country shares", fontsize=11)
     ax2.axhspan(85, 95, color="green", alpha=0.12, label="85-95 %")
     ax2.axhline(90, color="green", lw=0.8)
     ax2.set(xscale="log", xlabel="audience size (profiles)", ylabel="coverage (%)",
-            title="90 % intervals holding the true share", ylim=(0, 101))
+            ylim=(0, 101))
+    ax2.set_title("90 % intervals holding the true share", fontsize=11)
     for ax in (ax1, ax2):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -268,7 +268,7 @@ def audience_file(batches: Iterator[tuple[list[str], np.ndarray, np.ndarray, lis
         for w in writers.values():
             w.close()
         writers.clear()
-        replicates = CalibrationReplicates(calibration, bootstrap, seed)
+        replicates = CalibrationReplicates(calibration, bootstrap, seed, level, methods)
         n_groups = _estimate_buckets(parts, replicates, names, output, out_format, methods,
                                      level, seed, progress)
         os.replace(parts / "errors.jsonl", err_file)
