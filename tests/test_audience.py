@@ -10,6 +10,7 @@ from geoloc.inference.audience import (
     METHODS,
     AudienceError,
     Calibration,
+    CalibrationReplicates,
     estimate_audience,
     jeffreys_interval,
 )
@@ -63,12 +64,13 @@ def test_the_90_percent_intervals_hold_the_true_shares_about_90_percent_of_the_t
     ignore the misclassification, in far fewer."""
     rng = np.random.default_rng(5)
     calib = _calibration(rng, 2000)
+    shared = CalibrationReplicates(calib, bootstrap=60, seed=1, level=0.9)
     covered: dict[str, list[bool]] = {m: [] for m in METHODS}
     for _ in range(30):
         mix = rng.dirichlet(np.ones(4))
         probs, _ = _rows(mix, 400, rng)
         decisions = np.where(probs.max(1) >= 0.6, probs.argmax(1), -1)
-        for e in estimate_audience(probs, decisions, calib, METHODS, bootstrap=60,
+        for e in estimate_audience(probs, decisions, shared, METHODS,
                                    seed=int(rng.integers(1 << 30))):
             covered[e.method].extend((e.low <= mix + 1e-12) & (mix <= e.high + 1e-12))
     rate = {m: float(np.mean(v)) for m, v in covered.items()}
