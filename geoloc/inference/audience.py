@@ -235,10 +235,12 @@ def _bootstrap_interval(method: str, probabilities: np.ndarray, decisions: np.nd
     return low, high
 
 
-def _needed_margin(share: np.ndarray, low: np.ndarray, high: np.ndarray, truth: np.ndarray
-                   ) -> np.ndarray:
+def _needed_margin(share: np.ndarray, low: np.ndarray, high: np.ndarray, truth: np.ndarray,
+                   n_rows: int = 0) -> np.ndarray:
     """Per class, the smallest λ for which ``truth`` lies in the interval widened by
-    λ x scale(share) in quadrature (0 when the bootstrap interval already holds it)."""
+    λ x scale(share) in quadrature (0 when the bootstrap interval already holds it);
+    a lower end under one of ``n_rows`` profiles counts as 0, as in the estimate."""
+    low = np.where(low * n_rows < 1, 0.0, low) if n_rows else low
     below = np.maximum(share - low, 0)
     above = np.maximum(high - share, 0)
     gap = np.where(truth < share, share - truth, truth - share)
@@ -303,7 +305,7 @@ def systematic_margins(calibration: Calibration, methods: Sequence[str], level: 
                         continue
                     low, high = _bootstrap_interval(m, probs, decisions, replicates, level,
                                                     rng)
-                    needed[m][n].append(_needed_margin(est, low, high, p))
+                    needed[m][n].append(_needed_margin(est, low, high, p, n))
     return {m: (np.asarray(sizes, dtype=float),
                 np.array([float(np.quantile(np.concatenate(v[n]), level)) if v[n] else 0.0
                           for n in sizes]))
@@ -389,6 +391,9 @@ def estimate_audience(probabilities: np.ndarray, decisions: np.ndarray,
                 share = points[m]
                 low = share - np.hypot(np.maximum(share - low, 0), margin)
                 high = share + np.hypot(np.maximum(high - share, 0), margin)
+                # less than one profile's worth cannot rule out none (EM's shares approach
+                # 0 without reaching it)
+                low = np.where(low * n < 1, 0.0, low)
                 low, high = np.clip(low, 0, 1), np.clip(high, 0, 1)
         else:
             low = high = np.full(c, np.nan)
