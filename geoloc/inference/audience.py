@@ -16,8 +16,10 @@ what calibration data say about its errors. Four estimators, side by side:
 
 The estimators' algebra is QuaPy's (``ACC.getPteCondEstim``, ``ACC.solve_adjustment``,
 ``EMQ.EM``), applied to precomputed outputs. The interval is a percentile bootstrap that
-resamples both the audience and the calibration rows, so it carries the uncertainty of the
-misclassification rates too (it dominates for large audiences). QuaPy's own
+resamples both the audience and the calibration rows (so it carries the uncertainty of
+the misclassification rates too), widened by a systematic margin calibrated on the
+calibration data (:func:`systematic_margins`: the bias the bootstrap cannot see, which
+does not shrink with the audience's size). QuaPy's own
 ``AggregativeBootstrap`` is not used because its test resampling runs in joblib workers
 that ignore its ``random_state`` (intervals would not be reproducible) and its
 model-based resampling expects a ``LabelledCollection`` of predictions.
@@ -343,9 +345,11 @@ def estimate_audience(probabilities: np.ndarray, decisions: np.ndarray,
                       calibration: Calibration | CalibrationReplicates,
                       methods: Sequence[str] = METHODS, bootstrap: int = 200,
                       level: float = 0.9, seed: int = 0) -> list[Estimate]:
-    """Each method's shares for one group of rows, with a ``level`` percentile-bootstrap
-    interval (``bootstrap`` replicates, each resampling the group's rows and the
-    calibration rows). ``decisions`` are the policy's (class index or -1 for UNCERTAIN).
+    """Each method's shares for one group of rows, with a ``level`` interval: the
+    percentile bootstrap (``bootstrap`` replicates, each resampling the group's rows and
+    the calibration rows), widened in quadrature by the method's systematic margin
+    (:func:`systematic_margins`; naive counting instead keeps the Jeffreys floor).
+    ``decisions`` are the policy's (class index or -1 for UNCERTAIN).
     Pass :class:`CalibrationReplicates` to share the calibration resamples across groups
     (their count then sets ``bootstrap``).
 
