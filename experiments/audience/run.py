@@ -53,21 +53,13 @@ from geoloc.inference.audience import (
     Calibration,
     CalibrationReplicates,
     estimate_audience,
+    stratified_halves,
 )
 from geoloc.io import log_experiment, markdown_table
 
 HERE = Path(__file__).resolve().parent
 SIZES = (20, 100, 1000, 10000)
 FAMILIES = ("dirichlet", "dominant", "absent")
-
-
-def halves(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A 0/1 half per row, stratified by class."""
-    half = np.zeros(len(labels), dtype=np.int64)
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        half[idx[len(idx) // 2:]] = 1
-    return half
 
 
 def draw_mix(family: str, eligible: np.ndarray, prior: np.ndarray, n_classes: int,
@@ -100,7 +92,7 @@ def run(ckpt: Path, audiences: int, bootstrap: int, min_rows: int, seed: int
     names = list(saved.class_names)
     c = len(names)
     rng = np.random.default_rng(seed)
-    half = halves(labels, rng)
+    half = (~stratified_halves(labels, rng)).astype(np.int64)  # 0 or 1 per row
     counts = np.stack([np.bincount(labels[half == h], minlength=c) for h in (0, 1)])
     eligible = np.flatnonzero(counts.min(axis=0) >= min_rows)
     # The deployed temperature and thresholds were fitted on every out-of-fold row; here

@@ -21,7 +21,7 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Estimate every group's country mix into ``cfg.output``; returns the counts and the
     objects built (``summary``)."""
     from geoloc.data.schema import ColumnMapping
-    from geoloc.inference.audience import check_methods, load_calibration
+    from geoloc.inference.audience import check_methods, check_options, load_calibration
     from geoloc.inference.audience_job import (
         audience_file,
         prediction_batches,
@@ -33,16 +33,11 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     kind = str(cfg.kind)
     if kind not in KINDS:
         raise ConfigError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
-    for name in ("chunk_rows", "buckets", "bootstrap"):
-        value = cfg.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < (name != "bootstrap"):
-            raise ConfigError(f"{name}={value!r}: expected an integer >= "
-                              f"{int(name != 'bootstrap')}")
-    if not 0 < float(cfg.level) < 1:
-        raise ConfigError(f"level={cfg.level}: expected a number in (0, 1)")
     # the options and files are checked here (one line each, exit 2); errors of the run
     # itself (a bad row, a library failure) are not dressed up as bad options
     with common.option_errors():
+        check_options(chunk_rows=cfg.chunk_rows, buckets=cfg.buckets,
+                      bootstrap=cfg.bootstrap, level=cfg.level)
         methods = check_methods(list(cfg.methods))
         check_paths(cfg.input, cfg.output, bool(cfg.overwrite))  # before loading a model
         thresholds, calibration = load_calibration(cfg.ckpt_path)

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -324,7 +324,7 @@ class _QuoteCountingLines:
         return skipped
 
 
-def _csv_rows(path: str, delimiter: str, mapping: ColumnMapping) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
+def _csv_rows(path: str, delimiter: str, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:
         csv.field_size_limit(min(_CSV_FIELD_LIMIT, sys.maxsize))
     with open(path, "rb") as fh:
@@ -337,7 +337,7 @@ def _csv_rows(path: str, delimiter: str, mapping: ColumnMapping) -> Iterator[tup
         except csv.Error as exc:
             raise RecordError(path, 1, "header", f"unreadable header: {exc}") from None
         header = [h.strip() for h in header]
-        missing = [c for c in mapping.columns() if c not in header]
+        missing = [c for c in columns if c not in header]
         if missing:
             # A mapped column absent from the header is a mapping mistake that would make
             # every row wrong, so it stops the read instead of producing N identical errors.
@@ -380,12 +380,12 @@ def _csv_rows(path: str, delimiter: str, mapping: ColumnMapping) -> Iterator[tup
             yield start, {h: (c if c != "" else None) for h, c in zip(header, cells, strict=True)}
 
 
-def _parquet_rows(path: str, mapping: ColumnMapping) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
+def _parquet_rows(path: str, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
     import pyarrow.parquet as pq  # imported lazily: pyarrow is slow to import
 
     pf = pq.ParquetFile(path)
     names = set(pf.schema_arrow.names)
-    cols = mapping.columns()
+    cols = list(columns)
     missing = [c for c in cols if c not in names]
     if missing:
         raise RecordError(path, 1, missing[0],
@@ -422,6 +422,22 @@ def require_file(path: str | os.PathLike[str], name: str = "") -> None:
         raise InputFileError(f"{name}{p}: no such file")
 
 
+def iter_raw_rows(path: str | os.PathLike[str], fmt: str | None, columns: Sequence[str]
+                  ) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
+    """Every data row as read (a dict of column -> value; empty CSV cells are None), or a
+    :class:`RecordError`, with its line: the readers' decoding, CSV resynchronisation and
+    line numbering without the profile schema, for tables geoloc itself wrote (e.g.
+    ``geoloc-predict`` output). A CSV/TSV header or Parquet schema lacking one of
+    ``columns`` raises a :class:`RecordError` naming it; Parquet reads only ``columns``."""
+    spath = str(path)
+    f = detect_format(spath, fmt)
+    if f == "jsonl":
+        return _jsonl_rows(spath)
+    if f in ("csv", "tsv"):
+        return _csv_rows(spath, "\t" if f == "tsv" else ",", columns)
+    return _parquet_rows(spath, columns)
+
+
 def iter_numbered_results(
     path: str | os.PathLike[str],
     mapping: ColumnMapping,
@@ -446,12 +462,7 @@ def iter_numbered_results(
     f = detect_format(spath, fmt)
     validate = _Validator(spath, mapping, require_country, max_captions, check_unique,
                           row_word=(f == "parquet"))
-    if f == "jsonl":
-        rows: Iterator[tuple[int, dict[str, Any] | RecordError]] = _jsonl_rows(spath)
-    elif f in ("csv", "tsv"):
-        rows = _csv_rows(spath, "\t" if f == "tsv" else ",", mapping)
-    else:
-        rows = _parquet_rows(spath, mapping)
+    rows = iter_raw_rows(spath, f, mapping.columns())
     # JSONL objects may omit optional keys, so a misspelled mapped key cannot be refused up
     # front as CSV/Parquet headers are; a key that no row holds is reported at the end
     # (the text fields only: stated_location, country and split are often absent on purpose)

@@ -213,6 +213,31 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return out
 
 
+def check_options(**options: float) -> None:
+    """Validate the numeric options of audience estimation that are given (``bootstrap``:
+    an integer >= 0; ``buckets``, ``chunk_rows``: integers >= 1; ``level``: in (0, 1));
+    the one place their bounds live, for the library and the command line alike."""
+    for name, value in options.items():
+        if name == "level":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < 1:
+                raise AudienceError(f"level={value}: expected a number in (0, 1)")
+            continue
+        least = 0 if name == "bootstrap" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise AudienceError(f"{name}={value}: expected an integer >= {least}")
+
+
+def stratified_halves(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random half of each class's rows (the first ``len // 2`` of a permutation), as
+    a boolean mask: the two halves of a split that keeps every class in both."""
+    half = np.zeros(len(labels), dtype=bool)
+    for k in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == k))
+        half[idx[: len(idx) // 2]] = True
+    return half
+
+
 def _scale(share: np.ndarray) -> np.ndarray:
     """How a share's systematic error scales: like a proportion's spread, plus a floor
     of one class's uniform share so that a country estimated at 0 keeps some room."""
@@ -220,16 +245,23 @@ def _scale(share: np.ndarray) -> np.ndarray:
     return np.sqrt(share * (1 - share)) + 1 / share.shape[-1]
 
 
-def _bootstrap_interval(method: str, probabilities: np.ndarray, decisions: np.ndarray,
-                        replicates: Sequence[_Fitted], level: float,
-                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The percentile interval of ``method`` over the calibration ``replicates``, each
-    paired with a resample of the group's rows."""
+def _bootstrap_draws(methods: Sequence[str], probabilities: np.ndarray,
+                     decisions: np.ndarray, replicates: Sequence[_Fitted],
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Each method's estimates (replicates x classes) over the calibration
+    ``replicates``, each paired with one resample of the group's rows (shared by the
+    methods)."""
     n = len(probabilities)
-    draws = np.full((len(replicates), probabilities.shape[1]), np.nan)
+    draws = {m: np.full((len(replicates), probabilities.shape[1]), np.nan) for m in methods}
     for b, fb in enumerate(replicates):
         idx = rng.integers(0, n, n)
-        draws[b] = _estimate(method, probabilities[idx], decisions[idx], fb)
+        for m in methods:
+            draws[m][b] = _estimate(m, probabilities[idx], decisions[idx], fb)
+    return draws
+
+
+def _percentile_interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``level`` percentile interval of bootstrap draws, per class."""
     tail = 100 * (1 - level) / 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # all-NaN columns (naive, nothing assigned)
@@ -280,10 +312,7 @@ def systematic_margins(calibration: Calibration, methods: Sequence[str], level: 
     needed: dict[str, dict[int, list[np.ndarray]]] = {
         m: {n: [] for n in sizes} for m in methods}
     for _ in range(2):
-        half = np.zeros(len(labels), dtype=bool)
-        for k in np.unique(labels):
-            idx = rng.permutation(np.flatnonzero(labels == k))
-            half[idx[: len(idx) // 2]] = True
+        half = stratified_halves(labels, rng)
         fitted_half = calibration.subset(np.flatnonzero(half))
         fitted = _Fitted.of(fitted_half)
         replicates = [_Fitted.of(fitted_half.resample(rng)) for _ in range(bootstrap)]
@@ -305,8 +334,8 @@ def systematic_margins(calibration: Calibration, methods: Sequence[str], level: 
                     est = _estimate(m, probs, decisions, fitted)
                     if np.isnan(est).all():
                         continue
-                    low, high = _bootstrap_interval(m, probs, decisions, replicates, level,
-                                                    rng)
+                    draws = _bootstrap_draws([m], probs, decisions, replicates, rng)[m]
+                    low, high = _percentile_interval(draws, level)
                     needed[m][n].append(_needed_margin(est, low, high, p, n))
     return {m: (np.asarray(sizes, dtype=float),
                 np.array([float(np.quantile(np.concatenate(v[n]), level)) if v[n] else 0.0
@@ -328,10 +357,7 @@ class CalibrationReplicates:
 
     def __init__(self, calibration: Calibration, bootstrap: int, seed: int = 0,
                  level: float = 0.9, methods: Sequence[str] = METHODS) -> None:
-        if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
-            raise AudienceError(f"bootstrap={bootstrap}: expected an integer >= 0")
-        if not 0 < level < 1:
-            raise AudienceError(f"level={level}: expected a number in (0, 1)")
+        check_options(bootstrap=bootstrap, level=level)
         rng = np.random.default_rng([seed, 0xCA1B])
         self.n_classes = len(calibration.class_names)
         self.level = float(level)
@@ -360,7 +386,6 @@ def estimate_audience(probabilities: np.ndarray, decisions: np.ndarray,
     if isinstance(calibration, Calibration):
         calibration = CalibrationReplicates(calibration, bootstrap, seed, level, methods)
     level = calibration.level
-    bootstrap = len(calibration.replicates)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     decisions = np.asarray(decisions, dtype=np.int64)
     n = len(probabilities)
@@ -371,19 +396,12 @@ def estimate_audience(probabilities: np.ndarray, decisions: np.ndarray,
                             f"{calibration.n_classes} classes")
     points = {m: _estimate(m, probabilities, decisions, calibration.full) for m in methods}
     c = probabilities.shape[1]
-    draws = {m: np.full((bootstrap, c), np.nan) for m in methods}
-    rng = np.random.default_rng(seed)
-    for b, fb in enumerate(calibration.replicates):
-        idx = rng.integers(0, n, n)
-        for m in methods:
-            draws[m][b] = _estimate(m, probabilities[idx], decisions[idx], fb)
-    tail = 100 * (1 - level) / 2
+    draws = _bootstrap_draws(methods, probabilities, decisions, calibration.replicates,
+                             np.random.default_rng(seed))
     out = []
     for m in methods:
-        if bootstrap and not np.isnan(draws[m]).all():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # all-NaN columns (naive, nothing assigned)
-                low, high = np.nanpercentile(draws[m], [tail, 100 - tail], axis=0)
+        if len(calibration.replicates) and not np.isnan(draws[m]).all():
+            low, high = _percentile_interval(draws[m], level)
             if m == "naive":  # the baseline: never narrower than an error-free count's
                 floor_low, floor_high = jeffreys_interval(
                     points[m], int((decisions >= 0).sum()), level)

@@ -32,18 +32,24 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from geoloc.data.readers import detect_format, error_to_dict, iter_numbered_results
-from geoloc.data.schema import ColumnMapping, RecordError
+from geoloc.data.readers import error_to_dict, iter_numbered_results, iter_raw_rows
+from geoloc.data.schema import ColumnMapping, RecordError, profile_text
 from geoloc.inference.audience import (
-    AudienceError,
     Calibration,
     CalibrationReplicates,
     check_methods,
+    check_options,
     estimate_audience,
 )
-from geoloc.inference.job import _chunks, check_paths, errors_path, parts_path
+from geoloc.inference.job import (
+    _chunks,
+    check_paths,
+    errors_path,
+    output_table_writer,
+    parts_path,
+)
 from geoloc.inference.predictor import GROUP_COLUMN, PROBABILITIES_COLUMN
-from geoloc.io import PathLike, atomic_write
+from geoloc.io import PathLike
 from geoloc.labels import UNCERTAIN
 
 OUTPUT_COLUMNS = ("group", "method", "country", "share", "low", "high", "level",
@@ -96,8 +102,6 @@ def profile_batches(predictor: Any, input_path: Path, mapping: ColumnMapping,
         good = [r for _, r in chunk if not isinstance(r, RecordError)]
         errors = [error_to_dict(e) for _, e in chunk if isinstance(e, RecordError)]
         if good:
-            from geoloc.data.schema import profile_text
-
             p = predictor.predict_texts([profile_text(r["bio"], r["captions"]) for r in good])
             yield [r["group"] for r in good], p.probabilities, p.decisions, errors
         else:
@@ -108,15 +112,11 @@ def prediction_batches(input_path: Path, class_names: list[str], chunk_rows: int
                        ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, list[dict]]]:
     """Rows of ``geoloc-predict`` output (Parquet, JSONL or CSV/TSV, written with
     ``probabilities=true`` and a ``columns.group``): the same batches, read back."""
-    fmt = detect_format(input_path, None)
     index = {name: i for i, name in enumerate(class_names)}
     path = str(input_path)
     needed = (GROUP_COLUMN, PROBABILITIES_COLUMN, "country")
 
-    def parse(row: Any, line: int) -> tuple[str, np.ndarray, int]:
-        if not isinstance(row, dict):
-            raise RecordError(path, line, "row",
-                              f"expected a JSON object, got {type(row).__name__}")
+    def parse(row: dict[str, Any], line: int) -> tuple[str, np.ndarray, int]:
         for col in needed:
             if row.get(col) in (None, ""):
                 raise RecordError(path, line, col, f"no {col!r} value")
@@ -144,57 +144,28 @@ def prediction_batches(input_path: Path, class_names: list[str], chunk_rows: int
                               f"{country!r} is not one of the model's classes")
         return str(row[GROUP_COLUMN]), vec, index.get(country, -1)
 
-    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            pf = pq.ParquetFile(path)
-            missing = [c for c in needed if c not in pf.schema_arrow.names]
-            if missing:
-                raise RecordError(path, 1, missing[0], _missing_hint(missing[0]))
-            n = 1
-            for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(needed)):
-                for row in batch.to_pylist():
-                    n += 1
-                    yield n, row
-        elif fmt == "jsonl":
-            with open(path, "rb") as fh:
-                checked = False
-                for n, raw in enumerate(fh, start=1):
-                    try:
-                        text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
-                        if not text.strip():
-                            continue
-                        obj = json.loads(text)
-                    except UnicodeDecodeError as err:
-                        yield n, {"__error__": ("encoding", f"not valid UTF-8 ({err.reason})")}
-                        continue
-                    except json.JSONDecodeError as err:
-                        yield n, {"__error__": ("json", f"malformed JSON: {err.msg}")}
-                        continue
-                    if not checked and isinstance(obj, dict):
-                        missing = [c for c in needed if c not in obj]
-                        if missing:  # written without probabilities=true or a group
-                            raise RecordError(path, n, missing[0], _missing_hint(missing[0]))
-                        checked = True
-                    yield n, obj
-        else:
-            import csv
-
-            with open(path, encoding="utf-8-sig", newline="") as fh:
-                reader = csv.DictReader(fh, delimiter="\t" if fmt == "tsv" else ",")
-                missing = [c for c in needed if c not in (reader.fieldnames or [])]
-                if missing:
-                    raise RecordError(path, 1, missing[0], _missing_hint(missing[0]))
-                for row in reader:
-                    yield reader.line_num, row
+    def rows() -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
+        """The readers' rows, with the missing-column error telling how to make them."""
+        checked = False
+        try:
+            for line, row in iter_raw_rows(path, None, needed):
+                if not checked and isinstance(row, dict):  # JSONL has no header
+                    missing = [c for c in needed if c not in row]
+                    if missing:  # written without probabilities=true or a group
+                        raise RecordError(path, line, missing[0], _missing_hint(missing[0]))
+                    checked = True
+                yield line, row
+        except RecordError as err:
+            if err.line == 1 and err.field in needed:  # a CSV header or Parquet schema
+                raise RecordError(path, 1, err.field, _missing_hint(err.field)) from None
+            raise
 
     for chunk in _chunks(rows(), chunk_rows):
         groups, vecs, decisions, errors = [], [], [], []
         for line, row in chunk:
             try:
-                if isinstance(row, dict) and "__error__" in row:
-                    raise RecordError(path, line, *row["__error__"])
+                if isinstance(row, RecordError):
+                    raise row
                 g, v, d = parse(row, line)
             except RecordError as err:
                 errors.append(error_to_dict(err))
@@ -225,9 +196,7 @@ def audience_file(batches: Iterator[tuple[list[str], np.ndarray, np.ndarray, lis
     import pyarrow.ipc as ipc
 
     methods = check_methods(methods)
-    for name, value in (("buckets", buckets), ("bootstrap", bootstrap + 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise AudienceError(f"{name}={value}: expected an integer >= 1")
+    check_options(bootstrap=bootstrap, level=level, buckets=buckets)  # before reading
     output = Path(output)
     out_format = check_paths(input_path, output, overwrite)
     parts = parts_path(output)
@@ -287,58 +256,38 @@ def _estimate_buckets(parts: Path, replicates: CalibrationReplicates, names: lis
     name within a bucket); returns the number of groups."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
-    import pyarrow.parquet as pq
-
-    from geoloc.inference.job import _write_delimited
 
     schema = output_schema()
-    files = sorted(parts.glob("bucket-*.arrow"))
     n_groups = 0
-    with atomic_write(output, "wb" if out_format == "parquet" else "w") as fh:
-        writer = pq.ParquetWriter(fh, schema) if out_format == "parquet" else None
-        first = True
-        try:
-            for path in tqdm(files, desc="geoloc-audience: estimate", unit="bucket",
-                             disable=not progress):
-                with ipc.open_file(str(path)) as reader:
-                    table = reader.read_all()
-                groups = np.asarray(table.column("group").to_pylist(), dtype=object)
-                decisions = table.column("decision").to_numpy()
-                probs = (table.column("probabilities").combine_chunks().flatten()
-                         .to_numpy().reshape(-1, len(names)).astype(np.float64))
-                order = np.argsort(groups, kind="stable")
-                uniq, starts = np.unique(groups[order], return_index=True)
-                bounds = [*starts[1:], len(order)]
-                rows = []
-                for g, lo, hi in zip(uniq, starts, bounds, strict=True):
-                    idx = order[lo:hi]
-                    # each group's own stream of random draws: its interval does not
-                    # depend on which other groups the file holds
-                    group_seed = (seed * 1_000_003 + zlib.crc32(str(g).encode())) % (1 << 32)
-                    for est in estimate_audience(probs[idx], decisions[idx], replicates,
-                                                 methods, level=level, seed=group_seed):
-                        assigned = int((decisions[idx] >= 0).sum())
-                        rows.extend({
-                            "group": str(g), "method": est.method, "country": names[c],
-                            "share": _num(est.share[c]), "low": _num(est.low[c]),
-                            "high": _num(est.high[c]), "level": level,
-                            "profiles": int(len(idx)), "assigned": assigned,
-                        } for c in range(len(names)))
-                    n_groups += 1
-                out = pa.Table.from_pylist(rows, schema=schema)
-                if writer is not None:
-                    writer.write_table(out)
-                elif out_format == "jsonl":
-                    fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-                else:
-                    _write_delimited(fh, out, first, "\t" if out_format == "tsv" else ",")
-                first = False
-            if first and out_format in ("csv", "tsv"):
-                _write_delimited(fh, schema.empty_table(), True,
-                                 "\t" if out_format == "tsv" else ",")
-        finally:
-            if writer is not None:
-                writer.close()
+    with output_table_writer(output, out_format, schema) as write:
+        for path in tqdm(sorted(parts.glob("bucket-*.arrow")), desc="geoloc-audience: estimate",
+                         unit="bucket", disable=not progress):
+            with ipc.open_file(str(path)) as reader:
+                table = reader.read_all()
+            groups = np.asarray(table.column("group").to_pylist(), dtype=object)
+            decisions = table.column("decision").to_numpy()
+            probs = (table.column("probabilities").combine_chunks().flatten()
+                     .to_numpy().reshape(-1, len(names)).astype(np.float64))
+            order = np.argsort(groups, kind="stable")
+            uniq, starts = np.unique(groups[order], return_index=True)
+            bounds = [*starts[1:], len(order)]
+            rows = []
+            for g, lo, hi in zip(uniq, starts, bounds, strict=True):
+                idx = order[lo:hi]
+                # each group's own stream of random draws: its interval does not depend
+                # on which other groups the file holds
+                group_seed = (seed * 1_000_003 + zlib.crc32(str(g).encode())) % (1 << 32)
+                assigned = int((decisions[idx] >= 0).sum())
+                for est in estimate_audience(probs[idx], decisions[idx], replicates,
+                                             methods, level=level, seed=group_seed):
+                    rows.extend({
+                        "group": str(g), "method": est.method, "country": names[c],
+                        "share": _num(est.share[c]), "low": _num(est.low[c]),
+                        "high": _num(est.high[c]), "level": level,
+                        "profiles": int(len(idx)), "assigned": assigned,
+                    } for c in range(len(names)))
+                n_groups += 1
+            write(pa.Table.from_pylist(rows, schema=schema))
     return n_groups
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -230,7 +231,6 @@ def _predict_chunks(predictor: Predictor, items: Iterator, parts: Path, chunk_ro
 def _merge(parts: Path, chunks: int, output: Path, out_format: str, schema: Any
            ) -> JobSummary:
     """Concatenate the parts in chunk order into the output and the errors file."""
-    import pyarrow.parquet as pq
 
     err_file = errors_path(output)
     n_err = 0
@@ -240,40 +240,58 @@ def _merge(parts: Path, chunks: int, output: Path, out_format: str, schema: Any
                 for line in fh:
                     efh.write(line)
                     n_err += 1
-    with atomic_write(output, "wb" if out_format == "parquet" else "w") as fh:
-        writer = pq.ParquetWriter(fh, schema) if out_format == "parquet" else None
-        try:
-            countries = _write_parts(parts, chunks, fh, writer, out_format, schema)
-        finally:
-            if writer is not None:
-                writer.close()
+    with output_table_writer(output, out_format, schema) as write:
+        countries = _write_parts(parts, chunks, write, schema)
     n_pred = countries.total()
     return JobSummary(rows=n_pred + n_err, predicted=n_pred, errors=n_err, chunks=chunks,
                       chunks_resumed=0, output=output, errors_file=err_file,
                       countries=countries)
 
 
-def _write_parts(parts: Path, chunks: int, fh: Any, writer: Any, out_format: str,
-                 schema: Any) -> Counter:
-    """Stream the prediction parts into the open output, in chunk order; returns how many
+def _write_parts(parts: Path, chunks: int, write: Any, schema: Any) -> Counter:
+    """Stream the prediction parts into the output, in chunk order; returns how many
     rows went to each country (UNCERTAIN included)."""
     import pyarrow.parquet as pq
 
     countries: Counter = Counter()
-    sep = "\t" if out_format == "tsv" else ","
     for k in range(chunks):
         table = pq.read_table(_part(parts, k, "parquet"), schema=schema)
         countries.update(table.column("country").to_pylist())
-        if writer is not None:
-            writer.write_table(table)
-        elif out_format == "jsonl":
-            fh.writelines(json.dumps(row, ensure_ascii=False) + "\n"
-                          for row in table.to_pylist())
-        else:
-            _write_delimited(fh, table, k == 0, sep)
-    if out_format in ("csv", "tsv") and chunks == 0:
-        _write_delimited(fh, schema.empty_table(), True, sep)
+        write(table)
     return countries
+
+
+@contextmanager
+def output_table_writer(output: PathLike, out_format: str, schema: Any
+                        ) -> Iterator[Callable[[Any], None]]:
+    """``write(table)`` appending Arrow tables of ``schema`` to ``output`` as Parquet,
+    JSONL or CSV/TSV (one header; list cells as JSON arrays), written atomically when the
+    block ends: the output side of every geoloc batch job."""
+    import pyarrow.parquet as pq
+
+    sep = "\t" if out_format == "tsv" else ","
+    with atomic_write(output, "wb" if out_format == "parquet" else "w") as fh:
+        writer = pq.ParquetWriter(fh, schema) if out_format == "parquet" else None
+        first = True
+
+        def write(table: Any) -> None:
+            nonlocal first
+            if writer is not None:
+                writer.write_table(table)
+            elif out_format == "jsonl":
+                fh.writelines(json.dumps(row, ensure_ascii=False) + "\n"
+                              for row in table.to_pylist())
+            else:
+                _write_delimited(fh, table, first, sep)
+            first = False
+
+        try:
+            yield write
+            if first and out_format in ("csv", "tsv"):  # no rows: the header alone
+                _write_delimited(fh, schema.empty_table(), True, sep)
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def _write_delimited(fh: Any, table: Any, header: bool, sep: str) -> None:
