@@ -53,6 +53,7 @@ from geoloc.inference.audience import (
     Calibration,
     CalibrationReplicates,
     estimate_audience,
+    sample_audience,
     stratified_halves,
 )
 from geoloc.io import log_experiment, markdown_table
@@ -108,16 +109,15 @@ def run(ckpt: Path, audiences: int, bootstrap: int, min_rows: int, seed: int
                                   decisions[calib_rows])
         setups.append((calib_rows, probs, decisions,
                        CalibrationReplicates(calibration, bootstrap, seed + pool_half, 0.9)))
+    pools = [[np.flatnonzero((labels == k) & ~calib_rows) for k in range(c)]
+             for calib_rows, *_ in setups]
     records = []
     jobs = [(n, fam, a) for n in SIZES for fam in FAMILIES for a in range(audiences)]
     for n, fam, a in tqdm(jobs, desc="audiences"):
         calib_rows, probs, decisions, replicates = setups[a % 2]  # halves swap roles
         prior = np.bincount(labels[calib_rows], minlength=c) / calib_rows.sum()
         p = draw_mix(fam, eligible, prior, c, rng)
-        per_class = rng.multinomial(n, p)
-        rows = np.concatenate([
-            rng.choice(np.flatnonzero((labels == k) & ~calib_rows), size=m, replace=True)
-            for k, m in enumerate(per_class) if m])
+        rows = sample_audience(pools[a % 2], p, n, rng)
         estimates = estimate_audience(probs[rows], decisions[rows], replicates, METHODS,
                                       level=0.9, seed=int(rng.integers(1 << 31)))
         for est in estimates:
