@@ -1,30 +1,154 @@
-"""Ablations from Python: run a grid of overrides in-process, collect finished runs.
+"""Ablations: Hydra multiruns that summarise themselves, and the same runs from Python.
 
-Hydra multiruns (``geoloc-train -m model.encoder_layers=1,3,6``) are the way to launch
-sweeps from a shell or a cluster launcher; analysts in notebooks want the same runs as a
-DataFrame. :func:`run_grid` composes the real configs exactly as the entry point does and
-:func:`collect_runs` reads back any folder of finished runs (multirun or not), so a
-notebook can both rerun an ablation and tabulate one that ran elsewhere.
+A sweep is one command (``geoloc-train -m experiment=depth_ablation``): the experiment
+config lists the values its sweeper varies and pins the sweep folder, so that
+
+- every run writes ``metrics.json`` (its metrics and a fingerprint of its config) when it
+  finishes, and a rerun of a multirun that was cut off skips the runs already finished
+  (:func:`finished_metrics`; ``skip_finished``);
+- every run of a multirun logs to one W&B group (:func:`sweep_group`);
+- when the multirun ends, :class:`SweepSummary` (a Hydra callback) tabulates its runs:
+  the knobs that varied; accuracy, macro-F1, share assigned the correct country,
+  countries certified; training time and predict throughput, repeated seeds as
+  mean ± std. It writes ``results.md``, ``results.csv`` and a PNG per knob to the sweep
+  folder and to ``sweep.results_dir`` (``experiments/<name>/``), and logs them to W&B.
+
+Analysts in notebooks want the same runs as a DataFrame: :func:`run_grid` composes the
+real configs exactly as the entry point does, :func:`collect_runs` reads back any folder
+of finished runs and :func:`summarize_runs` tabulates them as the callback does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import logging
+import math
+import sys
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
+from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
 
 from geoloc.config import compose_config
 from geoloc.evaluation.result import metric_key
+from geoloc.io import markdown_table, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 HEADLINE_COLUMNS = ("test/acc", "test/macro_f1", "abstain/correct_country_rate",
                     "abstain/uncertain_rate", "abstain/countries_meeting_target")
-__all__ = ["HEADLINE_COLUMNS", "collect_runs", "compose_config", "grid_overrides",
-           "plot_metric", "run_grid"]
+#: What a sweep summary reports per run, and the column title it gets.
+SUMMARY_METRICS = {
+    "test/acc": "accuracy",
+    "test/macro_f1": "macro-F1",
+    "abstain/correct_country_rate": "correct country at 90 %",
+    "abstain/countries_meeting_target": "countries certified",
+    "cost/train_minutes": "training min",
+    "cost/predict_profiles_per_s": "predict profiles/s",
+}
+#: The file a finished run leaves in its folder: its metrics and config fingerprint.
+RUN_METRICS = "metrics.json"
+#: Top-level config keys that do not change what a run computes: a rerun that differs
+#: only there (another launcher's thread count, W&B on or off) is the same run.
+_NOT_RESULTS = ("paths", "threads", "logger", "skip_finished", "sweep", "task_name", "tags")
+#: Overrides that name a run's setup rather than vary a knob.
+_NOT_KNOBS = ("experiment", "seed", "hydra", "paths", "threads", "logger", "skip_finished",
+              "sweep", "task_name", "tags")
+
+__all__ = ["HEADLINE_COLUMNS", "SUMMARY_METRICS", "SweepSummary", "collect_runs",
+           "compose_config", "config_fingerprint", "finished_metrics", "grid_overrides",
+           "format_summary", "plot_metric", "plot_sweep", "run_grid", "save_run_metrics",
+           "summarize_runs", "sweep_group", "varying_knobs", "write_sweep_summary"]
+
+
+def config_fingerprint(cfg: DictConfig) -> str:
+    """A digest of what determines a run's results: the resolved config without the keys
+    in ``_NOT_RESULTS``. Two runs with one fingerprint train the same model."""
+    from geoloc.cli.common import resolved
+
+    plain = {k: v for k, v in resolved(cfg).items() if k not in _NOT_RESULTS}
+    # output folders appear inside other nodes (checkpoint dirpath, report_dir): the
+    # folder is the run's identity anyway, so they may stay
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()
+                          ).hexdigest()
+
+
+def _output_dir(cfg: DictConfig) -> Path | None:
+    try:
+        out = OmegaConf.select(cfg, "paths.output_dir")
+    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra app
+        return None
+    return Path(out) if out else None
+
+
+def save_run_metrics(cfg: DictConfig, metrics: Mapping[str, float],
+                     overrides: Sequence[str] | None = None) -> Path | None:
+    """Write ``<output_dir>/metrics.json`` (atomically: a run killed while writing it
+    is not finished): the run's metrics, config fingerprint and ``overrides`` (None:
+    the Hydra job's own, when there is one)."""
+    out = _output_dir(cfg)
+    if out is None:
+        return None
+    if overrides is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = (list(HydraConfig.get().overrides.task) if HydraConfig.initialized()
+                     else [])
+    return write_json_atomic(out / RUN_METRICS, {
+        "fingerprint": config_fingerprint(cfg),
+        "overrides": list(overrides),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "metrics": {k: float(v) for k, v in metrics.items()
+                    if isinstance(v, int | float) and math.isfinite(v)},
+    })
+
+
+def finished_metrics(cfg: DictConfig) -> dict[str, float] | None:
+    """The metrics of this run when its folder already holds a finished run of the same
+    config (``skip_finished``), else None. A finished run of another config in the
+    folder is reported and trained over."""
+    out = _output_dir(cfg)
+    path = out / RUN_METRICS if out is not None else None
+    if not cfg.get("skip_finished") or path is None or not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        fingerprint, metrics = saved["fingerprint"], saved["metrics"]
+    except (ValueError, KeyError, TypeError) as err:
+        log.warning("%s: unreadable (%s); training the run again", path, err)
+        return None
+    if fingerprint != config_fingerprint(cfg):
+        log.warning("%s: finished with another config; training this one", path)
+        return None
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def sweep_group(cfg: DictConfig, hydra_cfg: Any = None) -> str | None:
+    """The W&B group of a run: ``sweep.group`` when set; in a multirun
+    ``<task_name>-<sweep folder name>``; else None (a single run is not grouped)."""
+    group = OmegaConf.select(cfg, "sweep.group")
+    if group:
+        return str(group)
+    if hydra_cfg is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return None
+        hydra_cfg = HydraConfig.get()
+    from hydra.types import RunMode
+
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return f"{cfg.get('task_name', 'sweep')}-{Path(str(hydra_cfg.sweep.dir)).name}"
 
 
 def grid_overrides(grid: Mapping[str, Sequence[object]]) -> list[list[str]]:
@@ -35,34 +159,284 @@ def grid_overrides(grid: Mapping[str, Sequence[object]]) -> list[list[str]]:
 
 
 def run_grid(
-    grid: Mapping[str, Sequence[object]], base: Sequence[str] = (), out_root: str | Path = "outputs/ablation",
+    grid: Mapping[str, Sequence[object]], base: Sequence[str] = (),
+    out_root: str | Path = "outputs/ablation", skip_finished: bool = True,
 ) -> pd.DataFrame:
-    """Train one model per grid point (sequentially, in this process); one row each."""
+    """Train one model per grid point (sequentially, in this process); one row each.
+    Run ``i`` writes to ``out_root/<i>``; with ``skip_finished`` a point whose folder
+    holds a finished run of the same config is read back, not trained again."""
     from geoloc.cli.common import run_task
     from geoloc.cli.train import train
 
     rows = []
     for i, overrides in enumerate(grid_overrides(grid)):
         out = Path(out_root) / f"{i:03d}"
-        cfg = compose_config([*base, *overrides, f"paths.output_dir={out}"])
+        cfg = compose_config([*base, *overrides, f"paths.output_dir={out}",
+                              f"skip_finished={str(skip_finished).lower()}"])
         metrics, _ = run_task(train, cfg)
-        rows.append({"run": str(out), **dict(o.split("=", 1) for o in overrides), **metrics})
-    return pd.DataFrame(rows)
+        save_run_metrics(cfg, metrics, overrides=[*base, *overrides])
+        rows.append({"run": str(out), **_split_overrides(overrides), **metrics})
+    df = pd.DataFrame(rows)
+    df.attrs["knobs"] = list(grid)
+    return df
+
+
+def _split_overrides(overrides: Sequence[str]) -> dict[str, str]:
+    """``["a=1", "+b=x"]`` -> ``{"a": "1", "b": "x"}`` (Hydra's ``+``/``~`` dropped)."""
+    return {k.lstrip("+~"): v for k, _, v in (str(o).partition("=") for o in overrides)}
 
 
 def collect_runs(root: str | Path) -> pd.DataFrame:
-    """One row per finished run below ``root``: its overrides and report scalars."""
-    rows = []
+    """One row per finished run below ``root``: ``run`` (its folder), its overrides
+    and its metrics: ``metrics.json`` when the run wrote one (every metric, costs
+    included), else the evaluation report's scalars (``report/summary.json``)."""
+    rows: dict[Path, dict[str, object]] = {}
+    knobs: dict[str, None] = {}  # override keys, in order of first appearance
+    for path in sorted(Path(root).rglob(RUN_METRICS)):
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if "fingerprint" not in saved:  # not a run's metrics file
+            continue
+        overrides = _split_overrides(saved.get("overrides") or _hydra_overrides(path.parent))
+        knobs.update(dict.fromkeys(overrides))
+        rows[path.parent] = {"run": str(path.parent), **overrides, **saved["metrics"]}
     for summary in sorted(Path(root).rglob("report/summary.json")):
         run = summary.parent.parent
-        row: dict[str, object] = {"run": str(run)}
-        overrides = run / ".hydra" / "overrides.yaml"
-        if overrides.exists():
-            row.update(dict(o.split("=", 1) for o in yaml.safe_load(overrides.read_text()) or []))
-        scalars = json.loads(summary.read_text()).get("scalars", {})
-        row.update({metric_key(k): v for k, v in scalars.items()})
+        if run in rows:
+            continue
+        overrides = _split_overrides(_hydra_overrides(run))
+        knobs.update(dict.fromkeys(overrides))
+        scalars = json.loads(summary.read_text(encoding="utf-8")).get("scalars", {})
+        rows[run] = {"run": str(run), **overrides,
+                     **{metric_key(k): v for k, v in scalars.items()}}
+    df = pd.DataFrame(list(rows.values()))
+    df.attrs["knobs"] = list(knobs)  # which columns are overrides, not metrics
+    return df
+
+
+def _hydra_overrides(run: Path) -> list[str]:
+    path = run / ".hydra" / "overrides.yaml"
+    return list(yaml.safe_load(path.read_text(encoding="utf-8")) or []) if path.exists() else []
+
+
+def varying_knobs(runs: pd.DataFrame) -> list[str]:
+    """The override columns (``runs.attrs["knobs"]``, as :func:`collect_runs` and
+    :func:`run_grid` set it) that take more than one value across ``runs``, seed and
+    setup keys excluded, in their order; all of them when none varies."""
+    overrides = runs.attrs.get("knobs") or [c for c in runs.columns
+                                            if c != "run" and "/" not in c and c != "minutes"]
+    columns = [c for c in overrides if c in runs and c.split(".")[0] not in _NOT_KNOBS
+               and not c.startswith("hydra")]
+    varying = [c for c in columns if runs[c].astype(str).nunique() > 1]
+    return varying or columns
+
+
+def _numeric_order(values: pd.Series) -> pd.Series:
+    """Sort key: numbers numerically, anything else as text after them."""
+    num = pd.to_numeric(values, errors="coerce")
+    return num.fillna(math.inf) if num.notna().any() else values.astype(str)
+
+
+def summarize_runs(runs: pd.DataFrame, knobs: Sequence[str] | None = None,
+                   metrics: Mapping[str, str] = SUMMARY_METRICS) -> pd.DataFrame:
+    """One row per knob setting: ``runs`` (how many: repeated seeds), and per metric
+    ``<name> mean`` and ``<name> std`` (NaN with one run). Sorted by the knobs, numbers
+    numerically."""
+    knobs = list(knobs if knobs is not None else varying_knobs(runs))
+    data = runs.copy()
+    for k in knobs:
+        data[k] = data[k].astype(str)
+    present = [m for m in metrics if m in data]
+    rows = []
+    for key, g in (data.groupby(knobs, sort=False) if knobs else [((), data)]):
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(knobs, key, strict=True))
+        row["runs"] = len(g)
+        for m in present:
+            values = pd.to_numeric(g[m], errors="coerce").dropna()
+            row[f"{m} mean"] = values.mean() if len(values) else math.nan
+            row[f"{m} std"] = values.std(ddof=1) if len(values) > 1 else math.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if knobs and len(out):
+        out = out.sort_values(knobs, key=_numeric_order, kind="stable").reset_index(drop=True)
+    return out
+
+
+def _mean_std(mean: float, std: float, digits: int) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
+
+
+def format_summary(summary: pd.DataFrame, metrics: Mapping[str, str] = SUMMARY_METRICS
+                   ) -> pd.DataFrame:
+    """The summary for people: one column per metric as ``mean ± std`` (rates and
+    scores with 3 decimals, counts and costs with 1)."""
+    out = summary[[c for c in summary.columns if not c.endswith((" mean", " std"))]].copy()
+    for m, title in metrics.items():
+        if f"{m} mean" not in summary:
+            continue
+        digits = 1 if m.startswith("cost/") or m.endswith("countries_meeting_target") else 3
+        out[title] = [_mean_std(a, b, digits) for a, b in
+                      zip(summary[f"{m} mean"], summary[f"{m} std"], strict=True)]
+    return out
+
+
+def plot_sweep(summary: pd.DataFrame, knob: str, path: str | Path | None = None,
+               title: str = "") -> Figure:
+    """Three panels against one knob: quality (accuracy, macro-F1, correct-country
+    share at the precision target), countries certified, and cost (training minutes,
+    predict throughput on a second axis); error bars are the std over seeds, one line per
+    setting of the other knobs. Saved as a PNG when ``path`` is given."""
+    fig = Figure(figsize=(14, 4), dpi=110)
+    axes = fig.subplots(1, 3)
+    others = [c for c in summary.columns
+              if c not in (knob, "runs") and not c.endswith((" mean", " std"))]
+    groups = summary.groupby(others, sort=False) if others else [((), summary)]
+    panels = [(axes[0], ["test/acc", "test/macro_f1", "abstain/correct_country_rate"]),
+              (axes[1], ["abstain/countries_meeting_target"]),
+              (axes[2], ["cost/train_minutes"])]
+    twin = axes[2].twinx()
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        suffix = ", ".join(f"{o}={v}" for o, v in zip(others, key, strict=True))
+        numbers = pd.to_numeric(g[knob], errors="coerce")  # depth: a numeric axis
+        x = numbers.tolist() if numbers.notna().all() else g[knob].astype(str).tolist()
+        for ax, metric_names in [*panels, (twin, ["cost/predict_profiles_per_s"])]:
+            for m in metric_names:
+                if f"{m} mean" not in g:
+                    continue
+                label = SUMMARY_METRICS.get(m, m) + (f" ({suffix})" if suffix else "")
+                ax.errorbar(x, g[f"{m} mean"], yerr=g[f"{m} std"].fillna(0), marker="o",
+                            capsize=3, label=label,
+                            linestyle="--" if ax is twin else "-")
+    axes[0].set(ylabel="share", ylim=(0, 1), title="quality")
+    axes[1].set(ylabel="countries", title="countries certified at 90 % precision")
+    axes[2].set(ylabel="training minutes", title="cost")
+    twin.set_ylabel("predict profiles/s (dashed)")
+    for ax in axes:
+        ax.set_xlabel(knob)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path)
+    return fig
+
+
+def write_sweep_summary(sweep_dir: str | Path, name: str,
+                        results_dir: str | Path | None = None, command: str = "",
+                        wall_minutes: float | None = None, group: str | None = None
+                        ) -> pd.DataFrame | None:
+    """Tabulate the finished runs under ``sweep_dir`` (:func:`collect_runs`,
+    :func:`summarize_runs`) and write ``results.md``, ``results.csv`` (one row per knob
+    setting), ``runs.csv`` (one per run) and ``<knob>.png`` to ``sweep_dir`` and to
+    ``results_dir``; log them to W&B under ``group`` when given. Returns the summary
+    (None when no run finished)."""
+    runs = collect_runs(sweep_dir)
+    if runs.empty:
+        log.warning("sweep %s: no finished run under %s", name, sweep_dir)
+        return None
+    knobs = varying_knobs(runs)
+    summary = summarize_runs(runs, knobs)
+    table = format_summary(summary)
+    folders = [Path(sweep_dir)] + ([Path(results_dir)] if results_dir else [])
+    figures = {}
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        for knob in knobs:
+            figures[knob] = plot_sweep(summary, knob, folder / f"{_slug(knob)}.png",
+                                       title=f"{name}: by {knob}")
+        summary.to_csv(folder / "results.csv", index=False)
+        runs.to_csv(folder / "runs.csv", index=False)
+        write_text_atomic(folder / "results.md", _summary_markdown(
+            name, table, runs, knobs, command, wall_minutes))
+    if group is not None:  # the W&B files stay in the sweep folder, beside its runs'
+        _log_summary_to_wandb(group, name, table, runs, folders[0], knobs)
+    return summary
+
+
+def _slug(knob: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in knob).strip("_")
+
+
+def _summary_markdown(name: str, table: pd.DataFrame, runs: pd.DataFrame,
+                      knobs: Sequence[str], command: str, wall_minutes: float | None) -> str:
+    seeds = runs["seed"].nunique() if "seed" in runs else 1
+    trained = pd.to_numeric(runs.get("minutes"), errors="coerce").sum() \
+        if "minutes" in runs else math.nan
+    lines = [f"# Sweep `{name}`", ""]
+    if command:
+        lines += [f"`{command}`", ""]
+    facts = [f"{len(runs)} finished runs", f"knobs: {', '.join(knobs) or 'none'}",
+             f"seeds per setting: {seeds}"]
+    if not math.isnan(trained):
+        facts.append(f"training and evaluation summed over runs: {trained:.1f} min")
+    if wall_minutes is not None:
+        facts.append(f"wall time of the last launch: {wall_minutes:.1f} min")
+    lines += ["; ".join(facts) + ".", "",
+              "Mean ± std over seeds. *Correct country at 90 %*: the share of evaluated "
+              "profiles assigned their true country by the abstention policy that keeps "
+              "every assigned country at >= 90 % precision; *countries certified*: "
+              "countries whose precision the policy certifies; *predict profiles/s*: the "
+              "evaluation split through the Lightning predict loop on this machine.", "",
+              markdown_table(table), "",
+              *[f"![{k}]({_slug(k)}.png)" for k in knobs], ""]
+    return "\n".join(lines)
+
+
+def _log_summary_to_wandb(group: str, name: str, table: pd.DataFrame, runs: pd.DataFrame,
+                          folder: Path, knobs: Sequence[str]) -> None:
+    """One W&B run of job type ``sweep-summary`` in the sweep's group: the summary and
+    per-run tables and the plots."""
+    import os
+
+    import wandb
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    run = wandb.init(project="geoloc", group=group, job_type="sweep-summary",
+                     name=f"{name}-summary", dir=str(folder), reinit="finish_previous")
+    try:
+        run.log({"sweep/summary": wandb.Table(dataframe=table.astype(str)),
+                 "sweep/runs": wandb.Table(dataframe=runs.astype(str)),
+                 **{f"sweep/{_slug(k)}": wandb.Image(str(folder / f"{_slug(k)}.png"))
+                    for k in knobs}})
+    finally:
+        run.finish()
+
+
+class SweepSummary(Callback):
+    """Hydra callback (``conf/hydra/default.yaml``): when a multirun ends, summarise its
+    finished runs (:func:`write_sweep_summary`) into the sweep folder and
+    ``sweep.results_dir``, and log the summary to the sweep's W&B group. Runs that
+    failed are absent from the table and named in the log; the launch's own wall time is
+    reported."""
+
+    def __init__(self) -> None:
+        self._started = time.time()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._started = time.time()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir():
+            return
+        name = str(config.get("task_name") or sweep_dir.name)
+        overrides = " ".join(config.hydra.overrides.task)
+        command = f"{Path(sys.argv[0]).name} -m {overrides}".strip()
+        results_dir = OmegaConf.select(config, "sweep.results_dir")
+        loggers = config.get("logger") or {}
+        wandb_on = any(isinstance(lg, DictConfig) and "WandbLogger" in str(lg.get("_target_"))
+                       for lg in loggers.values())
+        group = sweep_group(config, config.hydra) if wandb_on else None
+        summary = write_sweep_summary(sweep_dir, name, results_dir, command,
+                                      (time.time() - self._started) / 60, group)
+        if summary is not None:
+            log.info("sweep %s: %d settings summarised in %s%s", name, len(summary),
+                     sweep_dir, f" and {results_dir}" if results_dir else "")
 
 
 def plot_metric(df: pd.DataFrame, x: str, ys: Sequence[str], title: str = "") -> Figure:

@@ -8,16 +8,71 @@ that names the option and the allowed values instead of 10 minutes in.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from geoloc.labels import LabelSet
 
 # The repo's conf/ folder, as an absolute path: Hydra resolves a relative config_path
 # against the calling module, which differs between `python -m` and console scripts.
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def frequent_countries(data: DictConfig, min_profiles: int) -> list[str]:
+    """The label set of ``labels=frequent``: every country with at least ``min_profiles``
+    labelled rows in the data's rows outside its evaluation split (train and calib: what
+    the model and its calibration learn from; counting the evaluated rows would pick the
+    label set by the test), most frequent first. The answer to "is adding most other
+    countries feasible?" is then one config change.
+
+    Resolved by OmegaConf (``${frequent_countries:${data},N}``) each time the list is
+    read, so it is cached per source file, split rule and threshold.
+    """
+    from geoloc.data.sources import MixtureSource, SyntheticSource
+
+    n = int(min_profiles)
+    if n < 1:
+        raise ConfigError(f"labels.min_profiles={min_profiles}: expected an integer >= 1")
+    source = instantiate(data.source)
+    if isinstance(source, SyntheticSource | MixtureSource):
+        raise ConfigError("labels=frequent counts the countries of real labelled rows; "
+                          f"data.source {type(source).__name__} generates rows for a given "
+                          "label set (use labels.countries=[...] or a real source)")
+    splits = tuple(sorted((str(k), float(v)) for k, v in data.splits.items()))
+    return list(_frequent_countries(source.canonical_jsonl(), splits, int(data.split_seed),
+                                    str(data.get("eval_split", "test")), n))
+
+
+@lru_cache(maxsize=16)
+def _frequent_countries(path: Path, splits: tuple[tuple[str, float], ...], split_seed: int,
+                        eval_split: str, min_profiles: int) -> tuple[str, ...]:
+    from collections import Counter
+
+    from geoloc.data.splits import record_split
+    from geoloc.io import read_jsonl
+    from geoloc.labels import is_valid_code, normalize_code
+
+    fractions = dict(splits)
+    counts: Counter[str] = Counter()
+    for rec in read_jsonl(path):
+        code = normalize_code(rec.get("country"))
+        if code and is_valid_code(code) and \
+                record_split(rec, split_seed, fractions) != eval_split:
+            counts[code] += 1
+    kept = tuple(c for c, k in sorted(counts.items(), key=lambda x: (-x[1], x[0]))
+                 if k >= min_profiles)
+    if not kept:
+        raise ConfigError(f"labels.min_profiles={min_profiles}: no country of {path} has "
+                          f"that many labelled rows outside the {eval_split} split (most: "
+                          f"{counts.most_common(1)})")
+    return kept
+
+
+OmegaConf.register_new_resolver("frequent_countries", frequent_countries, replace=True)
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
@@ -149,6 +204,7 @@ def validate_config(cfg: DictConfig) -> None:
     Only groups present are checked: ``geoloc-eval`` has no ``model`` group (the
     checkpoint decides backbone, depth, tokenizer and label set).
     """
+    from geoloc.data.schema import InputFileError
     from geoloc.data.splits import DataConfigError, validate_eval_split, validate_splits
     from geoloc.labels import LabelSetError
     from geoloc.model.encoder import ModelConfigError, validate_encoder_layers, validate_pooling
@@ -189,3 +245,10 @@ def validate_config(cfg: DictConfig) -> None:
             _instantiate_or_explain(cfg.fusion)
     except (LabelSetError, ModelConfigError, DataConfigError) as err:
         raise ConfigError(str(err)) from err
+    except InterpolationResolutionError as err:  # a resolver's own ConfigError, unwrapped
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, ConfigError | InputFileError):
+            cause = cause.__cause__ or cause.__context__  # OmegaConf chains implicitly
+        if cause is not None:
+            raise cause from None
+        raise

@@ -125,10 +125,33 @@ def setup_runtime(cfg: DictConfig) -> None:
     """Threads and W&B defaults before anything heavy is imported or created."""
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if cfg.get("threads"):
+    threads = job_threads(cfg)
+    if threads:
         import torch
 
-        torch.set_num_threads(int(cfg.threads))
+        torch.set_num_threads(threads)
+
+
+def job_threads(cfg: DictConfig, cpus: int | None = None) -> int | None:
+    """Torch threads for this job: ``threads`` when set; under a parallel Hydra launcher
+    (``hydra/launcher=parallel``: ``n_jobs`` jobs at once, -1 = one per core) the cores
+    shared out, ``cpus // n_jobs`` (at least 1), so parallel jobs do not oversubscribe
+    the machine; in a SLURM job the cores it was given (torch would count the node's);
+    else None (torch's default: every core)."""
+    if cfg.get("threads"):
+        return int(cfg.threads)
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():  # the cores SLURM gave the job
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs")
+    if not n_jobs or int(n_jobs) == 1:
+        return None
+    cpus = cpus or os.cpu_count() or 1
+    jobs = cpus if int(n_jobs) < 0 else min(int(n_jobs), cpus)
+    return max(1, cpus // jobs)
 
 
 def build_datamodule(cfg: DictConfig, tokenizer: Any, metadata: Any, fold: Any = None) -> Any:
@@ -162,9 +185,18 @@ def build_fusion(cfg: DictConfig) -> Any:
 
 
 def build_loggers(cfg: DictConfig) -> list:
-    """Instantiate every ``cfg.logger`` entry that has a ``_target_``."""
-    return [instantiate(lg) for lg in (cfg.get("logger") or {}).values()
-            if isinstance(lg, DictConfig) and "_target_" in lg]
+    """Instantiate every ``cfg.logger`` entry that has a ``_target_``; a W&B logger
+    joins the sweep's group in a multirun (:func:`geoloc.ablation.sweep_group`)."""
+    from geoloc.ablation import sweep_group
+
+    group = sweep_group(cfg)
+    loggers = []
+    for lg in (cfg.get("logger") or {}).values():
+        if not (isinstance(lg, DictConfig) and "_target_" in lg):
+            continue
+        grouped = group and "WandbLogger" in str(lg._target_) and not lg.get("group")
+        loggers.append(instantiate(lg, group=group) if grouped else instantiate(lg))
+    return loggers
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:

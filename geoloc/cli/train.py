@@ -15,6 +15,7 @@ log-probabilities are what the policy is fitted on and applied to
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -23,6 +24,8 @@ from omegaconf import DictConfig
 
 from geoloc.cli import common
 from geoloc.config import CONF_DIR
+
+log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -33,6 +36,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ``trainer``, ``result`` (the :class:`~geoloc.evaluation.EvaluationResult`) and
     ``ckpt_path``.
     """
+    from geoloc.ablation import finished_metrics, save_run_metrics
     from geoloc.cli.fit import crossfit_calibration, fit, fit_fusion
     from geoloc.data.splits import CrossFitFold
     from geoloc.evaluation import (
@@ -46,6 +50,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from geoloc.io import file_sha256
     from geoloc.model.ngram import fusion_path, remove_fusion
 
+    finished = finished_metrics(cfg)
+    if finished is not None:  # a rerun sweep: this run already finished, same config
+        log.info("geoloc-train: %s already holds this run's metrics (skip_finished); "
+                 "not training it again", cfg.paths.output_dir)
+        return finished, {}
     started = time.time()
     folds = int(cfg.get("crossfit", {}).get("folds") or 0)
     metrics: dict[str, float] = {}
@@ -62,6 +71,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     module, datamodule, trainer, ckpt = (objs["module"], objs["datamodule"], objs["trainer"],
                                          objs["ckpt_path"])
     metrics.update(objs["metrics"])
+    metrics["cost/train_minutes"] = round((time.time() - started) / 60, 3)
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
@@ -74,7 +84,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     calib = oof
     if calib is None and isinstance(policy, PolicyConfig):
         calib = predict_split(trainer, module, datamodule, "calib", ckpt)
+    predict_started = time.perf_counter()
     evaluated = predict_split(trainer, module, datamodule, split, ckpt)
+    # what a sweep compares depths and backbones on: this split through the predict loop
+    metrics["cost/predict_profiles_per_s"] = len(evaluated.labels) / (
+        time.perf_counter() - predict_started)
     fusion = None
     if fusion_cfg is not None:
         fusion, calib, evaluated, fusion_metrics = fit_fusion(
@@ -100,6 +114,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 fusion.thresholds_sha256 = file_sha256(thresholds_path(ckpt))
             fusion.save(fusion_path(ckpt))
     metrics["minutes"] = round((time.time() - started) / 60, 2)
+    if run is not None:
+        run.summary.update({k: v for k, v in metrics.items() if k.startswith("cost/")})
+    save_run_metrics(cfg, metrics)  # last: its presence means the run finished
     common.print_summary(
         "geoloc-train: test metrics",
         metrics,
