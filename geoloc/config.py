@@ -236,6 +236,11 @@ def validate_config(cfg: DictConfig) -> None:
             if cfg.get("ckpt_path"):
                 raise ConfigError("crossfit.folds with ckpt_path: resuming a cross-fit is not "
                                   "supported; resume without crossfit or start afresh")
+            if str((cfg.get("trainer") or {}).get("strategy", "")).startswith("ddp"):
+                # each process would predict and then delete the fold checkpoints
+                raise ConfigError(f"crossfit.folds with trainer.strategy="
+                                  f"{cfg.trainer.strategy}: cross-fitting trains its fold "
+                                  "models in one process; use crossfit.folds=null with DDP")
         if "evaluation" in cfg and not cfg.evaluation.get("thresholds"):
             _instantiate_or_explain(cfg.evaluation.policy)
         if cfg.get("fusion"):

@@ -214,13 +214,13 @@ def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, loggers: list, callbacks: list) -> Any:
-    """The Lightning trainer of ``cfg.trainer``; checkpoints are written atomically
-    (:class:`~geoloc.callbacks.AtomicCheckpointIO`)."""
+def build_trainer(cfg: DictConfig, loggers: list, callbacks: list, **overrides: Any) -> Any:
+    """The Lightning trainer of ``cfg.trainer`` (with ``overrides`` of its options);
+    checkpoints are written atomically (:class:`~geoloc.callbacks.AtomicCheckpointIO`)."""
     from geoloc.callbacks import AtomicCheckpointIO
 
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                       plugins=[AtomicCheckpointIO()])
+                       plugins=[AtomicCheckpointIO()], **overrides)
 
 
 def wandb_run(loggers: list) -> Any:

@@ -39,7 +39,9 @@ from geoloc.model.ngram import CharNgramLR, Fusion, FusionConfig, fuse, oof_key,
 def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | None = None
         ) -> dict[str, Any]:
     """Build module, datamodule and trainer from ``cfg`` and fit; returns them with the
-    best checkpoint path (``ckpt_path``) and the fit's metrics."""
+    best checkpoint path (``ckpt_path``), the fit's metrics and the process's ``rank``
+    (0 unless training ran in several processes; then the trainer returned is a
+    one-device trainer for what follows)."""
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True)
@@ -62,9 +64,22 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
             last.unlink(missing_ok=True)
             if last.parent.is_dir() and not any(last.parent.iterdir()):
                 last.parent.rmdir()
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    rank = trainer.global_rank
+    if trainer.world_size > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():  # else the next trainer waits on the other processes
+            dist.destroy_process_group()
+    if trainer.world_size > 1 and rank == 0:
+        # Multi-process training (trainer=ddp_cpu, ddp): testing, prediction and the
+        # policy need every row of a split in one process, and a distributed predict
+        # loop would hand each process a shard. So the processes part here: the first
+        # goes on with a one-device trainer on the best checkpoint, the others stop
+        # (geoloc.cli.train returns after fit for rank > 0).
+        trainer = common.build_trainer(cfg, [], [], devices=1, strategy="auto")
     return {"module": module, "datamodule": datamodule, "trainer": trainer,
-            "ckpt_path": ckpt or None,
-            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}
+            "ckpt_path": ckpt or None, "metrics": metrics, "rank": rank}
 
 
 def ngram_by_c(fusion: FusionConfig, datamodule: Any, split: str, rows: np.ndarray

@@ -72,6 +72,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                                          objs["ckpt_path"])
     metrics.update(objs["metrics"])
     metrics["cost/train_minutes"] = round((time.time() - started) / 60, 3)
+    if objs["rank"] != 0:  # multi-process training: the first process evaluates (fit)
+        return metrics, objs
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})

@@ -112,8 +112,11 @@ class PartiallyFrozenEmbedding(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         out = F.embedding(input_ids.clamp(max=self.trainable_from - 1), self.frozen)
-        is_new = input_ids >= self.trainable_from
-        if self.trainable.shape[0] and bool(is_new.any()):
+        if self.trainable.shape[0]:
+            # Every batch goes through the added rows, holding one of their tokens or not:
+            # a graph that does not depend on the batch is what DDP needs (a parameter left
+            # without a gradient in one process makes the others wait for it forever).
+            is_new = input_ids >= self.trainable_from
             new = F.embedding((input_ids - self.trainable_from).clamp(min=0), self.trainable)
             out = torch.where(is_new.unsqueeze(-1), new, out)
         return out
