@@ -1,0 +1,247 @@
+"""Ablations as one command: the experiment configs and launchers compose, a real
+multirun summarises itself (files and W&B) and a rerun skips the runs it finished, the
+label set can be counted from data, and the 2-process DDP trainer runs on CPU."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import compose
+
+ROOT = Path(__file__).resolve().parents[1]
+ABLATIONS = {
+    "depth_ablation": ("model.encoder_layers", "1,2,3,4,6,12"),
+    "tokenizer_ablation": ("tokenizer", "base,location_emoji"),
+    "backbone_ablation": ("backbone", "me5_small,minilm_en"),
+    "label_set_ablation": ("labels", "default36,frequent"),
+}
+TINY = ["trainer=debug", "trainer.limit_train_batches=3", "data.source.n=400",
+        "data.batch_size=8", "data.eval_batch_size=32"]
+
+
+def _with_hydra(overrides: list[str]):
+    """The composed config with its ``hydra`` node, as a multirun job sees it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from geoloc.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=overrides,
+                             return_hydra_config=True)
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_each_ablation_is_the_replica_recipe_with_one_knob_swept(name):
+    knob, values = ABLATIONS[name]
+    cfg = _with_hydra([f"experiment={name}"])
+    assert dict(cfg.hydra.sweeper.params) == {knob: values}
+    # the real-data recipe of seed_replica, one sweep folder per ablation (reruns find it)
+    assert cfg.data.source._target_.endswith("UmassTweetsSource")
+    assert cfg.crossfit.folds == 3 and cfg.fusion is not None
+    assert cfg.trainer.max_epochs == 3 and cfg.model.encoder_layers == 3
+    assert cfg.skip_finished is True and cfg.sweep.group == name
+    assert cfg.hydra.sweep.dir == f"outputs/{name}/multirun"
+    assert cfg.sweep.results_dir == f"./experiments/{name}"
+    assert "geoloc.ablation.SweepSummary" in str(cfg.hydra.callbacks)
+
+
+def test_seed_replica_is_the_reference_recipe():
+    cfg = compose(["experiment=seed_replica"])
+    assert (cfg.model.encoder_layers, cfg.tokenizer.variant, cfg.backbone.name,
+            cfg.trainer.max_epochs, len(cfg.model.countries)) == (
+        3, "location_emoji", "me5_small", 3, 36)
+
+
+def test_launchers_and_ddp_trainer_compose():
+    parallel = _with_hydra(["hydra/launcher=parallel"]).hydra.launcher
+    assert parallel._target_.endswith("JoblibLauncher") and parallel.n_jobs == 2
+    slurm = _with_hydra(["hydra/launcher=slurm", "hydra.launcher.partition=cpu"]).hydra.launcher
+    assert slurm._target_.endswith("SlurmLauncher")
+    assert (slurm.partition, slurm.cpus_per_task, slurm.nodes) == ("cpu", 8, 1)
+    assert slurm.submitit_folder.endswith("/.submitit/%j")  # inside the sweep folder
+    ddp = compose(["trainer=ddp_cpu"]).trainer
+    assert (ddp.accelerator, ddp.devices, ddp.strategy) == ("cpu", 2, "ddp")
+
+
+def test_parallel_jobs_share_the_cores_out(monkeypatch):
+    from hydra.core.hydra_config import HydraConfig
+
+    from geoloc.cli.common import job_threads
+
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    for n_jobs, cpus, expected in ((2, 8, 4), (3, 2, 1), (-1, 16, 1), (1, 8, None)):
+        cfg = _with_hydra(["hydra/launcher=parallel", f"hydra.launcher.n_jobs={n_jobs}"])
+        HydraConfig.instance().set_config(cfg)
+        assert job_threads(cfg, cpus=cpus) == expected, n_jobs
+        cfg.threads = 3  # an explicit choice wins
+        assert job_threads(cfg, cpus=cpus) == 3
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")
+    assert job_threads(compose([]), cpus=64) == 6
+
+
+def test_ddp_with_crossfit_is_refused_in_seconds():
+    from geoloc.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match="crossfit.folds with trainer.strategy=ddp"):
+        validate_config(compose(["trainer=ddp_cpu", "crossfit.folds=3"]))
+
+
+def test_fingerprint_ignores_setup_but_not_knobs():
+    from geoloc.ablation import config_fingerprint
+
+    base = config_fingerprint(compose(["paths.output_dir=/x"]))
+    assert config_fingerprint(compose(["paths.output_dir=/x", "threads=1",
+                                       "logger=none"])) == base
+    assert config_fingerprint(compose(["paths.output_dir=/x", "model.optimizer.lr=1e-3"])) != base
+    assert config_fingerprint(compose(["paths.output_dir=/x", "seed=7"])) != base
+
+
+def _profiles(path: Path, counts: dict[str, int]) -> Path:
+    rows = []
+    for code, n in counts.items():
+        rows += [{"id": f"{code}{i}", "bio": "", "captions": [f"hello {code} {i}"],
+                  "country": code} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_frequent_label_set_counts_rows_outside_the_evaluated_split(tmp_path):
+    from geoloc.config import ConfigError, validate_config
+
+    data = _profiles(tmp_path / "p.jsonl", {"FR": 60, "KE": 30, "NZ": 12, "IS": 3})
+    common = ["data=jsonl", f"data.source.path={data}", "labels=frequent"]
+    cfg = compose([*common, "labels.min_profiles=8"])
+    # ~70 % of each country is outside the test split (splits 0.6/0.1/0.2/0.1 of
+    # data=jsonl): IS (3 rows) falls below 8, NZ (12) keeps ~10
+    assert list(cfg.model.countries) == ["FR", "KE", "NZ"]
+    assert list(compose([*common, "labels.min_profiles=15"]).labels.countries) == ["FR", "KE"]
+    # counted outside the evaluated split: every test row removed, same answer
+    everything = compose([*common, "labels.min_profiles=8", "data.splits.test=0.0",
+                          "data.splits.val=0.2", "data.eval_split=val"])
+    assert list(everything.labels.countries)[:2] == ["FR", "KE"]
+    with pytest.raises(ConfigError, match="min_profiles=1000: no country"):
+        validate_config(compose([*common, "labels.min_profiles=1000"]))
+    with pytest.raises(ConfigError, match="min_profiles=0: expected an integer >= 1"):
+        validate_config(compose([*common, "labels.min_profiles=0"]))
+    with pytest.raises(ConfigError, match="generates rows for a given label set"):
+        validate_config(compose(["labels=frequent"]))
+
+
+def _runs() -> pd.DataFrame:
+    rows = []
+    for depth, accs in ((1, (0.5, 0.6)), (3, (0.7, 0.7)), (12, (0.8,))):
+        for seed, acc in enumerate(accs):
+            rows.append({"run": f"r{depth}{seed}", "model.encoder_layers": str(depth),
+                         "seed": str(seed), "test/acc": acc, "cost/train_minutes": depth,
+                         "minutes": 1.0})
+    df = pd.DataFrame(rows)
+    df.attrs["knobs"] = ["model.encoder_layers", "seed"]
+    return df
+
+
+def test_summary_reports_seeds_as_mean_and_std_and_sorts_depth_numerically(tmp_path):
+    from geoloc.ablation import format_summary, plot_sweep, summarize_runs, varying_knobs
+
+    runs = _runs()
+    assert varying_knobs(runs) == ["model.encoder_layers"]  # seeds are repeats, not knobs
+    summary = summarize_runs(runs)
+    assert list(summary["model.encoder_layers"]) == ["1", "3", "12"]
+    assert list(summary["runs"]) == [2, 2, 1]
+    assert summary.loc[0, "test/acc mean"] == pytest.approx(0.55)
+    assert summary.loc[0, "test/acc std"] == pytest.approx(0.0707, abs=1e-4)
+    assert math.isnan(summary.loc[2, "test/acc std"])
+    table = format_summary(summary)
+    assert list(table["accuracy"]) == ["0.550 ± 0.071", "0.700 ± 0.000", "0.800"]
+    fig = plot_sweep(summary, "model.encoder_layers", tmp_path / "depth.png")
+    assert (tmp_path / "depth.png").stat().st_size > 0
+    assert list(fig.axes[0].lines[0].get_xdata()) == [1, 3, 12]  # a numeric axis
+
+
+def _wandb_run(folder: Path) -> dict:
+    """The run record (group, job type, name) of the one offline run under ``folder``."""
+    (run,) = folder.glob("offline-run-*")
+    out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json",
+                          str(run)], capture_output=True, text=True, timeout=120, check=True)
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    return next(r["run"] for r in records if r.get("type") == "run")
+
+
+@pytest.mark.slow
+def test_multirun_summarises_itself_and_a_rerun_skips_finished_runs(tmp_path, me5_dir):
+    """Two depths in parallel (joblib launcher), a summary in the sweep folder, the
+    results folder and W&B; one run is then cut off (its metrics.json gone, as when a
+    job is killed before finishing) and the rerun trains that one only."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sweep = tmp_path / "tiny_sweep" / "multirun"
+    command = [sys.executable, "-m", "geoloc.cli.train", "-m", "experiment=_ablation",
+               "task_name=tiny_sweep", "model.encoder_layers=1,2", *TINY,
+               f"paths.log_dir={tmp_path}", f"sweep.results_dir={tmp_path / 'results'}"]
+
+    def launch(*extra: str) -> str:
+        done = subprocess.run([*command, *extra], capture_output=True, text=True, env=env,
+                              timeout=900, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    launch("hydra/launcher=parallel")
+    runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
+    assert [p.name.split("model.encoder_layers=")[1][0] for p in runs] == ["1", "2"]
+    for folder in (sweep, tmp_path / "results"):
+        table = pd.read_csv(folder / "results.csv")
+        assert list(table["model.encoder_layers"]) == [1, 2]
+        assert table["cost/predict_profiles_per_s mean"].gt(0).all()
+        assert table["cost/train_minutes mean"].gt(0).all()
+        assert "abstain/countries_meeting_target mean" in table
+        markdown = (folder / "results.md").read_text()
+        assert "-m experiment=_ablation task_name=tiny_sweep" in markdown  # the command
+        assert "2 finished runs; knobs: model.encoder_layers;" in markdown
+        assert (folder / "model_encoder_layers.png").stat().st_size > 0
+    # every run and the summary in one W&B group
+    for run in runs:
+        assert _wandb_run(run / "wandb")["run_group"] == "tiny_sweep"
+    summary_run = _wandb_run(sweep / "wandb")
+    assert (summary_run["run_group"], summary_run["job_type"]) == ("tiny_sweep",
+                                                                    "sweep-summary")
+    first = {p: json.loads((p / "metrics.json").read_text()) for p in runs}
+
+    (runs[1] / "metrics.json").unlink()  # the second run was cut off
+    log = launch()
+    assert log.count("already holds this run's metrics") == 1
+    assert json.loads((runs[0] / "metrics.json").read_text()) == first[runs[0]]
+    assert (runs[1] / "metrics.json").is_file()  # trained again
+    assert len(pd.read_csv(sweep / "results.csv")) == 2
+
+
+@pytest.mark.slow
+def test_ddp_trains_in_two_processes_on_cpu_and_evaluates_every_row(tmp_path, me5_dir):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [sys.executable, "-m", "geoloc.cli.train", "trainer=ddp_cpu", "trainer.max_epochs=1",
+         "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2",
+         "data.source.n=400", "data.batch_size=8", "model.encoder_layers=1", "threads=1",
+         "logger=csv", f"hydra.run.dir={out}"],
+        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = done.stdout + done.stderr
+    assert "distributed_backend=gloo" in log and "Starting with 2 processes" in log
+    assert log.count("geoloc-train: test metrics") == 1  # the first process evaluates
+    assert (out / "train_ddp_process_1.log").is_file()  # the second process ran
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    # the whole test split, not one process's shard
+    sizes = ast.literal_eval(re.search(r"split sizes: (\{.*\})", log).group(1))
+    assert summary["scalars"]["n_samples"] == metrics["eval/n_samples"] == sizes["test"] > 0
+    assert len(list((out / "checkpoints").glob("*.ckpt"))) == 1
