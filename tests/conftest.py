@@ -52,6 +52,34 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
     return compose_config(overrides or [], config_name)
 
 
+def run_notebook(name: str, cwd: Path, env: dict[str, str], timeout: int = 600):
+    """Execute ``notebooks/<name>.ipynb`` in a kernel of this interpreter, in ``cwd``,
+    with ``env`` added to the kernel's environment; returns the executed notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.ipynb"
+    saved = {k: os.environ.get(k) for k in [*env, "MPLBACKEND"]}
+    os.environ.update(env)
+    os.environ.pop("MPLBACKEND", None)  # the kernel's own inline backend
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(cwd)}}).execute()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return nb
+
+
+def notebook_images(nb) -> int:
+    """How many PNG figures an executed notebook shows."""
+    return sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
 def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
     """Remove the session's temp caches (a materialised backbone is ~470 MB)."""
     import shutil

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose
+from conftest import compose, notebook_images, run_notebook
 from test_train import TINY
 
 pytestmark = pytest.mark.slow
@@ -409,7 +409,7 @@ def test_predict_labels_a_tweet_tsv_without_a_country_column(model, tmp_path):
 
 
 def test_geoloc_audience_recovers_a_planted_mix_from_profiles_and_from_predictions(
-        model, exported, tmp_path, monkeypatch):
+        model, exported, tmp_path):
     """Two influencers' followers with planted country mixes: geoloc-audience on the raw
     profiles and on geoloc-predict's output (probabilities=true, columns.group) gives the
     same shares; the recommended estimator's 90 % intervals hold the planted shares."""
@@ -485,16 +485,6 @@ def test_geoloc_audience_recovers_a_planted_mix_from_profiles_and_from_predictio
                                atol=1e-5, equal_nan=True)
 
     # the analysts' notebook runs on this output (a kernel of this interpreter)
-    import nbformat
-    from nbclient import NotebookClient
-
-    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "audience.ipynb"
-    monkeypatch.setenv("GEOLOC_SHARES", str(tmp_path / "shares.parquet"))
-    monkeypatch.setenv("GEOLOC_GROUP", "shop")
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own inline backend
-    nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    images = [o for c in nb.cells for o in c.get("outputs", [])
-              if "image/png" in o.get("data", {})]
-    assert len(images) == 1
+    nb = run_notebook("audience", tmp_path, {"GEOLOC_SHARES": str(tmp_path / "shares.parquet"),
+                                             "GEOLOC_GROUP": "shop"}, timeout=300)
+    assert notebook_images(nb) == 1

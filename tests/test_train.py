@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import compose
+from conftest import compose, notebook_images, run_notebook
 
 TINY = [
     "trainer=debug",
@@ -91,6 +91,16 @@ def test_train_writes_report_and_thresholds_beside_checkpoint(trained):
                  "thresholds.json", "risk_coverage.png", "reliability.png", "confusion.png",
                  "per_country.png", "precision_threshold.png"):
         assert (report / name).is_file(), name
+    # every evaluated profile, for error analysis: its text, truth, decision
+    import pandas as pd
+
+    predictions = pd.read_csv(report / "predictions.csv", keep_default_na=False)
+    summary = json.loads((report / "summary.json").read_text())["scalars"]
+    assert len(predictions) == summary["n_samples"] and predictions["text"].str.len().gt(0).all()
+    assert predictions["correct"].mean() == pytest.approx(summary["correct_country_rate"])
+    assert ((predictions["decision"] == "UNCERTAIN").mean()
+            == pytest.approx(summary["uncertain_rate"]))
+    assert predictions["confidence"].between(0, 1).all()
     ckpts = list((out / "checkpoints").glob("*.ckpt"))
     assert len(ckpts) == 1
     beside = ckpts[0].with_name(ckpts[0].stem + ".thresholds.json")
@@ -157,6 +167,39 @@ def test_ablation_helpers_rerun_and_collect(trained, tmp_path):
     df["model.encoder_layers"] = 1
     fig = plot_metric(df, "model.encoder_layers", ["test/acc"])
     assert fig.axes[0].get_xlabel() == "model.encoder_layers"
+
+
+def test_error_analysis_notebook_reads_the_run(trained, tmp_path):
+    """notebooks/error_analysis runs on the run's report (per-country errors, UNCERTAIN
+    examples, confused pairs), and its tables agree with the report's own numbers."""
+    from geoloc.evaluation.error_analysis import (
+        confused_pairs,
+        country_errors,
+        load_predictions,
+        uncertain_summary,
+    )
+
+    out, _, _ = trained
+    nb = run_notebook("error_analysis", tmp_path, {"GEOLOC_RUN": str(out)})
+    assert notebook_images(nb) == 1
+    pred = load_predictions(out / "report")
+    errors = country_errors(pred)
+    assert errors["profiles"].sum() == len(pred)
+    shares = errors[["correct", "wrong", "uncertain"]].sum(axis=1)
+    assert shares.round(9).eq(1).all()
+    summary = json.loads((out / "report" / "summary.json").read_text())["scalars"]
+    assert uncertain_summary(pred)["uncertain_share"] == pytest.approx(summary["uncertain_rate"])
+    pairs = confused_pairs(pred, top=5)
+    assert (pairs["true"] != pairs["predicted"]).all() and pairs["count"].is_monotonic_decreasing
+
+
+def test_ablations_notebook_reruns_a_sweep_and_reads_it_back(tmp_path, me5_dir):
+    nb = run_notebook("ablations", tmp_path, {"GEOLOC_NOTEBOOK_SMOKE": "1"}, timeout=900)
+    assert notebook_images(nb) == 1  # one knob varied: encoder depth
+    from geoloc.ablation import collect_runs
+
+    runs = collect_runs(tmp_path / "outputs" / "notebook_ablation")
+    assert sorted(runs["model.encoder_layers"]) == ["1", "2"]
 
 
 def test_minilm_backbone_learns(tmp_path):

@@ -97,7 +97,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             fusion_cfg, datamodule, calib, evaluated, split, calib_ngram=oof_ngram)
         metrics.update(fusion_metrics)
     result = evaluate_logits(calib, evaluated, list(module.class_names), policy,
-                             split=split, report_dir=report_dir, wandb_run=run)
+                             split=split, report_dir=report_dir, wandb_run=run,
+                             texts=datamodule.texts(split, evaluated.rows),
+                             ids=datamodule.texts(split, evaluated.rows, column="id"))
     metrics.update(result.metrics())
     if run is not None:
         run.summary.update({k: v for k, v in metrics.items()

@@ -256,13 +256,15 @@ class ProfileDataModule(pl.LightningDataModule):
             raise DataConfigError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
         return self._loader(split, shuffle=False)
 
-    def texts(self, split: str, rows: Sequence[int] | None = None) -> list[str]:
+    def texts(self, split: str, rows: Sequence[int] | None = None, column: str = "text"
+              ) -> list[str]:
         """Model text of a split's rows (all, in split order, or those ``rows`` in that
-        order): what models that bring their own features (the fused n-gram model) read."""
+        order): what models that bring their own features (the fused n-gram model) read.
+        ``column="id"`` gives the rows' profile ids instead."""
         data = self.datasets[split]
         if rows is None:
-            return list(data["text"])
-        by_row = dict(zip(data["row"], data["text"], strict=True))
+            return list(data[column])
+        by_row = dict(zip(data["row"], data[column], strict=True))
         return [by_row[int(r)] for r in rows]
 
     def split_sizes(self) -> dict[str, int]:

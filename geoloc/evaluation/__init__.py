@@ -26,6 +26,7 @@ from geoloc.evaluation.calibration import fit_temperature, softmax
 from geoloc.evaluation.render import log_wandb, render_markdown, write_report
 from geoloc.evaluation.result import EvaluationResult, evaluate_split, metric_key
 from geoloc.evaluation.runner import (
+    PREDICTIONS_FILE,
     SplitOutputs,
     calibration_path,
     evaluate_logits,
@@ -33,11 +34,13 @@ from geoloc.evaluation.runner import (
     predict_split,
     save_calibration_outputs,
     thresholds_path,
+    write_predictions,
 )
 from geoloc.evaluation.stats import clopper_pearson, min_samples_for_target
 
 __all__ = [
     "METHOD",
+    "PREDICTIONS_FILE",
     "UNCERTAIN_INDEX",
     "ClassCalibration",
     "EvaluationResult",
@@ -60,5 +63,6 @@ __all__ = [
     "save_calibration_outputs",
     "softmax",
     "thresholds_path",
+    "write_predictions",
     "write_report",
 ]

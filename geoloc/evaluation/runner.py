@@ -19,6 +19,7 @@ reused policy and a fresh one take the same road. Models that are not Lightning 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,13 @@ def evaluate_logits(
     split: str,
     report_dir: str | Path,
     wandb_run: Any = None,
+    texts: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Fit the policy on ``calib`` (when ``policy`` is a config) or apply a fitted one,
-    evaluate ``evaluated``, write the report folder and log it to ``wandb_run``.
+    evaluate ``evaluated``, write the report folder and log it to ``wandb_run``. With
+    the ``texts`` (and ``ids``) of the evaluated rows, in their order, the report also
+    holds every row's prediction (:func:`write_predictions`).
 
     ``calib`` may be None only with a fitted policy; when given it also adds the
     calibration split's before/after ECE to the report.
@@ -122,9 +127,47 @@ def evaluate_logits(
     result = evaluate_split(evaluated.logits, evaluated.labels, class_names, thresholds,
                             split=split, calibration=cal_summary, fitted=fitted)
     write_report(result, report_dir)
+    if texts is not None:
+        write_predictions(result, evaluated.logits, texts, ids,
+                          Path(report_dir) / PREDICTIONS_FILE)
     if wandb_run is not None:
         log_wandb(result, wandb_run)
     return result
+
+
+#: The report's per-row predictions of the evaluated split (:func:`write_predictions`).
+PREDICTIONS_FILE = "predictions.csv"
+
+
+def write_predictions(result: EvaluationResult, logits: np.ndarray, texts: Sequence[str],
+                      ids: Sequence[str] | None, path: str | Path) -> Path:
+    """One row per evaluated profile: ``id``, ``text``, ``true`` country, ``top`` (the
+    most probable class), ``confidence`` (its calibrated probability), ``decision``
+    (the policy's country or UNCERTAIN) and ``correct`` (the decision is the true
+    country). Why: error analysis reads examples (typical UNCERTAIN profiles, confused
+    pairs), which the aggregate tables cannot show (``notebooks/error_analysis``)."""
+    import pandas as pd
+
+    from geoloc.io import atomic_write
+    from geoloc.labels import UNCERTAIN
+
+    if len(texts) != len(result.labels):
+        raise ValueError(f"{len(texts)} texts for {len(result.labels)} evaluated rows")
+    names = np.asarray(result.class_names, dtype=object)
+    probs = result.thresholds.probabilities(np.asarray(logits, dtype=np.float64))
+    decided = result.decisions >= 0
+    frame = pd.DataFrame({
+        "id": list(ids) if ids is not None else range(len(texts)),
+        "text": list(texts),
+        "true": names[result.labels],
+        "top": names[result.predictions],
+        "confidence": probs.max(axis=1).round(4),
+        "decision": np.where(decided, names[np.clip(result.decisions, 0, None)], UNCERTAIN),
+        "correct": decided & (result.decisions == result.labels),
+    })
+    with atomic_write(path) as fh:
+        frame.to_csv(fh, index=False)
+    return Path(path)
 
 
 def evaluate_model(
@@ -156,4 +199,6 @@ def evaluate_model(
     calib = predict("calib") if isinstance(policy, PolicyConfig) else None
     evaluated = predict(split)
     return evaluate_logits(calib, evaluated, list(module.class_names), policy, split=split,
-                           report_dir=report_dir, wandb_run=wandb_run)
+                           report_dir=report_dir, wandb_run=wandb_run,
+                           texts=datamodule.texts(split, evaluated.rows),
+                           ids=datamodule.texts(split, evaluated.rows, column="id"))
