@@ -48,8 +48,12 @@ HEADLINE_COLUMNS = ("test/acc", "test/macro_f1", "abstain/correct_country_rate",
                     "abstain/uncertain_rate", "abstain/countries_meeting_target")
 #: What a sweep summary reports per run, and the column title it gets.
 SUMMARY_METRICS = {
-    "test/acc": "accuracy",
-    "test/macro_f1": "macro-F1",
+    # the transformer alone (Lightning's test loop), and the model as deployed (fused
+    # with the char n-gram model when fusion is on, temperature-scaled), before abstention
+    "test/acc": "accuracy (transformer)",
+    "test/macro_f1": "macro-F1 (transformer)",
+    "eval/accuracy": "accuracy (deployed)",
+    "eval/macro_f1": "macro-F1 (deployed)",
     "abstain/correct_country_rate": "correct country at 90 %",
     "abstain/countries_meeting_target": "countries certified",
     "cost/train_minutes": "training min",
@@ -65,8 +69,9 @@ _NOT_KNOBS = ("experiment", "seed", "hydra", "paths", "threads", "logger", "skip
               "sweep", "task_name", "tags")
 
 __all__ = ["HEADLINE_COLUMNS", "SUMMARY_METRICS", "SweepSummary", "collect_runs",
-           "compose_config", "config_fingerprint", "finished_metrics", "grid_overrides",
-           "format_summary", "plot_metric", "plot_sweep", "run_grid", "save_run_metrics",
+           "compose_config", "config_fingerprint", "failed_runs", "finished_metrics",
+           "format_summary", "grid_overrides", "in_multirun", "plot_metric", "plot_sweep",
+           "record_failure", "run_dirname", "run_grid", "save_run_metrics", "start_run",
            "summarize_runs", "sweep_group", "varying_knobs", "write_sweep_summary"]
 
 
@@ -132,6 +137,44 @@ def finished_metrics(cfg: DictConfig) -> dict[str, float] | None:
     return {k: float(v) for k, v in metrics.items()}
 
 
+#: The file a run that failed inside a multirun leaves in its folder (the summary names it).
+RUN_FAILED = "failed.json"
+
+
+def in_multirun() -> bool:
+    """True inside a job of a Hydra multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_failure(cfg: DictConfig, err: BaseException, kind: str) -> Path | None:
+    """Write ``<output_dir>/failed.json`` (the error, its kind and the job's overrides),
+    and remove a ``metrics.json`` of an earlier run there: a failed run is not
+    finished."""
+    out = _output_dir(cfg)
+    if out is None:
+        return None
+    (out / RUN_METRICS).unlink(missing_ok=True)
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return write_json_atomic(out / RUN_FAILED, {
+        "kind": kind, "error": f"{type(err).__name__}: {err}", "overrides": overrides,
+        "failed_at": datetime.now(UTC).isoformat(timespec="seconds")})
+
+
+def start_run(cfg: DictConfig) -> None:
+    """Before a run trains: forget an earlier run's outcome in its folder, so that only a
+    run that finishes leaves ``metrics.json`` (a crash mid-rerun must not leave the old
+    config's numbers to be summarised) and a success clears an earlier failure."""
+    out = _output_dir(cfg)
+    if out is not None:
+        for name in (RUN_METRICS, RUN_FAILED):
+            (out / name).unlink(missing_ok=True)
+
+
 def sweep_group(cfg: DictConfig, hydra_cfg: Any = None) -> str | None:
     """The W&B group of a run: ``sweep.group`` when set; in a multirun
     ``<task_name>-<sweep folder name>``; else None (a single run is not grouped)."""
@@ -163,14 +206,16 @@ def run_grid(
     out_root: str | Path = "outputs/ablation", skip_finished: bool = True,
 ) -> pd.DataFrame:
     """Train one model per grid point (sequentially, in this process); one row each.
-    Run ``i`` writes to ``out_root/<i>``; with ``skip_finished`` a point whose folder
-    holds a finished run of the same config is read back, not trained again."""
+    A point writes to ``out_root/<its overrides>`` (:func:`run_dirname`), so a grid
+    reordered or extended later finds its finished points; with ``skip_finished`` a
+    point whose folder holds a finished run of the same config is read back, not
+    trained again."""
     from geoloc.cli.common import run_task
     from geoloc.cli.train import train
 
     rows = []
-    for i, overrides in enumerate(grid_overrides(grid)):
-        out = Path(out_root) / f"{i:03d}"
+    for overrides in grid_overrides(grid):
+        out = Path(out_root) / run_dirname(",".join(overrides))  # as a multirun names it
         cfg = compose_config([*base, *overrides, f"paths.output_dir={out}",
                               f"skip_finished={str(skip_finished).lower()}"])
         metrics, _ = run_task(train, cfg)
@@ -181,15 +226,33 @@ def run_grid(
     return df
 
 
+def run_dirname(overrides: str, limit: int = 200) -> str:
+    """A run's folder name from its overrides (Hydra's ``override_dirname``, e.g.
+    ``crossfit.folds=null,model.encoder_layers=3``), safe as one path component: a
+    ``/`` (``backbone.name=/models/xlmr``) becomes ``%``, and a name over ``limit``
+    characters (a country list, say) is cut and ended with a hash of the whole, so
+    distinct runs keep distinct folders. The ``run_dirname`` resolver of
+    ``hydra.sweep.subdir`` (``conf/experiment/_ablation.yaml``; registered by
+    :mod:`geoloc.config`)."""
+    name = str(overrides).replace("/", "%") or "default"
+    if len(name) > limit:
+        name = name[: limit - 17] + "~" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return name
+
+
+
 def _split_overrides(overrides: Sequence[str]) -> dict[str, str]:
     """``["a=1", "+b=x"]`` -> ``{"a": "1", "b": "x"}`` (Hydra's ``+``/``~`` dropped)."""
     return {k.lstrip("+~"): v for k, _, v in (str(o).partition("=") for o in overrides)}
 
 
-def collect_runs(root: str | Path) -> pd.DataFrame:
+def collect_runs(root: str | Path, reports: bool = True) -> pd.DataFrame:
     """One row per finished run below ``root``: ``run`` (its folder), its overrides
     and its metrics: ``metrics.json`` when the run wrote one (every metric, costs
-    included), else the evaluation report's scalars (``report/summary.json``)."""
+    included); with ``reports``, for folders without one (runs older than it,
+    ``geoloc-eval`` runs), the evaluation report's scalars (``report/summary.json``).
+    A sweep summary passes ``reports=False``: a run that died after its report is not
+    finished."""
     rows: dict[Path, dict[str, object]] = {}
     knobs: dict[str, None] = {}  # override keys, in order of first appearance
     for path in sorted(Path(root).rglob(RUN_METRICS)):
@@ -199,9 +262,9 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
         overrides = _split_overrides(saved.get("overrides") or _hydra_overrides(path.parent))
         knobs.update(dict.fromkeys(overrides))
         rows[path.parent] = {"run": str(path.parent), **overrides, **saved["metrics"]}
-    for summary in sorted(Path(root).rglob("report/summary.json")):
+    for summary in sorted(Path(root).rglob("report/summary.json")) if reports else []:
         run = summary.parent.parent
-        if run in rows:
+        if run in rows or (run / RUN_FAILED).exists():
             continue
         overrides = _split_overrides(_hydra_overrides(run))
         knobs.update(dict.fromkeys(overrides))
@@ -284,8 +347,9 @@ def format_summary(summary: pd.DataFrame, metrics: Mapping[str, str] = SUMMARY_M
 
 def plot_sweep(summary: pd.DataFrame, knob: str, path: str | Path | None = None,
                title: str = "") -> Figure:
-    """Three panels against one knob: quality (accuracy, macro-F1, correct-country
-    share at the precision target), countries certified, and cost (training minutes,
+    """Three panels against one knob: quality (the transformer's accuracy, the deployed
+    model's accuracy and macro-F1, the share assigned the correct country at the
+    precision target), countries certified, and cost (training minutes,
     predict throughput on a second axis); error bars are the std over seeds, one line per
     setting of the other knobs. Saved as a PNG when ``path`` is given."""
     fig = Figure(figsize=(14, 4), dpi=110)
@@ -293,7 +357,8 @@ def plot_sweep(summary: pd.DataFrame, knob: str, path: str | Path | None = None,
     others = [c for c in summary.columns
               if c not in (knob, "runs") and not c.endswith((" mean", " std"))]
     groups = summary.groupby(others, sort=False) if others else [((), summary)]
-    panels = [(axes[0], ["test/acc", "test/macro_f1", "abstain/correct_country_rate"]),
+    panels = [(axes[0], ["test/acc", "eval/accuracy", "eval/macro_f1",
+                         "abstain/correct_country_rate"]),
               (axes[1], ["abstain/countries_meeting_target"]),
               (axes[2], ["cost/train_minutes"])]
     twin = axes[2].twinx()
@@ -328,14 +393,18 @@ def plot_sweep(summary: pd.DataFrame, knob: str, path: str | Path | None = None,
 
 def write_sweep_summary(sweep_dir: str | Path, name: str,
                         results_dir: str | Path | None = None, command: str = "",
-                        wall_minutes: float | None = None, group: str | None = None
-                        ) -> pd.DataFrame | None:
+                        wall_minutes: float | None = None,
+                        wandb: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
     """Tabulate the finished runs under ``sweep_dir`` (:func:`collect_runs`,
-    :func:`summarize_runs`) and write ``results.md``, ``results.csv`` (one row per knob
-    setting), ``runs.csv`` (one per run) and ``<knob>.png`` to ``sweep_dir`` and to
-    ``results_dir``; log them to W&B under ``group`` when given. Returns the summary
+    :func:`summarize_runs`) and write ``results.md`` (failed runs named),
+    ``results.csv`` (one row per knob setting), ``runs.csv`` (one per run) and
+    ``<knob>.png`` to ``sweep_dir`` and to ``results_dir``; log them to W&B when
+    ``wandb`` gives the run's ``project``, ``group`` and ``mode``. Returns the summary
     (None when no run finished)."""
-    runs = collect_runs(sweep_dir)
+    runs = collect_runs(sweep_dir, reports=False)
+    failed = failed_runs(sweep_dir)
+    for _, row in failed.iterrows():
+        log.warning("sweep %s: %s failed: %s", name, row["run"], row["error"])
     if runs.empty:
         log.warning("sweep %s: no finished run under %s", name, sweep_dir)
         return None
@@ -343,19 +412,26 @@ def write_sweep_summary(sweep_dir: str | Path, name: str,
     summary = summarize_runs(runs, knobs)
     table = format_summary(summary)
     folders = [Path(sweep_dir)] + ([Path(results_dir)] if results_dir else [])
-    figures = {}
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         for knob in knobs:
-            figures[knob] = plot_sweep(summary, knob, folder / f"{_slug(knob)}.png",
-                                       title=f"{name}: by {knob}")
+            plot_sweep(summary, knob, folder / f"{_slug(knob)}.png",
+                       title=f"{name}: by {knob}")
         summary.to_csv(folder / "results.csv", index=False)
         runs.to_csv(folder / "runs.csv", index=False)
         write_text_atomic(folder / "results.md", _summary_markdown(
-            name, table, runs, knobs, command, wall_minutes))
-    if group is not None:  # the W&B files stay in the sweep folder, beside its runs'
-        _log_summary_to_wandb(group, name, table, runs, folders[0], knobs)
+            name, table, runs, knobs, command, wall_minutes, failed))
+    if wandb is not None:  # the W&B files stay in the sweep folder, beside its runs'
+        _log_summary_to_wandb(wandb, name, table, runs, folders[0], knobs)
     return summary
+
+
+def failed_runs(root: str | Path) -> pd.DataFrame:
+    """The runs below ``root`` that failed inside a multirun (``failed.json``): ``run``,
+    ``kind`` and ``error``."""
+    rows = [{"run": str(path.parent), **json.loads(path.read_text(encoding="utf-8"))}
+            for path in sorted(Path(root).rglob(RUN_FAILED))]
+    return pd.DataFrame(rows, columns=["run", "kind", "error", "overrides", "failed_at"])
 
 
 def _slug(knob: str) -> str:
@@ -363,8 +439,11 @@ def _slug(knob: str) -> str:
 
 
 def _summary_markdown(name: str, table: pd.DataFrame, runs: pd.DataFrame,
-                      knobs: Sequence[str], command: str, wall_minutes: float | None) -> str:
-    seeds = runs["seed"].nunique() if "seed" in runs else 1
+                      knobs: Sequence[str], command: str, wall_minutes: float | None,
+                      failed: pd.DataFrame) -> str:
+    repeats = table["runs"] if "runs" in table else pd.Series([1])
+    seeds = (str(repeats.min()) if repeats.min() == repeats.max()
+             else f"{repeats.min()}–{repeats.max()}")
     trained = pd.to_numeric(runs.get("minutes"), errors="coerce").sum() \
         if "minutes" in runs else math.nan
     lines = [f"# Sweep `{name}`", ""]
@@ -377,27 +456,37 @@ def _summary_markdown(name: str, table: pd.DataFrame, runs: pd.DataFrame,
     if wall_minutes is not None:
         facts.append(f"wall time of the last launch: {wall_minutes:.1f} min")
     lines += ["; ".join(facts) + ".", "",
-              "Mean ± std over seeds. *Correct country at 90 %*: the share of evaluated "
+              "Mean ± std over seeds, on the evaluated split. *Accuracy, macro-F1*: the "
+              "most probable class, of the transformer alone and of the model as deployed "
+              "(fused with the char n-gram model when fusion is on). "
+              "*Correct country at 90 %*: the share of evaluated "
               "profiles assigned their true country by the abstention policy that keeps "
               "every assigned country at >= 90 % precision; *countries certified*: "
               "countries whose precision the policy certifies; *predict profiles/s*: the "
               "evaluation split through the Lightning predict loop on this machine.", "",
               markdown_table(table), "",
               *[f"![{k}]({_slug(k)}.png)" for k in knobs], ""]
+    if len(failed):
+        lines += [f"**{len(failed)} runs failed** (their `failed.json`):", "",
+                  *[f"- `{' '.join(r['overrides'] or [])}`: {r['kind']}: {r['error']}"
+                    for _, r in failed.iterrows()], ""]
     return "\n".join(lines)
 
 
-def _log_summary_to_wandb(group: str, name: str, table: pd.DataFrame, runs: pd.DataFrame,
-                          folder: Path, knobs: Sequence[str]) -> None:
-    """One W&B run of job type ``sweep-summary`` in the sweep's group: the summary and
-    per-run tables and the plots."""
-    import os
-
+def _log_summary_to_wandb(where: Mapping[str, Any], name: str, table: pd.DataFrame,
+                          runs: pd.DataFrame, folder: Path, knobs: Sequence[str]) -> None:
+    """One W&B run of job type ``sweep-summary`` in the sweep's project and group (and
+    mode: offline when the runs' logger is): the summary and per-run tables and the
+    plots. A W&B failure is logged, not raised: the files are written already."""
     import wandb
 
-    os.environ.setdefault("WANDB_MODE", "offline")
-    run = wandb.init(project="geoloc", group=group, job_type="sweep-summary",
-                     name=f"{name}-summary", dir=str(folder), reinit="finish_previous")
+    try:
+        run = wandb.init(project=where.get("project") or "geoloc", group=where["group"],
+                         mode=where.get("mode"), job_type="sweep-summary",
+                         name=f"{name}-summary", dir=str(folder), reinit="finish_previous")
+    except Exception as err:  # noqa: BLE001 - the summary files exist regardless
+        log.warning("sweep %s: W&B summary not logged: %s", name, err)
+        return
     try:
         run.log({"sweep/summary": wandb.Table(dataframe=table.astype(str)),
                  "sweep/runs": wandb.Table(dataframe=runs.astype(str)),
@@ -408,11 +497,11 @@ def _log_summary_to_wandb(group: str, name: str, table: pd.DataFrame, runs: pd.D
 
 
 class SweepSummary(Callback):
-    """Hydra callback (``conf/hydra/default.yaml``): when a multirun ends, summarise its
-    finished runs (:func:`write_sweep_summary`) into the sweep folder and
-    ``sweep.results_dir``, and log the summary to the sweep's W&B group. Runs that
-    failed are absent from the table and named in the log; the launch's own wall time is
-    reported."""
+    """Hydra callback (``conf/train.yaml``): when a multirun ends, summarise its finished
+    runs (:func:`write_sweep_summary`) into the sweep folder and ``sweep.results_dir``,
+    and log the summary to the sweep's W&B group. Runs that failed (``failed.json``,
+    written by :func:`geoloc.cli.common.hydra_task`) are absent from the table and named
+    under it and in the log; the launch's own wall time is reported."""
 
     def __init__(self) -> None:
         self._started = time.time()
@@ -428,12 +517,13 @@ class SweepSummary(Callback):
         overrides = " ".join(config.hydra.overrides.task)
         command = f"{Path(sys.argv[0]).name} -m {overrides}".strip()
         results_dir = OmegaConf.select(config, "sweep.results_dir")
-        loggers = config.get("logger") or {}
-        wandb_on = any(isinstance(lg, DictConfig) and "WandbLogger" in str(lg.get("_target_"))
-                       for lg in loggers.values())
-        group = sweep_group(config, config.hydra) if wandb_on else None
+        wandb = None
+        for lg in (config.get("logger") or {}).values():
+            if isinstance(lg, DictConfig) and "WandbLogger" in str(lg.get("_target_")):
+                wandb = {"project": lg.get("project"), "group": sweep_group(config, config.hydra),
+                         "mode": "offline" if lg.get("offline") else None}
         summary = write_sweep_summary(sweep_dir, name, results_dir, command,
-                                      (time.time() - self._started) / 60, group)
+                                      (time.time() - self._started) / 60, wandb)
         if summary is not None:
             log.info("sweep %s: %d settings summarised in %s%s", name, len(summary),
                      sweep_dir, f" and {results_dir}" if results_dir else "")

@@ -24,9 +24,9 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 def frequent_countries(data: DictConfig, min_profiles: int) -> list[str]:
     """The label set of ``labels=frequent``: every country with at least ``min_profiles``
-    labelled rows in the data's rows outside its evaluation split (train and calib: what
-    the model and its calibration learn from; counting the evaluated rows would pick the
-    label set by the test), most frequent first. The answer to "is adding most other
+    labelled rows in the data's train and calib splits (what the model and its
+    calibration learn from; counting the validation or test rows would pick the label
+    set by the evaluation), most frequent first. The answer to "is adding most other
     countries feasible?" is then one config change.
 
     Resolved by OmegaConf (``${frequent_countries:${data},N}``) each time the list is
@@ -43,16 +43,15 @@ def frequent_countries(data: DictConfig, min_profiles: int) -> list[str]:
                           f"data.source {type(source).__name__} generates rows for a given "
                           "label set (use labels.countries=[...] or a real source)")
     splits = tuple(sorted((str(k), float(v)) for k, v in data.splits.items()))
-    return list(_frequent_countries(source.canonical_jsonl(), splits, int(data.split_seed),
-                                    str(data.get("eval_split", "test")), n))
+    return list(_frequent_countries(source.canonical_jsonl(), splits, int(data.split_seed), n))
 
 
 @lru_cache(maxsize=16)
 def _frequent_countries(path: Path, splits: tuple[tuple[str, float], ...], split_seed: int,
-                        eval_split: str, min_profiles: int) -> tuple[str, ...]:
+                        min_profiles: int) -> tuple[str, ...]:
     from collections import Counter
 
-    from geoloc.data.splits import record_split
+    from geoloc.data.splits import CROSSFIT_POOL, record_split
     from geoloc.io import read_jsonl
     from geoloc.labels import is_valid_code, normalize_code
 
@@ -61,18 +60,26 @@ def _frequent_countries(path: Path, splits: tuple[tuple[str, float], ...], split
     for rec in read_jsonl(path):
         code = normalize_code(rec.get("country"))
         if code and is_valid_code(code) and \
-                record_split(rec, split_seed, fractions) != eval_split:
+                record_split(rec, split_seed, fractions) in CROSSFIT_POOL:
             counts[code] += 1
     kept = tuple(c for c, k in sorted(counts.items(), key=lambda x: (-x[1], x[0]))
                  if k >= min_profiles)
     if not kept:
         raise ConfigError(f"labels.min_profiles={min_profiles}: no country of {path} has "
-                          f"that many labelled rows outside the {eval_split} split (most: "
+                          f"that many labelled rows in the train and calib splits (most: "
                           f"{counts.most_common(1)})")
     return kept
 
 
+def _run_dirname(overrides: str) -> str:
+    from geoloc.ablation import run_dirname  # lazily: ablation imports this module
+
+    return run_dirname(overrides)
+
+
+# Registered on import: every entry point imports this module before Hydra resolves.
 OmegaConf.register_new_resolver("frequent_countries", frequent_countries, replace=True)
+OmegaConf.register_new_resolver("run_dirname", _run_dirname, replace=True)
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
@@ -198,6 +205,11 @@ def _check_training_splits(cfg: DictConfig, fractions: dict[str, float], folds: 
             "evaluation.thresholds=<saved policy>")
 
 
+def _multi_process(cfg: DictConfig) -> bool:
+    """Whether the trainer trains in several processes (a DDP strategy)."""
+    return str((cfg.get("trainer") or {}).get("strategy", "")).startswith("ddp")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Validate the options of a train/eval config; raise :class:`ConfigError`.
 
@@ -236,11 +248,18 @@ def validate_config(cfg: DictConfig) -> None:
             if cfg.get("ckpt_path"):
                 raise ConfigError("crossfit.folds with ckpt_path: resuming a cross-fit is not "
                                   "supported; resume without crossfit or start afresh")
-            if str((cfg.get("trainer") or {}).get("strategy", "")).startswith("ddp"):
+            if _multi_process(cfg):
                 # each process would predict and then delete the fold checkpoints
                 raise ConfigError(f"crossfit.folds with trainer.strategy="
                                   f"{cfg.trainer.strategy}: cross-fitting trains its fold "
                                   "models in one process; use crossfit.folds=null with DDP")
+        if _multi_process(cfg):
+            from geoloc.ablation import in_multirun
+
+            if in_multirun():  # Lightning relaunches the command line: the whole sweep
+                raise ConfigError(f"trainer.strategy={cfg.trainer.strategy} in a multirun: "
+                                  "DDP starts its processes by rerunning the command, "
+                                  "which would rerun the sweep; launch DDP runs one by one")
         if "evaluation" in cfg and not cfg.evaluation.get("thresholds"):
             _instantiate_or_explain(cfg.evaluation.policy)
         if cfg.get("fusion"):

@@ -75,20 +75,57 @@ def test_launchers_and_ddp_trainer_compose():
     assert (ddp.accelerator, ddp.devices, ddp.strategy) == ("cpu", 2, "ddp")
 
 
-def test_parallel_jobs_share_the_cores_out(monkeypatch):
+@pytest.fixture
+def hydra_job():
+    """Set a composed config as the current Hydra job's (as a launcher does); reset
+    after the test, so no later test sees a job that is not there."""
     from hydra.core.hydra_config import HydraConfig
 
+    def set_job(cfg):
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    yield set_job
+    HydraConfig.instance().cfg = None
+
+
+def test_parallel_jobs_share_the_cores_out(monkeypatch, hydra_job):
     from geoloc.cli.common import job_threads
 
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     for n_jobs, cpus, expected in ((2, 8, 4), (3, 2, 1), (-1, 16, 1), (1, 8, None)):
-        cfg = _with_hydra(["hydra/launcher=parallel", f"hydra.launcher.n_jobs={n_jobs}"])
-        HydraConfig.instance().set_config(cfg)
+        cfg = hydra_job(_with_hydra(["hydra/launcher=parallel",
+                                     f"hydra.launcher.n_jobs={n_jobs}"]))
         assert job_threads(cfg, cpus=cpus) == expected, n_jobs
         cfg.threads = 3  # an explicit choice wins
         assert job_threads(cfg, cpus=cpus) == 3
+    # the ablations leave threads to the launcher (real_umass fixes 2)
+    assert compose(["experiment=depth_ablation"]).threads is None
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")
     assert job_threads(compose([]), cpus=64) == 6
+
+
+def test_ddp_in_a_multirun_is_refused(hydra_job):
+    from hydra.types import RunMode
+
+    from geoloc.config import ConfigError, validate_config
+
+    cfg = _with_hydra(["trainer=ddp_cpu"])
+    cfg.hydra.mode = RunMode.MULTIRUN
+    hydra_job(cfg)
+    with pytest.raises(ConfigError, match="in a multirun"):
+        validate_config(compose(["trainer=ddp_cpu"]))
+
+
+def test_run_dirname_is_one_safe_path_component():
+    from geoloc.ablation import run_dirname
+
+    assert run_dirname("crossfit.folds=null,model.encoder_layers=3") == \
+        "crossfit.folds=null,model.encoder_layers=3"  # ordinary names are kept
+    assert run_dirname("backbone=hf,backbone.name=/models/xlmr") == \
+        "backbone=hf,backbone.name=%models%xlmr"
+    long_a, long_b = "labels.countries=[" + "US," * 100 + "FR]", "labels.countries=[" + "US," * 100 + "DE]"
+    assert len(run_dirname(long_a)) == 200 and run_dirname(long_a) != run_dirname(long_b)
 
 
 def test_ddp_with_crossfit_is_refused_in_seconds():
@@ -163,7 +200,7 @@ def test_summary_reports_seeds_as_mean_and_std_and_sorts_depth_numerically(tmp_p
     assert summary.loc[0, "test/acc std"] == pytest.approx(0.0707, abs=1e-4)
     assert math.isnan(summary.loc[2, "test/acc std"])
     table = format_summary(summary)
-    assert list(table["accuracy"]) == ["0.550 ± 0.071", "0.700 ± 0.000", "0.800"]
+    assert list(table["accuracy (transformer)"]) == ["0.550 ± 0.071", "0.700 ± 0.000", "0.800"]
     fig = plot_sweep(summary, "model.encoder_layers", tmp_path / "depth.png")
     assert (tmp_path / "depth.png").stat().st_size > 0
     assert list(fig.axes[0].lines[0].get_xdata()) == [1, 3, 12]  # a numeric axis
@@ -186,7 +223,7 @@ def test_multirun_summarises_itself_and_a_rerun_skips_finished_runs(tmp_path, me
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     sweep = tmp_path / "tiny_sweep" / "multirun"
     command = [sys.executable, "-m", "geoloc.cli.train", "-m", "experiment=_ablation",
-               "task_name=tiny_sweep", "model.encoder_layers=1,2", *TINY,
+               "task_name=tiny_sweep", "model.encoder_layers=1,2,13", *TINY,
                f"paths.log_dir={tmp_path}", f"sweep.results_dir={tmp_path / 'results'}"]
 
     def launch(*extra: str) -> str:
@@ -195,9 +232,13 @@ def test_multirun_summarises_itself_and_a_rerun_skips_finished_runs(tmp_path, me
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout + done.stderr
 
-    launch("hydra/launcher=parallel")
+    log = launch("hydra/launcher=parallel")
     runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
     assert [p.name.split("model.encoder_layers=")[1][0] for p in runs] == ["1", "2"]
+    # 13 layers (mE5 has 12) fails in seconds; the sweep goes on and names it
+    (failed,) = sweep.glob("*/failed.json")
+    assert "model.encoder_layers=13" in str(failed) and "invalid config" in failed.read_text()
+    assert "model.encoder_layers=13" in log
     for folder in (sweep, tmp_path / "results"):
         table = pd.read_csv(folder / "results.csv")
         assert list(table["model.encoder_layers"]) == [1, 2]
@@ -207,6 +248,7 @@ def test_multirun_summarises_itself_and_a_rerun_skips_finished_runs(tmp_path, me
         markdown = (folder / "results.md").read_text()
         assert "-m experiment=_ablation task_name=tiny_sweep" in markdown  # the command
         assert "2 finished runs; knobs: model.encoder_layers;" in markdown
+        assert "**1 runs failed**" in markdown and "model.encoder_layers=13" in markdown
         assert (folder / "model_encoder_layers.png").stat().st_size > 0
     # every run and the summary in one W&B group
     for run in runs:

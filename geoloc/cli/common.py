@@ -85,18 +85,28 @@ def hydra_task(prog: str, task: Task, cfg: DictConfig, returned_metric: str | No
     status 2 and a one-line message naming the option, a bad input file (a row error, a
     missing or unusable file) the same naming the file, line and field
     (``HYDRA_FULL_ERROR=1`` shows the traceback); any other exception is logged and
-    re-raised (Hydra then reports it and a multirun moves on to the next job).
+    re-raised.
+
+    In a multirun a failed job is logged, recorded as ``failed.json`` in its folder and
+    returns None instead: the other jobs run, and the sweep summary is written and names
+    it (:func:`geoloc.ablation.record_failure`). Hydra would otherwise end the multirun
+    (a ``SystemExit``) or raise after the batch, and no summary would be written.
     """
+    from geoloc.ablation import in_multirun, record_failure
     from geoloc.data.schema import InputFileError, RecordError
     from geoloc.data.splits import DataConfigError
 
     try:
         metrics, _ = run_task(task, cfg)
-    except (ConfigError, DataConfigError) as err:
-        _exit_with(prog, "invalid config", err)
-    except (InputFileError, RecordError) as err:
-        _exit_with(prog, "bad input", err)
-    except Exception:
+    except Exception as err:
+        kind = ("invalid config" if isinstance(err, ConfigError | DataConfigError) else
+                "bad input" if isinstance(err, InputFileError | RecordError) else None)
+        if in_multirun():
+            log.error("%s failed: %s", prog, err, exc_info=kind is None)
+            record_failure(cfg, err, kind or "error")
+            return None
+        if kind is not None:
+            _exit_with(prog, kind, err)
         log.exception("%s failed", prog)
         raise
     return metrics.get(returned_metric) if returned_metric else None
@@ -149,7 +159,7 @@ def job_threads(cfg: DictConfig, cpus: int | None = None) -> int | None:
     n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs")
     if not n_jobs or int(n_jobs) == 1:
         return None
-    cpus = cpus or os.cpu_count() or 1
+    cpus = cpus or len(os.sched_getaffinity(0)) or 1  # the cores this process may use
     jobs = cpus if int(n_jobs) < 0 else min(int(n_jobs), cpus)
     return max(1, cpus // jobs)
 

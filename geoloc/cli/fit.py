@@ -59,7 +59,8 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     for cb in callbacks:  # a finished fit needs no resume state (callbacks.resume_state)
         if (isinstance(cb, pl.callbacks.ModelCheckpoint) and cb is not trainer.checkpoint_callback
-                and cb.dirpath and "resume" in Path(cb.dirpath).parts and cb.best_model_path):
+                and cb.dirpath and "resume" in Path(cb.dirpath).parts and cb.best_model_path
+                and trainer.is_global_zero):  # one process removes it (DDP)
             last = Path(cb.best_model_path)
             last.unlink(missing_ok=True)
             if last.parent.is_dir() and not any(last.parent.iterdir()):
@@ -77,7 +78,7 @@ def fit(cfg: DictConfig, loggers: list, fold: Any = None, ckpt_subdir: str | Non
         # loop would hand each process a shard. So the processes part here: the first
         # goes on with a one-device trainer on the best checkpoint, the others stop
         # (geoloc.cli.train returns after fit for rank > 0).
-        trainer = common.build_trainer(cfg, [], [], devices=1, strategy="auto")
+        trainer = common.build_trainer(cfg, loggers, [], devices=1, strategy="auto")
     return {"module": module, "datamodule": datamodule, "trainer": trainer,
             "ckpt_path": ckpt or None, "metrics": metrics, "rank": rank}
 

@@ -36,7 +36,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ``trainer``, ``result`` (the :class:`~geoloc.evaluation.EvaluationResult`) and
     ``ckpt_path``.
     """
-    from geoloc.ablation import finished_metrics, save_run_metrics
+    from geoloc.ablation import finished_metrics, save_run_metrics, start_run
     from geoloc.cli.fit import crossfit_calibration, fit, fit_fusion
     from geoloc.data.splits import CrossFitFold
     from geoloc.evaluation import (
@@ -55,6 +55,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         log.info("geoloc-train: %s already holds this run's metrics (skip_finished); "
                  "not training it again", cfg.paths.output_dir)
         return finished, {}
+    start_run(cfg)
     started = time.time()
     folds = int(cfg.get("crossfit", {}).get("folds") or 0)
     metrics: dict[str, float] = {}
@@ -99,7 +100,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     result = evaluate_logits(calib, evaluated, list(module.class_names), policy,
                              split=split, report_dir=report_dir, wandb_run=run,
                              texts=datamodule.texts(split, evaluated.rows),
-                             ids=datamodule.texts(split, evaluated.rows, column="id"))
+                             ids=datamodule.ids(split, evaluated.rows))
     metrics.update(result.metrics())
     if run is not None:
         run.summary.update({k: v for k, v in metrics.items()

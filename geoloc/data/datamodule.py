@@ -256,11 +256,16 @@ class ProfileDataModule(pl.LightningDataModule):
             raise DataConfigError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
         return self._loader(split, shuffle=False)
 
-    def texts(self, split: str, rows: Sequence[int] | None = None, column: str = "text"
-              ) -> list[str]:
+    def texts(self, split: str, rows: Sequence[int] | None = None) -> list[str]:
         """Model text of a split's rows (all, in split order, or those ``rows`` in that
-        order): what models that bring their own features (the fused n-gram model) read.
-        ``column="id"`` gives the rows' profile ids instead."""
+        order): what models that bring their own features (the fused n-gram model) read."""
+        return self._column(split, "text", rows)
+
+    def ids(self, split: str, rows: Sequence[int] | None = None) -> list[str]:
+        """Profile ids of a split's rows, ordered as :meth:`texts` orders them."""
+        return self._column(split, "id", rows)
+
+    def _column(self, split: str, column: str, rows: Sequence[int] | None) -> list[str]:
         data = self.datasets[split]
         if rows is None:
             return list(data[column])

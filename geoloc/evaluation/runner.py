@@ -130,6 +130,8 @@ def evaluate_logits(
     if texts is not None:
         write_predictions(result, evaluated.logits, texts, ids,
                           Path(report_dir) / PREDICTIONS_FILE)
+    else:  # an earlier evaluation's rows in this folder would not be this one's
+        (Path(report_dir) / PREDICTIONS_FILE).unlink(missing_ok=True)
     if wandb_run is not None:
         log_wandb(result, wandb_run)
     return result
@@ -201,4 +203,4 @@ def evaluate_model(
     return evaluate_logits(calib, evaluated, list(module.class_names), policy, split=split,
                            report_dir=report_dir, wandb_run=wandb_run,
                            texts=datamodule.texts(split, evaluated.rows),
-                           ids=datamodule.texts(split, evaluated.rows, column="id"))
+                           ids=datamodule.ids(split, evaluated.rows))
