@@ -77,12 +77,14 @@ __all__ = ["HEADLINE_COLUMNS", "SUMMARY_METRICS", "SweepSummary", "collect_runs"
 
 def config_fingerprint(cfg: DictConfig) -> str:
     """A digest of what determines a run's results: the resolved config without the keys
-    in ``_NOT_RESULTS``. Two runs with one fingerprint train the same model."""
+    in ``_NOT_RESULTS``. Two runs with one fingerprint train the same model, as far as
+    the config says: the contents of a data file or backbone folder named by path, and
+    the code's version, are not in it (a rerun after changing those must not pass
+    ``skip_finished``). The output folder is (inside the checkpoint and report paths):
+    a sweep folder moved elsewhere trains again."""
     from geoloc.cli.common import resolved
 
     plain = {k: v for k, v in resolved(cfg).items() if k not in _NOT_RESULTS}
-    # output folders appear inside other nodes (checkpoint dirpath, report_dir): the
-    # folder is the run's identity anyway, so they may stay
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()
                           ).hexdigest()
 
@@ -103,14 +105,9 @@ def save_run_metrics(cfg: DictConfig, metrics: Mapping[str, float],
     out = _output_dir(cfg)
     if out is None:
         return None
-    if overrides is None:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = (list(HydraConfig.get().overrides.task) if HydraConfig.initialized()
-                     else [])
     return write_json_atomic(out / RUN_METRICS, {
         "fingerprint": config_fingerprint(cfg),
-        "overrides": list(overrides),
+        "overrides": list(overrides) if overrides is not None else _job_overrides(),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": {k: float(v) for k, v in metrics.items()
                     if isinstance(v, int | float) and math.isfinite(v)},
@@ -141,6 +138,13 @@ def finished_metrics(cfg: DictConfig) -> dict[str, float] | None:
 RUN_FAILED = "failed.json"
 
 
+def _job_overrides() -> list[str]:
+    """The current Hydra job's command-line overrides ([] outside a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 def in_multirun() -> bool:
     """True inside a job of a Hydra multirun."""
     from hydra.core.hydra_config import HydraConfig
@@ -157,11 +161,8 @@ def record_failure(cfg: DictConfig, err: BaseException, kind: str) -> Path | Non
     if out is None:
         return None
     (out / RUN_METRICS).unlink(missing_ok=True)
-    from hydra.core.hydra_config import HydraConfig
-
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     return write_json_atomic(out / RUN_FAILED, {
-        "kind": kind, "error": f"{type(err).__name__}: {err}", "overrides": overrides,
+        "kind": kind, "error": f"{type(err).__name__}: {err}", "overrides": _job_overrides(),
         "failed_at": datetime.now(UTC).isoformat(timespec="seconds")})
 
 
