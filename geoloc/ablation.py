@@ -380,8 +380,8 @@ def plot_sweep(summary: pd.DataFrame, knob: str, path: str | Path | None = None,
     axes[1].yaxis.get_major_locator().set_params(integer=True)
     axes[2].set(ylabel="minutes", title="training time (cost)")
     axes[3].set(ylabel="profiles/s", title="predict throughput (cost)")
-    for ax in axes[2:]:
-        ax.set_ylim(bottom=0)  # costs from zero: their ratios are what a reader compares
+    for ax in axes[1:]:
+        ax.set_ylim(bottom=0)  # counts and costs from zero: their ratios are what matter
     for ax in axes:
         ax.set_xlabel(knob)
         ax.grid(alpha=0.3)
