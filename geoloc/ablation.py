@@ -290,8 +290,14 @@ def varying_knobs(runs: pd.DataFrame) -> list[str]:
                                             if c != "run" and "/" not in c and c != "minutes"]
     columns = [c for c in overrides if c in runs and c.split(".")[0] not in _NOT_KNOBS
                and not c.startswith("hydra")]
-    varying = [c for c in columns if runs[c].astype(str).nunique() > 1]
+    varying = [c for c in columns if _knob_values(runs[c]).nunique() > 1]
     return varying or columns
+
+
+def _knob_values(values: pd.Series) -> pd.Series:
+    """A knob's values as text; a run that did not override it has the config's
+    default (``default``), which is a setting of its own, not a missing value."""
+    return values.map(lambda v: "default" if pd.isna(v) else str(v))
 
 
 def _numeric_order(values: pd.Series) -> pd.Series:
@@ -308,7 +314,7 @@ def summarize_runs(runs: pd.DataFrame, knobs: Sequence[str] | None = None,
     knobs = list(knobs if knobs is not None else varying_knobs(runs))
     data = runs.copy()
     for k in knobs:
-        data[k] = data[k].astype(str)
+        data[k] = _knob_values(data[k])
     present = [m for m in metrics if m in data]
     rows = []
     for key, g in (data.groupby(knobs, sort=False) if knobs else [((), data)]):

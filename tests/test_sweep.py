@@ -188,6 +188,21 @@ def _runs() -> pd.DataFrame:
     return df
 
 
+def test_a_knob_only_some_runs_override_is_a_setting_of_its_own():
+    """labels=frequent labels.min_profiles=5 launched into a sweep whose other runs kept
+    the default N: three settings, not two with one averaged over N."""
+    from geoloc.ablation import summarize_runs, varying_knobs
+
+    runs = pd.DataFrame({"labels": ["default36", "frequent", "frequent"],
+                         "labels.min_profiles": [None, None, "5"],
+                         "test/acc": [0.6, 0.7, 0.5]})
+    runs.attrs["knobs"] = ["labels", "labels.min_profiles"]
+    assert varying_knobs(runs) == ["labels", "labels.min_profiles"]
+    summary = summarize_runs(runs)
+    assert list(summary["runs"]) == [1, 1, 1]
+    assert list(summary["labels.min_profiles"]) == ["default", "5", "default"]  # N sorted
+
+
 def test_summary_reports_seeds_as_mean_and_std_and_sorts_depth_numerically(tmp_path):
     from geoloc.ablation import format_summary, plot_sweep, summarize_runs, varying_knobs
 
