@@ -217,7 +217,8 @@ def run_grid(
     rows = []
     for overrides in grid_overrides(grid):
         out = Path(out_root) / run_dirname(",".join(overrides))  # as a multirun names it
-        cfg = compose_config([*base, *overrides, f"paths.output_dir={out}",
+        # quoted: the folder name holds '=' and ',', which Hydra's grammar would parse
+        cfg = compose_config([*base, *overrides, f"paths.output_dir='{out}'",
                               f"skip_finished={str(skip_finished).lower()}"])
         metrics, _ = run_task(train, cfg)
         save_run_metrics(cfg, metrics, overrides=[*base, *overrides])

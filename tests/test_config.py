@@ -32,6 +32,8 @@ def test_every_config_option_composes(override, tmp_path):
     extra = {
         "backbone=hf": ["backbone.name=bert-base-multilingual-cased"],
         "data=jsonl": [f"data.source.path={tmp_path / 'profiles.jsonl'}"],
+        # counted from real labelled rows (synthetic data is generated for a label set)
+        "labels=frequent": ["data=umass"],
     }.get(override, [])
     cfg = compose([override, *extra, f"paths.output_dir={tmp_path}"])
     container = OmegaConf.to_container(cfg, resolve=True)

@@ -522,6 +522,12 @@ def test_evaluate_model_predicts_only_what_the_policy_needs(tmp_path: Path) -> N
         def split_dataloader(self, split: str) -> str:
             return split  # the fake trainer receives the split name as its "loader"
 
+        def texts(self, split: str, rows) -> list[str]:  # the report's predictions.csv
+            return [f"{split} text {r}" for r in rows]
+
+        def ids(self, split: str, rows) -> list[str]:
+            return [f"{split}-{r}" for r in rows]
+
     class Module:
         class_names = tuple(NAMES)
 
