@@ -42,9 +42,10 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check geoloc tests experiments
 
-# Model speed (training and inference by depth: experiments/benchmarks/model_speed.md),
-# then prediction speed against transformers.pipeline, ONNX Runtime and the fp32 matmul
-# limit, with peak memory on 10k and 200k profiles (experiments/benchmarks/results.md).
+# geoloc-bench's two parts: model speed (training and inference by depth:
+# experiments/benchmarks/model_speed.md; options in ARGS), then prediction speed against
+# transformers.pipeline, ONNX Runtime and the fp32 matmul limit, with peak memory on 10k
+# and 200k profiles (experiments/benchmarks/results.md; options in PREDICT_ARGS).
 bench: install
-	$(OFFLINE) $(BIN)/python -m geoloc.bench $(ARGS)
-	$(OFFLINE) $(BIN)/python -m geoloc.inference.bench $(PREDICT_ARGS)
+	$(OFFLINE) $(BIN)/geoloc-bench model $(ARGS)
+	$(OFFLINE) $(BIN)/geoloc-bench predict $(PREDICT_ARGS)

@@ -1,26 +1,22 @@
-"""Ablations: Hydra multiruns that summarise themselves, and the same runs from Python.
+"""Ablations: Hydra multiruns that summarise themselves.
 
 A sweep is one command (``geoloc-train -m experiment=depth_ablation``): the experiment
-config lists the values its sweeper varies and pins the sweep folder, so that
+config lists the values its sweeper varies and pins the sweep folder. Each run keeps its
+own bookkeeping (``metrics.json``, ``failed.json``, its W&B group: :mod:`geoloc.runs`);
+when the multirun ends, :class:`SweepSummary` (a Hydra callback) tabulates its runs: the
+knobs that varied; accuracy, macro-F1, share assigned the correct country, countries
+certified; training time and predict throughput, repeated seeds as mean ± std. It writes
+``results.md``, ``results.csv`` and a PNG per knob to the sweep folder and to
+``sweep.results_dir`` (``experiments/<name>/``), and logs them to W&B. Titles name the
+runs' own precision target (:func:`summary_metrics`).
 
-- every run writes ``metrics.json`` (its metrics and a fingerprint of its config) when it
-  finishes, and a rerun of a multirun that was cut off skips the runs already finished
-  (:func:`finished_metrics`; ``skip_finished``);
-- every run of a multirun logs to one W&B group (:func:`sweep_group`);
-- when the multirun ends, :class:`SweepSummary` (a Hydra callback) tabulates its runs:
-  the knobs that varied; accuracy, macro-F1, share assigned the correct country,
-  countries certified; training time and predict throughput, repeated seeds as
-  mean ± std. It writes ``results.md``, ``results.csv`` and a PNG per knob to the sweep
-  folder and to ``sweep.results_dir`` (``experiments/<name>/``), and logs them to W&B.
-
-Analysts in notebooks want the same runs as a DataFrame: :func:`run_grid` composes the
-real configs exactly as the entry point does, :func:`collect_runs` reads back any folder
-of finished runs and :func:`summarize_runs` tabulates them as the callback does.
+Analysts in notebooks want the same runs as a DataFrame: :func:`geoloc.cli.grid.run_grid`
+trains a grid from Python, :func:`collect_runs` reads back any folder of finished runs and
+:func:`summarize_runs` tabulates them as the callback does.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -28,7 +24,6 @@ import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,161 +33,58 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from geoloc.config import compose_config
 from geoloc.evaluation.result import metric_key
-from geoloc.io import markdown_table, write_json_atomic, write_text_atomic
+from geoloc.io import markdown_table, write_text_atomic
+from geoloc.runs import RUN_FAILED, RUN_METRICS, split_overrides, sweep_group
 
 log = logging.getLogger(__name__)
 
 HEADLINE_COLUMNS = ("test/acc", "test/macro_f1", "abstain/correct_country_rate",
                     "abstain/uncertain_rate", "abstain/countries_meeting_target")
-#: What a sweep summary reports per run, and the column title it gets.
-SUMMARY_METRICS = {
-    # the transformer alone (Lightning's test loop), and the model as deployed (fused
-    # with the char n-gram model when fusion is on, temperature-scaled), before abstention
-    "test/acc": "accuracy (transformer)",
-    "test/macro_f1": "macro-F1 (transformer)",
-    "eval/accuracy": "accuracy (deployed)",
-    "eval/macro_f1": "macro-F1 (deployed)",
-    "abstain/correct_country_rate": "correct country at 90 %",
-    "abstain/countries_meeting_target": "countries certified",
-    "cost/train_minutes": "training min",
-    "cost/predict_profiles_per_s": "predict profiles/s",
-}
-#: The file a finished run leaves in its folder: its metrics and config fingerprint.
-RUN_METRICS = "metrics.json"
-#: Top-level config keys that do not change what a run computes: a rerun that differs
-#: only there (another launcher's thread count, W&B on or off) is the same run.
-_NOT_RESULTS = ("paths", "threads", "logger", "skip_finished", "sweep", "task_name", "tags")
+
+
+def target_label(target: float | None) -> str:
+    """``0.9`` -> ``"90 %"``: how the precision target appears in a summary's titles;
+    ``None`` (runs at several targets, or none recorded) -> ``"the target"``."""
+    return "the target" if target is None else f"{100 * target:g} %"
+
+
+def summary_metrics(target: float | None = None) -> dict[str, str]:
+    """What a sweep summary reports per run, and the column title each gets; the titles
+    name the runs' precision target (``abstain/target_precision``), never a literal."""
+    at = target_label(target)
+    return {
+        # the transformer alone (Lightning's test loop), and the model as deployed (fused
+        # with the char n-gram model when fusion is on), before abstention
+        "test/acc": "accuracy (transformer)",
+        "test/macro_f1": "macro-F1 (transformer)",
+        "eval/accuracy": "accuracy (deployed)",
+        "eval/macro_f1": "macro-F1 (deployed)",
+        "abstain/correct_country_rate": f"correct country at {at}",
+        "abstain/countries_meeting_target": "countries certified",
+        "cost/train_minutes": "training min",
+        "cost/predict_profiles_per_s": "predict profiles/s",
+    }
+
+
+def runs_target(runs: pd.DataFrame) -> float | None:
+    """The precision target the runs were evaluated at, when they share one."""
+    if "abstain/target_precision" not in runs:
+        return None
+    values = pd.to_numeric(runs["abstain/target_precision"], errors="coerce").dropna().unique()
+    return float(values[0]) if len(values) == 1 else None
+
+
+#: The summary's metrics with target-neutral titles (:func:`summary_metrics` names it).
+SUMMARY_METRICS = summary_metrics(None)
 #: Overrides that name a run's setup rather than vary a knob.
 _NOT_KNOBS = ("experiment", "seed", "hydra", "paths", "threads", "logger", "skip_finished",
               "sweep", "task_name", "tags")
 
 __all__ = ["HEADLINE_COLUMNS", "SUMMARY_METRICS", "SweepSummary", "collect_runs",
-           "compose_config", "config_fingerprint", "failed_runs", "finished_metrics",
-           "format_summary", "grid_overrides", "in_multirun", "plot_metric", "plot_sweep",
-           "record_failure", "run_dirname", "run_grid", "save_run_metrics", "start_run",
-           "summarize_runs", "sweep_group", "varying_knobs", "write_sweep_summary"]
-
-
-def config_fingerprint(cfg: DictConfig) -> str:
-    """A digest of what determines a run's results: the resolved config without the keys
-    in ``_NOT_RESULTS``. Two runs with one fingerprint train the same model, as far as
-    the config says: the contents of a data file or backbone folder named by path, and
-    the code's version, are not in it (a rerun after changing those must not pass
-    ``skip_finished``). The output folder is (inside the checkpoint and report paths):
-    a sweep folder moved elsewhere trains again."""
-    from geoloc.cli.common import resolved
-
-    plain = {k: v for k, v in resolved(cfg).items() if k not in _NOT_RESULTS}
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()
-                          ).hexdigest()
-
-
-def _output_dir(cfg: DictConfig) -> Path | None:
-    try:
-        out = OmegaConf.select(cfg, "paths.output_dir")
-    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra app
-        return None
-    return Path(out) if out else None
-
-
-def save_run_metrics(cfg: DictConfig, metrics: Mapping[str, float],
-                     overrides: Sequence[str] | None = None) -> Path | None:
-    """Write ``<output_dir>/metrics.json`` (atomically: a run killed while writing it
-    is not finished): the run's metrics, config fingerprint and ``overrides`` (None:
-    the Hydra job's own, when there is one)."""
-    out = _output_dir(cfg)
-    if out is None:
-        return None
-    return write_json_atomic(out / RUN_METRICS, {
-        "fingerprint": config_fingerprint(cfg),
-        "overrides": list(overrides) if overrides is not None else _job_overrides(),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "metrics": {k: float(v) for k, v in metrics.items()
-                    if isinstance(v, int | float) and math.isfinite(v)},
-    })
-
-
-def finished_metrics(cfg: DictConfig) -> dict[str, float] | None:
-    """The metrics of this run when its folder already holds a finished run of the same
-    config (``skip_finished``), else None. A finished run of another config in the
-    folder is reported and trained over."""
-    out = _output_dir(cfg)
-    path = out / RUN_METRICS if out is not None else None
-    if not cfg.get("skip_finished") or path is None or not path.is_file():
-        return None
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        fingerprint, metrics = saved["fingerprint"], saved["metrics"]
-    except (ValueError, KeyError, TypeError) as err:
-        log.warning("%s: unreadable (%s); training the run again", path, err)
-        return None
-    if fingerprint != config_fingerprint(cfg):
-        log.warning("%s: finished with another config; training this one", path)
-        return None
-    return {k: float(v) for k, v in metrics.items()}
-
-
-#: The file a run that failed inside a multirun leaves in its folder (the summary names it).
-RUN_FAILED = "failed.json"
-
-
-def _job_overrides() -> list[str]:
-    """The current Hydra job's command-line overrides ([] outside a Hydra app)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def in_multirun() -> bool:
-    """True inside a job of a Hydra multirun."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def record_failure(cfg: DictConfig, err: BaseException, kind: str) -> Path | None:
-    """Write ``<output_dir>/failed.json`` (the error, its kind and the job's overrides),
-    and remove a ``metrics.json`` of an earlier run there: a failed run is not
-    finished."""
-    out = _output_dir(cfg)
-    if out is None:
-        return None
-    (out / RUN_METRICS).unlink(missing_ok=True)
-    return write_json_atomic(out / RUN_FAILED, {
-        "kind": kind, "error": f"{type(err).__name__}: {err}", "overrides": _job_overrides(),
-        "failed_at": datetime.now(UTC).isoformat(timespec="seconds")})
-
-
-def start_run(cfg: DictConfig) -> None:
-    """Before a run trains: forget an earlier run's outcome in its folder, so that only a
-    run that finishes leaves ``metrics.json`` (a crash mid-rerun must not leave the old
-    config's numbers to be summarised) and a success clears an earlier failure."""
-    out = _output_dir(cfg)
-    if out is not None:
-        for name in (RUN_METRICS, RUN_FAILED):
-            (out / name).unlink(missing_ok=True)
-
-
-def sweep_group(cfg: DictConfig, hydra_cfg: Any = None) -> str | None:
-    """The W&B group of a run: ``sweep.group`` when set; in a multirun
-    ``<task_name>-<sweep folder name>``; else None (a single run is not grouped)."""
-    group = OmegaConf.select(cfg, "sweep.group")
-    if group:
-        return str(group)
-    if hydra_cfg is None:
-        from hydra.core.hydra_config import HydraConfig
-
-        if not HydraConfig.initialized():
-            return None
-        hydra_cfg = HydraConfig.get()
-    from hydra.types import RunMode
-
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return None
-    return f"{cfg.get('task_name', 'sweep')}-{Path(str(hydra_cfg.sweep.dir)).name}"
+           "failed_runs", "format_summary", "grid_overrides", "plot_metric", "plot_sweep",
+           "runs_target", "summarize_runs", "summary_metrics", "target_label",
+           "varying_knobs", "write_sweep_summary"]
 
 
 def grid_overrides(grid: Mapping[str, Sequence[object]]) -> list[list[str]]:
@@ -200,52 +92,6 @@ def grid_overrides(grid: Mapping[str, Sequence[object]]) -> list[list[str]]:
     keys = list(grid)
     return [[f"{k}={v}" for k, v in zip(keys, combo, strict=True)]
             for combo in itertools.product(*(grid[k] for k in keys))]
-
-
-def run_grid(
-    grid: Mapping[str, Sequence[object]], base: Sequence[str] = (),
-    out_root: str | Path = "outputs/ablation", skip_finished: bool = True,
-) -> pd.DataFrame:
-    """Train one model per grid point (sequentially, in this process); one row each.
-    A point writes to ``out_root/<its overrides>`` (:func:`run_dirname`), so a grid
-    reordered or extended later finds its finished points; with ``skip_finished`` a
-    point whose folder holds a finished run of the same config is read back, not
-    trained again."""
-    from geoloc.cli.common import run_task
-    from geoloc.cli.train import train
-
-    rows = []
-    for overrides in grid_overrides(grid):
-        out = Path(out_root) / run_dirname(",".join(overrides))  # as a multirun names it
-        # quoted: the folder name holds '=' and ',', which Hydra's grammar would parse
-        cfg = compose_config([*base, *overrides, f"paths.output_dir='{out}'",
-                              f"skip_finished={str(skip_finished).lower()}"])
-        metrics, _ = run_task(train, cfg)
-        save_run_metrics(cfg, metrics, overrides=[*base, *overrides])
-        rows.append({"run": str(out), **_split_overrides(overrides), **metrics})
-    df = pd.DataFrame(rows)
-    df.attrs["knobs"] = list(grid)
-    return df
-
-
-def run_dirname(overrides: str, limit: int = 200) -> str:
-    """A run's folder name from its overrides (Hydra's ``override_dirname``, e.g.
-    ``crossfit.folds=null,model.encoder_layers=3``), safe as one path component: a
-    ``/`` (``backbone.name=/models/xlmr``) becomes ``%``, and a name over ``limit``
-    characters (a country list, say) is cut and ended with a hash of the whole, so
-    distinct runs keep distinct folders. The ``run_dirname`` resolver of
-    ``hydra.sweep.subdir`` (``conf/experiment/_ablation.yaml``; registered by
-    :mod:`geoloc.config`)."""
-    name = str(overrides).replace("/", "%") or "default"
-    if len(name) > limit:
-        name = name[: limit - 17] + "~" + hashlib.sha256(name.encode()).hexdigest()[:16]
-    return name
-
-
-
-def _split_overrides(overrides: Sequence[str]) -> dict[str, str]:
-    """``["a=1", "+b=x"]`` -> ``{"a": "1", "b": "x"}`` (Hydra's ``+``/``~`` dropped)."""
-    return {k.lstrip("+~"): v for k, _, v in (str(o).partition("=") for o in overrides)}
 
 
 def collect_runs(root: str | Path, reports: bool = True) -> pd.DataFrame:
@@ -261,14 +107,14 @@ def collect_runs(root: str | Path, reports: bool = True) -> pd.DataFrame:
         saved = json.loads(path.read_text(encoding="utf-8"))
         if "fingerprint" not in saved:  # not a run's metrics file
             continue
-        overrides = _split_overrides(saved.get("overrides") or _hydra_overrides(path.parent))
+        overrides = split_overrides(saved.get("overrides") or _hydra_overrides(path.parent))
         knobs.update(dict.fromkeys(overrides))
         rows[path.parent] = {"run": str(path.parent), **overrides, **saved["metrics"]}
     for summary in sorted(Path(root).rglob("report/summary.json")) if reports else []:
         run = summary.parent.parent
         if run in rows or (run / RUN_FAILED).exists():
             continue
-        overrides = _split_overrides(_hydra_overrides(run))
+        overrides = split_overrides(_hydra_overrides(run))
         knobs.update(dict.fromkeys(overrides))
         scalars = json.loads(summary.read_text(encoding="utf-8")).get("scalars", {})
         rows[run] = {"run": str(run), **overrides,
@@ -354,12 +200,13 @@ def format_summary(summary: pd.DataFrame, metrics: Mapping[str, str] = SUMMARY_M
 
 
 def plot_sweep(summary: pd.DataFrame, knob: str, path: str | Path | None = None,
-               title: str = "") -> Figure:
+               title: str = "", target: float | None = None) -> Figure:
     """Four panels against one knob: quality (the transformer's accuracy, the deployed
     model's accuracy and macro-F1, the share assigned the correct country at the
     precision target), countries certified, training minutes and predict throughput;
     error bars are the std over seeds, one line per setting of the other knobs. Saved as
     a PNG when ``path`` is given."""
+    titles = summary_metrics(target)
     fig = Figure(figsize=(18, 4), dpi=110)
     axes = fig.subplots(1, 4)
     others = [c for c in summary.columns
@@ -379,11 +226,12 @@ def plot_sweep(summary: pd.DataFrame, knob: str, path: str | Path | None = None,
             for m in metric_names:
                 if f"{m} mean" not in g:
                     continue
-                label = SUMMARY_METRICS.get(m, m) + (f" ({suffix})" if suffix else "")
+                label = titles.get(m, m) + (f" ({suffix})" if suffix else "")
                 ax.errorbar(x, g[f"{m} mean"], yerr=g[f"{m} std"].fillna(0), marker="o",
                             capsize=3, label=label)
     axes[0].set(ylabel="share", ylim=(0, 1), title="quality")
-    axes[1].set(ylabel="countries", title="countries certified at 90 % precision")
+    axes[1].set(ylabel="countries",
+                title=f"countries certified at {target_label(target)} precision")
     axes[1].yaxis.get_major_locator().set_params(integer=True)
     axes[2].set(ylabel="minutes", title="training time (cost)")
     axes[3].set(ylabel="profiles/s", title="predict throughput (cost)")
@@ -420,17 +268,18 @@ def write_sweep_summary(sweep_dir: str | Path, name: str,
         return None
     knobs = varying_knobs(runs)
     summary = summarize_runs(runs, knobs)
-    table = format_summary(summary)
+    target = runs_target(runs)
+    table = format_summary(summary, summary_metrics(target))
     folders = [Path(sweep_dir)] + ([Path(results_dir)] if results_dir else [])
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         for knob in knobs:
             plot_sweep(summary, knob, folder / f"{_slug(knob)}.png",
-                       title=f"{name}: by {knob}")
+                       title=f"{name}: by {knob}", target=target)
         summary.to_csv(folder / "results.csv", index=False)
         runs.to_csv(folder / "runs.csv", index=False)
         write_text_atomic(folder / "results.md", _summary_markdown(
-            name, table, runs, knobs, command, wall_minutes, failed))
+            name, table, runs, knobs, command, wall_minutes, failed, target))
     if wandb is not None:  # the W&B files stay in the sweep folder, beside its runs'
         _log_summary_to_wandb(wandb, name, table, runs, folders[0], knobs)
     return summary
@@ -450,7 +299,8 @@ def _slug(knob: str) -> str:
 
 def _summary_markdown(name: str, table: pd.DataFrame, runs: pd.DataFrame,
                       knobs: Sequence[str], command: str, wall_minutes: float | None,
-                      failed: pd.DataFrame) -> str:
+                      failed: pd.DataFrame, target: float | None = None) -> str:
+    at = target_label(target)
     repeats = table["runs"] if "runs" in table else pd.Series([1])
     seeds = (str(repeats.min()) if repeats.min() == repeats.max()
              else f"{repeats.min()}–{repeats.max()}")
@@ -469,9 +319,9 @@ def _summary_markdown(name: str, table: pd.DataFrame, runs: pd.DataFrame,
               "Mean ± std over seeds, on the evaluated split. *Accuracy, macro-F1*: the "
               "most probable class, of the transformer alone and of the model as deployed "
               "(fused with the char n-gram model when fusion is on). "
-              "*Correct country at 90 %*: the share of evaluated "
+              f"*Correct country at {at}*: the share of evaluated "
               "profiles assigned their true country by the abstention policy that keeps "
-              "every assigned country at >= 90 % precision; *countries certified*: "
+              f"every assigned country at >= {at} precision; *countries certified*: "
               "countries whose precision the policy certifies; *predict profiles/s*: the "
               "evaluation split through the Lightning predict loop on this machine.", "",
               markdown_table(table), "",
@@ -507,7 +357,7 @@ def _log_summary_to_wandb(where: Mapping[str, Any], name: str, table: pd.DataFra
 
 
 class SweepSummary(Callback):
-    """Hydra callback (``conf/train.yaml``): when a multirun ends, summarise its finished
+    """Hydra callback (``geoloc/conf/train.yaml``): when a multirun ends, summarise its finished
     runs (:func:`write_sweep_summary`) into the sweep folder and ``sweep.results_dir``,
     and log the summary to the sweep's W&B group. Runs that failed (``failed.json``,
     written by :func:`geoloc.cli.common.hydra_task`) are absent from the table and named

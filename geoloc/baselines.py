@@ -16,7 +16,7 @@ the evaluated split and goes through :func:`geoloc.evaluation.evaluate_logits` e
 the transformer, so temperature scaling, per-country thresholds at the target precision
 (UNCERTAIN otherwise) and every metric are computed by the same code.
 
-``python -m geoloc.baselines [hydra overrides] [--transformer "LABEL=REPORT_DIR" ...]``
+``geoloc-baselines [hydra overrides] [--transformer "LABEL=REPORT_DIR" ...]``
 composes the training config (default ``data=umass``), fits the baselines, reads the
 transformer runs' ``summary.json`` and writes one side-by-side table
 (``results.md`` + ``results.csv``).
@@ -355,7 +355,7 @@ def run_baselines(
         data_notes.append(
             "Data: UMass Global English on Twitter, development half (bundled; the held-out "
             f"half is not in the repository). Cite: {DATASET_CITATION}")
-    command = " ".join(["python -m geoloc.baselines", *overrides,
+    command = " ".join(["geoloc-baselines", *overrides,
                         *(f'--transformer "{label}=…"' for label in others)])
     write_results(table, out_dir, title=title, command=command,
                   notes=[COLUMN_NOTES, "", *notes, *data_notes, *extra_notes])
@@ -364,7 +364,7 @@ def run_baselines(
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(
-        prog="python -m geoloc.baselines",
+        prog="geoloc-baselines",
         description="Fit majority and char n-gram LR baselines on the datamodule's split, "
                     "evaluate them like the transformer and write one comparison table.",
     )

@@ -1,4 +1,5 @@
-"""``make bench``: CPU speed of the knobs that decide what an experiment costs.
+"""``geoloc-bench model`` (in ``make bench``): CPU speed of the knobs that decide what an
+experiment costs.
 
 Measures, in one run and on the same synthetic batch, so every row has its baseline:
 
@@ -30,7 +31,7 @@ OUT = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "mode
 
 def _batch(tokenizer, batch_size: int, max_length: int) -> dict[str, torch.Tensor]:
     from geoloc.data.schema import profile_text
-    from geoloc.data.synthetic import generate_profiles
+    from geoloc.synthetic import generate_profiles
 
     rows = list(generate_profiles(batch_size, seed=123))
     texts = [profile_text(r["bio"], r["captions"]) for r in rows]
@@ -79,8 +80,8 @@ def infer_throughput(folder, layers: int, batch, steps: int) -> float:
     return steps * batch["input_ids"].shape[0] / (time.perf_counter() - started)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--steps", type=int, default=5)

@@ -1,4 +1,4 @@
-"""Lightning extensions of geoloc's own (the other callbacks in ``conf/callbacks`` are
+"""Lightning extensions of geoloc's own (the other callbacks in ``geoloc/conf/callbacks`` are
 Lightning's): :class:`RngState` and :class:`AtomicCheckpointIO`.
 
 :class:`RngState` makes a resumed run continue as the killed one would have. Lightning

@@ -7,19 +7,38 @@ that names the option and the allowed values instead of 10 minutes in.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from geoloc.labels import LabelSet
+from geoloc.backbones import BUNDLED_BACKBONES, check_backbone_name
+from geoloc.data.sources import MixtureSource, SyntheticSource
+from geoloc.data.splits import CROSSFIT_POOL, record_split, validate_eval_split, validate_splits
+from geoloc.errors import (
+    ConfigError,
+    DataConfigError,
+    InputFileError,
+    LabelSetError,
+    ModelConfigError,
+)
+from geoloc.instantiate import check_targets, instantiate
+from geoloc.io import read_jsonl
+from geoloc.labels import LabelSet, is_valid_code, normalize_code
+from geoloc.model.encoder import validate_encoder_layers, validate_pooling
+from geoloc.model.tokenization import TOKENIZER_VARIANTS
+from geoloc.runs import in_multirun, run_dirname
 
-# The repo's conf/ folder, as an absolute path: Hydra resolves a relative config_path
-# against the calling module, which differs between `python -m` and console scripts.
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# The package's own conf/ folder (geoloc/conf, shipped in the wheel), as an absolute path:
+# Hydra resolves a relative config_path against the calling module, which differs between
+# `python -m` and console scripts.
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 def frequent_countries(data: DictConfig, min_profiles: int) -> list[str]:
@@ -32,8 +51,6 @@ def frequent_countries(data: DictConfig, min_profiles: int) -> list[str]:
     Resolved by OmegaConf (``${frequent_countries:${data},N}``) each time the list is
     read, so it is cached per source file, split rule and threshold.
     """
-    from geoloc.data.sources import MixtureSource, SyntheticSource
-
     n = int(min_profiles)
     if n < 1:
         raise ConfigError(f"labels.min_profiles={min_profiles}: expected an integer >= 1")
@@ -49,12 +66,6 @@ def frequent_countries(data: DictConfig, min_profiles: int) -> list[str]:
 @lru_cache(maxsize=16)
 def _frequent_countries(path: Path, splits: tuple[tuple[str, float], ...], split_seed: int,
                         min_profiles: int) -> tuple[str, ...]:
-    from collections import Counter
-
-    from geoloc.data.splits import CROSSFIT_POOL, record_split
-    from geoloc.io import read_jsonl
-    from geoloc.labels import is_valid_code, normalize_code
-
     fractions = dict(splits)
     counts: Counter[str] = Counter()
     for rec in read_jsonl(path):
@@ -71,37 +82,22 @@ def _frequent_countries(path: Path, splits: tuple[tuple[str, float], ...], split
     return kept
 
 
-def _run_dirname(overrides: str) -> str:
-    from geoloc.ablation import run_dirname  # lazily: ablation imports this module
-
-    return run_dirname(overrides)
-
-
 # Registered on import: every entry point imports this module before Hydra resolves.
 OmegaConf.register_new_resolver("frequent_countries", frequent_countries, replace=True)
-OmegaConf.register_new_resolver("run_dirname", _run_dirname, replace=True)
+OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
     """Compose ``conf/`` with overrides as the entry points see it, without a Hydra app:
     the one composer for tests, notebooks, baselines and ablations."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
-class ConfigError(ValueError):
-    """A config option is invalid; the message says which and what is allowed."""
-
-
 def validate_backbone_name(name: object) -> str:
     """Bundled name, existing local folder, or something shaped like a hub id (the rules
     of :func:`geoloc.backbones.check_backbone_name`, reported as a :class:`ConfigError`)."""
-    from geoloc.backbones import BUNDLED_BACKBONES, check_backbone_name
-
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(
             f"backbone.name={name!r}: expected {', '.join(BUNDLED_BACKBONES)}, a local "
@@ -111,43 +107,6 @@ def validate_backbone_name(name: object) -> str:
         return check_backbone_name(name)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err
-
-
-#: What a config, or a checkpoint's saved hyper-parameters, may instantiate: geoloc's own
-#: classes, Lightning's trainer, callbacks and loggers, torch optimisers. Hydra imports and
-#: calls any dotted name it is given, so without this check an override, a config file or
-#: a crafted checkpoint could make geoloc run arbitrary code.
-ALLOWED_TARGETS = ("geoloc.", "pytorch_lightning.", "lightning.pytorch.", "torch.optim.")
-
-
-def check_targets(node: Any, where: str = "") -> None:
-    """Raise :class:`ConfigError` for any ``_target_`` in ``node`` (a config node or plain
-    containers) outside :data:`ALLOWED_TARGETS`, naming where it is."""
-    from omegaconf import OmegaConf
-
-    if OmegaConf.is_config(node):
-        node = OmegaConf.to_container(node, resolve=False)
-    if isinstance(node, dict):
-        for key, value in node.items():
-            path = f"{where}.{key}" if where else str(key)
-            if key == "_target_" and not (isinstance(value, str)
-                                          and value.startswith(ALLOWED_TARGETS)):
-                raise ConfigError(
-                    f"{path}={value!r}: geoloc only instantiates its own classes, PyTorch "
-                    f"Lightning's and torch optimisers ({', '.join(ALLOWED_TARGETS)}*)")
-            check_targets(value, path)
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            check_targets(value, f"{where}[{i}]")
-
-
-def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` after :func:`check_targets`: the one way geoloc turns
-    a config node (or saved hyper-parameters) into an object."""
-    import hydra
-
-    check_targets(node)
-    return hydra.utils.instantiate(node, *args, **kwargs)
 
 
 def _instantiate_or_explain(node: DictConfig) -> None:
@@ -205,6 +164,12 @@ def _check_training_splits(cfg: DictConfig, fractions: dict[str, float], folds: 
             "evaluation.thresholds=<saved policy>")
 
 
+def _trains(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` trains a model (a ``model`` group; ``geoloc-eval`` and the other
+    commands name a trained model folder with ``model=`` instead)."""
+    return isinstance(cfg.get("model"), DictConfig)
+
+
 def _multi_process(cfg: DictConfig) -> bool:
     """Whether the trainer trains in several processes (a DDP strategy)."""
     return str((cfg.get("trainer") or {}).get("strategy", "")).startswith("ddp")
@@ -216,15 +181,9 @@ def validate_config(cfg: DictConfig) -> None:
     Only groups present are checked: ``geoloc-eval`` has no ``model`` group (the
     checkpoint decides backbone, depth, tokenizer and label set).
     """
-    from geoloc.data.schema import InputFileError
-    from geoloc.data.splits import DataConfigError, validate_eval_split, validate_splits
-    from geoloc.labels import LabelSetError
-    from geoloc.model.encoder import ModelConfigError, validate_encoder_layers, validate_pooling
-    from geoloc.model.tokenization import TOKENIZER_VARIANTS
-
     check_targets({k: v for k, v in cfg.items() if k != "hydra"})  # hydra: its own plugins
     try:
-        if "model" in cfg:
+        if _trains(cfg):
             LabelSet.from_codes(list(cfg.model.countries))
             backbone = validate_backbone_name(cfg.model.backbone)
             if cfg.model.tokenizer_variant not in TOKENIZER_VARIANTS:
@@ -234,13 +193,13 @@ def validate_config(cfg: DictConfig) -> None:
                 )
             validate_encoder_layers(cfg.model.encoder_layers, backbone)
             validate_pooling(cfg.model.pooling)
-        if "model" in cfg:
+        if _trains(cfg):
             _check_training_numbers(cfg)
         folds = (cfg.get("crossfit") or {}).get("folds")
         if "data" in cfg and "splits" in cfg.data:
             fractions = validate_splits(dict(cfg.data.splits))
             validate_eval_split(str(cfg.data.get("eval_split", "test")), fractions)
-            if "model" in cfg:
+            if _trains(cfg):
                 _check_training_splits(cfg, fractions, folds)
         if folds is not None:
             if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
@@ -254,8 +213,6 @@ def validate_config(cfg: DictConfig) -> None:
                                   f"{cfg.trainer.strategy}: cross-fitting trains its fold "
                                   "models in one process; use crossfit.folds=null with DDP")
         if _multi_process(cfg):
-            from geoloc.ablation import in_multirun
-
             if in_multirun():  # Lightning relaunches the command line: the whole sweep
                 raise ConfigError(f"trainer.strategy={cfg.trainer.strategy} in a multirun: "
                                   "DDP starts its processes by rerunning the command, "

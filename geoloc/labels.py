@@ -14,25 +14,24 @@ from pathlib import Path
 import pycountry
 import yaml
 
+from geoloc.errors import LabelSetError
+
 OTHER = "OTHER"
 UNCERTAIN = "UNCERTAIN"
 
 #: The config file of the default label set: the one place its 36 codes are written.
-DEFAULT_LABELS_FILE = Path(__file__).resolve().parents[1] / "conf" / "labels" / "default36.yaml"
+DEFAULT_LABELS_FILE = Path(__file__).resolve().parent / "conf" / "labels" / "default36.yaml"
 
 
 def _load_default_countries() -> tuple[str, ...]:
-    """The reference system's 36 countries, read from ``conf/labels/default36.yaml`` so that
-    Python callers (generator CLI, benchmarks, tests) and Hydra runs share one list."""
+    """The reference system's 36 countries, read from ``geoloc/conf/labels/default36.yaml``
+    so that Python callers (generator CLI, benchmarks, tests) and Hydra runs share one
+    list."""
     with open(DEFAULT_LABELS_FILE, encoding="utf-8") as fh:
         return tuple(str(c) for c in yaml.safe_load(fh)["countries"])
 
 
 DEFAULT_COUNTRIES: tuple[str, ...] = _load_default_countries()
-
-
-class LabelSetError(ValueError):
-    """A label-set option is invalid (unknown or duplicated code)."""
 
 
 def normalize_code(code: str) -> str | None:

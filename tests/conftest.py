@@ -46,7 +46,7 @@ def geoloc_home() -> Path:
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
-    """Compose a real config from ``conf/`` (as the entry points do), with overrides."""
+    """Compose a real config from ``geoloc/conf/`` (as the entry points do), with overrides."""
     from geoloc.config import compose_config
 
     return compose_config(overrides or [], config_name)

@@ -11,7 +11,8 @@ import pytest
 from conftest import compose
 from omegaconf import OmegaConf
 
-from geoloc.config import CONF_DIR, ConfigError, validate_config
+from geoloc.config import CONF_DIR, validate_config
+from geoloc.errors import ConfigError
 from geoloc.metadata import ModelMetadata
 
 GROUPS = ["backbone", "tokenizer", "model", "data", "trainer", "callbacks", "logger",
@@ -96,7 +97,7 @@ def test_geoloc_train_rejects_depth_beyond_backbone_within_seconds(tmp_path):
 
 @pytest.mark.parametrize("data", ["synthetic", "jsonl", "umass", "umass_mix"])
 def test_every_data_source_instantiates(data, tmp_path):
-    from geoloc.cli.common import build_datamodule
+    from geoloc.training.build import build_datamodule
 
     path = tmp_path / "profiles.jsonl"
     path.write_text('{"id": "1", "bio": "", "captions": ["hi"], "stated_location": null, '

@@ -121,7 +121,7 @@ def test_batches_are_padded_to_their_longest_row_on_the_right(tmp_path):
 def test_entry_point_call_binds_the_models_metadata(data):
     """``build_datamodule(cfg, tokenizer, metadata)``, as the entry points call it:
     the model's label set reaches the datamodule and the source; nothing is built."""
-    from geoloc.cli.common import build_datamodule
+    from geoloc.training.build import build_datamodule
 
     cfg = compose([f"data={data}"])
     metadata = ModelMetadata.create(["JP", "BR"], "me5_small", "location_emoji")
@@ -142,7 +142,8 @@ def test_crossfit_folds_redeal_train_and_calib_only():
     """Fold k turns one K-th of the train + calib rows into calib (the rows model k
     predicts out of fold); the folds partition that pool; val, test and pinned rows never
     move; the refit (index None) trains on the whole pool."""
-    from geoloc.data.splits import CROSSFIT_POOL, CrossFitFold, DataConfigError, prepare_rows
+    from geoloc.data.splits import CROSSFIT_POOL, CrossFitFold, prepare_rows
+    from geoloc.errors import DataConfigError
     from geoloc.labels import LabelSet
 
     n = 600

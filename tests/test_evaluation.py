@@ -85,7 +85,7 @@ def planted(
 
 
 def policy(**changes) -> PolicyConfig:
-    """The configured default policy (conf/evaluation/default.yaml), with changes."""
+    """The configured default policy (geoloc/conf/evaluation/default.yaml), with changes."""
     import hydra
     from conftest import compose
 

@@ -19,7 +19,7 @@ from conftest import compose
 
 
 def _rows(n: int = 60) -> list[dict]:
-    from geoloc.data.synthetic import generate_profiles
+    from geoloc.synthetic import generate_profiles
 
     return [{k: r[k] for k in ("id", "bio", "captions", "stated_location", "country")}
             for r in generate_profiles(n, seed=11)]
@@ -52,7 +52,7 @@ def test_one_bad_value_fails_the_training_file_naming_line_and_field(tmp_path, f
     """A mistyped value on line 7 used to turn its whole column into JSON text (every
     country became OTHER, test accuracy 1.0); now the read names line 7 and the field, and
     lists every bad row in the rejects file."""
-    from geoloc.data.schema import InputFileError
+    from geoloc.errors import InputFileError
 
     rows = _rows()
     rows[5][field] = value  # line 6 of the file
@@ -90,8 +90,8 @@ def test_rows_without_a_country_are_skipped_and_counted_never_other(tmp_path, ca
     """Missing countries used to become OTHER silently; a file with no labels trained a
     'perfect' model. Now unlabelled rows are skipped with a warning and listed, and a file
     with none labelled fails."""
-    from geoloc.data.schema import InputFileError
     from geoloc.data.sources import CanonicalJsonlSource, rejects_path
+    from geoloc.errors import InputFileError
 
     rows = _rows()
     for i in (2, 9, 30):
@@ -113,7 +113,7 @@ def test_rows_without_a_country_are_skipped_and_counted_never_other(tmp_path, ca
 
 
 def test_split_column_is_validated(tmp_path):
-    from geoloc.data.schema import InputFileError
+    from geoloc.errors import InputFileError
 
     rows = _rows()
     rows[0]["split"] = "train"
@@ -126,8 +126,8 @@ def test_split_column_is_validated(tmp_path):
 
 
 def test_missing_path_or_directory_is_named(tmp_path):
-    from geoloc.data.schema import InputFileError
     from geoloc.data.sources import CanonicalJsonlSource
+    from geoloc.errors import InputFileError
 
     with pytest.raises(InputFileError, match="does not exist"):
         CanonicalJsonlSource(str(tmp_path / "nope.jsonl")).canonical_jsonl()
@@ -150,7 +150,8 @@ def test_missing_path_or_directory_is_named(tmp_path):
 def test_bad_training_options_fail_at_start_up_naming_the_option(override, message):
     """Each used to fail minutes in (inside the optimiser, an OverflowError, a TypeError
     after training); now validate_config refuses it before anything is built."""
-    from geoloc.config import ConfigError, validate_config
+    from geoloc.config import validate_config
+    from geoloc.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         validate_config(compose([override]))
@@ -171,7 +172,7 @@ def test_a_file_too_small_or_with_one_class_fails_before_training(tmp_path, me5_
     countries are all outside the label set trained a one-class 'perfect' model."""
     from geoloc.cli.common import run_task
     from geoloc.cli.train import train
-    from geoloc.data.splits import DataConfigError
+    from geoloc.errors import DataConfigError
 
     rows = _rows(3) if case == "three_rows" else _rows(60)
     if case == "one_class":
@@ -210,7 +211,8 @@ def test_a_broken_csv_record_costs_its_own_lines_not_the_rest_of_the_file(tmp_pa
     """A stray quote used to end the read (2 rows of 5 read, exit 0); now the reader
     resumes on the next line, and an unclosed quote names every line it swallowed."""
     from geoloc.data.readers import iter_numbered_results
-    from geoloc.data.schema import ColumnMapping, RecordError
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.errors import RecordError
 
     src = tmp_path / "in.csv"
     src.write_text('id,bio,captions,country\n1,hello,,US\n2,"abc"x,,FR\n3,fine,,DE\n'
@@ -230,7 +232,8 @@ def test_an_oversized_quoted_field_over_several_lines_yields_no_spurious_rows(tm
     """A quoted field over the reader's size limit spanning lines: its remaining lines
     used to come out as records of their own; now the error covers the whole record."""
     from geoloc.data.readers import iter_numbered_results
-    from geoloc.data.schema import ColumnMapping, RecordError
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.errors import RecordError
 
     src = tmp_path / "in.csv"
     src.write_text('id,bio,captions,country\n1,hello,,US\n'
@@ -248,7 +251,8 @@ def test_a_stray_quote_in_a_broken_record_costs_only_that_record(tmp_path):
     """An odd quote count after an ordinary parse error (a stray quote, not an open
     field) must not make the reader skip the good lines that follow."""
     from geoloc.data.readers import iter_numbered_results
-    from geoloc.data.schema import ColumnMapping, RecordError
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.errors import RecordError
 
     src = tmp_path / "in.csv"
     src.write_text('id,bio,captions\n1,"a"b 5" tall,x\n2,ok,ok\n3,ok,ok\n', encoding="utf-8")
@@ -271,7 +275,7 @@ def test_a_corrupt_thresholds_file_is_refused_naming_the_file(tmp_path, corrupt,
     file, and thresholds of -3 or NaN were accepted silently."""
     import math
 
-    from geoloc.data.schema import InputFileError
+    from geoloc.errors import InputFileError
     from geoloc.evaluation.abstention import PolicyConfig, Thresholds
 
     good = Thresholds(class_names=["US", "OTHER"], thresholds={"US": 0.9, "OTHER": math.inf},
@@ -288,7 +292,7 @@ def test_a_corrupt_thresholds_file_is_refused_naming_the_file(tmp_path, corrupt,
 def test_the_gazetteer_cache_is_plain_json_never_a_pickle(geoloc_home):
     """The location index used to be cached with pickle.load, so a planted cache file
     could run code; it is JSON now, and a corrupt cache is rebuilt, not trusted."""
-    from geoloc.data.gazetteer import Gazetteer, get_gazetteer
+    from geoloc.location.gazetteer import Gazetteer, get_gazetteer
 
     gz = get_gazetteer()
     files = list((geoloc_home / "gazetteer").glob("index_*"))
@@ -331,7 +335,8 @@ def test_importing_geoloc_puts_datasets_offline():
 def test_a_config_cannot_name_code_outside_geoloc_lightning_and_torch_optim(override, where):
     """Hydra imports and calls any dotted name; an override or config file could run
     arbitrary code through it. validate_config refuses such targets before anything."""
-    from geoloc.config import ConfigError, validate_config
+    from geoloc.config import validate_config
+    from geoloc.errors import ConfigError
 
     with pytest.raises(ConfigError, match=re.escape(where)):
         validate_config(compose([override]))
@@ -340,7 +345,8 @@ def test_a_config_cannot_name_code_outside_geoloc_lightning_and_torch_optim(over
 def test_a_crafted_checkpoints_hyper_parameters_cannot_run_code(tmp_path):
     """The optimiser is instantiated from a checkpoint's saved hyper-parameters on resume;
     a crafted file naming another callable is refused instead of called."""
-    from geoloc.config import ConfigError, instantiate
+    from geoloc.config import instantiate
+    from geoloc.errors import ConfigError
 
     flag = tmp_path / "ran"
     with pytest.raises(ConfigError, match="os.system"):
@@ -457,7 +463,8 @@ def test_every_bad_input_gets_a_named_error_or_a_counted_outcome(tmp_path, name)
     either reads (and what it reads is right) or yields an error naming file, line and
     field; nothing raises anything else and no row goes missing."""
     from geoloc.data.readers import iter_numbered_results
-    from geoloc.data.schema import ColumnMapping, RecordError
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.errors import RecordError
 
     filename, data, expected = BAD_INPUTS[name]
     path = tmp_path / filename
@@ -479,7 +486,8 @@ def test_every_bad_input_gets_a_named_error_or_a_counted_outcome(tmp_path, name)
 @pytest.mark.parametrize("kind", ["missing", "directory"])
 def test_a_missing_path_or_a_directory_is_named_by_every_reader(tmp_path, kind):
     from geoloc.data.readers import iter_numbered_results
-    from geoloc.data.schema import ColumnMapping, InputFileError
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.errors import InputFileError
 
     path = tmp_path / "nope.jsonl" if kind == "missing" else tmp_path
     problem = "no such file" if kind == "missing" else "is a directory, not a file"
@@ -491,7 +499,7 @@ def test_hydra_full_error_shows_the_traceback(monkeypatch, capsys):
     """The one-line errors hide the traceback; HYDRA_FULL_ERROR=1 (Hydra's own switch)
     re-raises it instead."""
     from geoloc.cli.common import _exit_with
-    from geoloc.data.schema import InputFileError
+    from geoloc.errors import InputFileError
 
     err = InputFileError("data.jsonl:3: field 'id': id is missing or empty")
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
@@ -624,8 +632,9 @@ def _bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
             path.write_bytes(data)
         path.with_suffix(".thresholds.json").write_text("{}")
         out[name] = (path, message)
-    out["directory"] = (made, "is a directory, not a checkpoint file")
-    out["missing"] = (made / "none.ckpt", "no such checkpoint file")
+    # a folder is taken as a model bundle, and a missing path is named as a model folder
+    out["directory"] = (made, "not a geoloc model folder")
+    out["missing"] = (made / "none.ckpt", "no such model folder")
     return out
 
 
@@ -637,8 +646,7 @@ def test_a_bad_checkpoint_is_named_by_eval_export_and_predict(tmp_path):
     from geoloc.cli.evaluate import evaluate
     from geoloc.cli.export import export_task
     from geoloc.cli.predict import predict
-    from geoloc.config import ConfigError
-    from geoloc.model.module import CheckpointError
+    from geoloc.errors import BundleError, CheckpointError
 
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": "1", "bio": "hi", "captions": []}) + "\n")
@@ -650,15 +658,11 @@ def test_a_bad_checkpoint_is_named_by_eval_export_and_predict(tmp_path):
         ]:
             cfg = compose([f"ckpt_path={path}", *args, f"paths.output_dir={tmp_path}"],
                           config_name=command)
-            expected, says = CheckpointError, message
-            if command == "predict" and name in ("directory", "missing"):
-                # geoloc-predict also takes export folders: the message says both
-                expected, says = ConfigError, ("not an export folder" if name == "directory"
-                                               else "no such checkpoint file or export folder")
+            expected = BundleError if name in ("directory", "missing") else CheckpointError
             with pytest.raises(expected) as caught:
                 run_task(task, cfg)
             text = str(caught.value)
-            assert says in text and str(path) in text and "\n" not in text, (name, command)
+            assert message in text and str(path) in text and "\n" not in text, (name, command)
     assert not (tmp_path / "ran").exists()
     assert not (tmp_path / "export").exists() and not (tmp_path / "out.jsonl").exists()
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from geoloc.data.location import (
+from geoloc.location import (
     LocationMatch,
     explain,
-    make_key,
-    normalize,
     resolve_country,
     resolve_location,
     resolve_many,
 )
+from geoloc.location.gazetteer import make_key, normalize
 
 # (profile location, expected ISO code or None for "abstain"), across scripts and formats.
 CASES: list[tuple[str, str | None]] = [

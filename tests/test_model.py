@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from geoloc.errors import ModelConfigError
 from geoloc.labels import DEFAULT_COUNTRIES, flag_emoji
 from geoloc.model.encoder import (
-    ModelConfigError,
     PartiallyFrozenEmbedding,
     ProfileClassifier,
     freeze_word_embeddings,

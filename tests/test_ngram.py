@@ -15,7 +15,6 @@ from geoloc.model.ngram import (
     Fusion,
     FusionConfig,
     fuse,
-    fusion_path,
     select_fusion,
 )
 
@@ -36,8 +35,7 @@ def test_saved_fusion_restores_the_same_predictions(tmp_path):
     # 5 classes, one never seen in training: it gets the floor, before and after loading
     model = CharNgramLR(n_classes=5, C=30.0).fit(texts, labels)
     fusion = Fusion(model=model, weight=0.6, trials=[{"C": 30.0, "weight": 0.6, "nll": 1.0}])
-    path = fusion_path(tmp_path / "epoch03.ckpt")
-    assert path.name == "epoch03.fusion.json"
+    path = tmp_path / "geoloc_fusion.json"
     fusion.save(path)
     assert json.loads(path.read_text())["format"] == "geoloc-fusion/1"
     with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:  # no pickles
@@ -106,8 +104,8 @@ def test_fit_fusion_on_the_calib_split(tmp_path):
     weight, and the fused outputs keep the rows and labels they were given."""
     from test_datamodule import _datamodule, _real
 
-    from geoloc.cli.fit import fit_fusion
     from geoloc.evaluation import SplitOutputs
+    from geoloc.training.fusion import fit_fusion
 
     dm = _datamodule(_real(tmp_path, 240), tmp_path / "cache")
     dm.setup()
@@ -140,7 +138,7 @@ def test_a_fused_policy_only_pairs_with_its_own_thresholds(tmp_path):
     thresholds.write_text('{"policy": "fitted with the fusion"}')
     fusion = Fusion(model=CharNgramLR(n_classes=4, C=10.0).fit(texts, labels), weight=0.5)
     fusion.thresholds_sha256 = file_sha256(thresholds)
-    fusion.save(path := fusion_path(tmp_path / "epoch01.ckpt"))
+    fusion.save(path := tmp_path / "geoloc_fusion.json")
     loaded = Fusion.load(path)
     check_pairing(loaded, thresholds, path)  # its own: fine
     check_pairing(None, thresholds, path)  # no fusion: nothing to pair

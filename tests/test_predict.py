@@ -27,7 +27,7 @@ TEXTS = ["Bom dia 🇧🇷 São Paulo 📍", "howdy y'all", "東京 🇯🇵 今
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    """A tiny fused model's checkpoint, with its policy and n-gram model beside it."""
+    """A tiny fused model's bundle folder (weights, policy, n-gram model, ...)."""
     from geoloc.cli.common import run_task
     from geoloc.cli.train import train
 
@@ -38,7 +38,7 @@ def model(tmp_path_factory) -> Path:
                    "evaluation.policy.target=0.3", "evaluation.policy.start_counts=[5,20]",
                    f"paths.output_dir={out}"])
     _, objects = run_task(train, cfg)
-    return Path(objects["ckpt_path"])
+    return objects["bundle"].folder
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def exported(model, tmp_path_factory) -> Path:
 
 
 def _profiles(n: int) -> list[dict]:
-    from geoloc.data.synthetic import generate_profiles
+    from geoloc.synthetic import generate_profiles
 
     return [{"id": r["id"], "bio": r["bio"], "captions": r["captions"]}
             for r in generate_profiles(n, seed=7)]
@@ -128,7 +128,8 @@ def test_output_formats_agree_and_existing_output_is_kept(model, tmp_path):
     """Parquet, JSONL and CSV outputs hold the same rows; an existing output is never
     overwritten silently, and parts of a run with other arguments are not reused."""
     from geoloc.data.schema import ColumnMapping
-    from geoloc.inference.job import JobError, predict_file
+    from geoloc.errors import JobError
+    from geoloc.inference.job import predict_file
     from geoloc.inference.predictor import Predictor
 
     src = _write_jsonl(tmp_path / "in.jsonl", _profiles(12))
@@ -167,7 +168,7 @@ def test_predict_resumes_after_sigkill_without_gaps_or_duplicates(model, tmp_pat
 
     src = _write_jsonl(tmp_path / "in.jsonl", _profiles(1500))
     out = tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-m", "geoloc.cli.predict", f"ckpt_path={model}", f"input={src}",
+    cmd = [sys.executable, "-m", "geoloc.cli.predict", f"model_dir={model}", f"input={src}",
            f"output={out}", "chunk_rows=60", "batch_size=8", "threads=1", "progress=false",
            f"hydra.run.dir={tmp_path / 'run'}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -204,16 +205,18 @@ def test_export_loads_in_plain_transformers_and_matches_the_lightning_model(mode
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from geoloc.inference.export import FUSION_FILE, THRESHOLDS_FILE
+    from geoloc.bundle import Bundle
+    from geoloc.bundle.files import FUSION_FILE, THRESHOLDS_FILE
     from geoloc.inference.predictor import Predictor
-    from geoloc.model.module import GeolocModule
 
-    module = GeolocModule.load(model).eval()
+    module = Bundle.open(model).load_module()
     config = json.loads((exported / "config.json").read_text())
     assert config["id2label"]["0"] == module.class_names[0]
     assert config["geoloc"]["max_length"] == 96 and config["geoloc"]["fusion"] == FUSION_FILE
-    assert (exported / THRESHOLDS_FILE).read_bytes() == model.with_suffix(
-        ".thresholds.json").read_bytes()
+    assert (exported / THRESHOLDS_FILE).read_bytes() == (model / THRESHOLDS_FILE).read_bytes()
+    # the export is the bundle plus what transformers and ONNX Runtime load: a bundle too
+    assert Bundle.open(exported).is_export and not Bundle.open(model).is_export
+    assert set(Bundle.open(model).manifest["files"]) < set(Bundle.open(exported).manifest["files"])
     card = (exported / "README.md").read_text()
     assert "## The guarantee" in card and "| accuracy, no abstention |" in card
 
@@ -264,14 +267,14 @@ def test_embeddings_are_the_heads_input_in_every_backend_and_every_format(model,
     unchanged decisions, in Parquet (float32 lists) and CSV (JSON arrays)."""
     import torch
 
+    from geoloc.bundle import Bundle
     from geoloc.data.schema import ColumnMapping, profile_text
     from geoloc.inference.job import predict_file
     from geoloc.inference.predictor import EMBEDDING_COLUMN, OUTPUT_COLUMNS, Predictor
-    from geoloc.model.module import GeolocModule
 
     records = _profiles(30)
     texts = [profile_text(r["bio"], r["captions"]) for r in records]
-    module = GeolocModule.load(model).eval()
+    module = Bundle.open(model).load_module()
     enc = module.tokenizer(texts, padding=True, truncation=True, max_length=96,
                            return_tensors="pt")
     with torch.inference_mode():
@@ -308,25 +311,24 @@ def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, expor
     from geoloc.cli.common import run_task
     from geoloc.cli.export import export_task
     from geoloc.cli.predict import predict
-    from geoloc.config import ConfigError
-    from geoloc.data.schema import InputFileError, RecordError
+    from geoloc.errors import ConfigError, InputFileError, RecordError
 
     src = _write_jsonl(tmp_path / "in.jsonl", _profiles(3))
     csv_src = tmp_path / "in.csv"
     pd.DataFrame(_profiles(3)).to_csv(csv_src, index=False)
     out = f"output={tmp_path / 'o.jsonl'}"
     cases = [
-        ("export", [f"ckpt_path={tmp_path / 'none.ckpt'}", "output=x"], "no such checkpoint"),
-        ("export", [f"ckpt_path={model}", f"output={tmp_path / 'e'}", "quantize=true"],
+        ("export", [f"model_dir={tmp_path / 'none'}", "output=x"], "no such model folder"),
+        ("export", [f"model_dir={model}", f"output={tmp_path / 'e'}", "quantize=true"],
          "needs onnx=true"),
-        ("predict", [f"ckpt_path={model}", f"input={tmp_path}", out], "is a directory"),
-        ("predict", [f"ckpt_path={model}", f"input={tmp_path / 'no.jsonl'}", out],
+        ("predict", [f"model_dir={model}", f"input={tmp_path}", out], "is a directory"),
+        ("predict", [f"model_dir={model}", f"input={tmp_path / 'no.jsonl'}", out],
          "no such file"),
-        ("predict", [f"ckpt_path={model}", f"input={src}", out, "backend=onnx"],
-         "needs an export folder"),
-        ("predict", [f"ckpt_path={exported}", f"input={src}", out, "backend=tf"],
+        ("predict", [f"model_dir={model}", f"input={src}", out, "backend=onnx"],
+         "missing; export the model with onnx=true"),
+        ("predict", [f"model_dir={exported}", f"input={src}", out, "backend=tf"],
          "expected one of torch, onnx"),
-        ("predict", [f"ckpt_path={model}", f"input={csv_src}", out, "columns.bio=about"],
+        ("predict", [f"model_dir={model}", f"input={csv_src}", out, "columns.bio=about"],
          "field 'about': column not in header"),
     ]
     for name, overrides, message in cases:
@@ -337,8 +339,8 @@ def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, expor
     assert not (tmp_path / "o.jsonl").exists()
 
     for args, message in [
-        (["geoloc.cli.export", f"ckpt_path={model}", f"output={exported}"], "exists"),
-        (["geoloc.cli.predict", f"ckpt_path={model}", f"input={src}", "output=x.xlsx"],
+        (["geoloc.cli.export", f"model_dir={model}", f"output={exported}"], "exists"),
+        (["geoloc.cli.predict", f"model_dir={model}", f"input={src}", "output=x.xlsx"],
          "unknown extension"),
     ]:
         cmd = [sys.executable, "-m", *args, f"hydra.run.dir={tmp_path / 'run'}"]
@@ -400,7 +402,7 @@ def test_predict_labels_a_tweet_tsv_without_a_country_column(model, tmp_path):
     src.write_text("".join("\t".join([c[0], *c[2:]]) + "\n" for c in lines), encoding="utf-8")
     ids = [c[0] for c in lines[1:]]
     out = tmp_path / "labels.tsv"
-    cfg = compose([f"ckpt_path={model}", f"input={src}", f"output={out}", "columns=tweets",
+    cfg = compose([f"model_dir={model}", f"input={src}", f"output={out}", "columns=tweets",
                    "progress=false", f"paths.output_dir={tmp_path}"], config_name="predict")
     metrics, _ = run_task(predict, cfg)
     got = pd.read_csv(out, sep="\t", dtype={"id": str}, keep_default_na=False)
@@ -416,9 +418,9 @@ def test_geoloc_audience_recovers_a_planted_mix_from_profiles_and_from_predictio
     from geoloc.cli.audience import audience
     from geoloc.cli.common import run_task
     from geoloc.cli.predict import predict
-    from geoloc.data.synthetic import generate_profiles
     from geoloc.inference.audience import RECOMMENDED
     from geoloc.inference.audience_job import OUTPUT_COLUMNS
+    from geoloc.synthetic import generate_profiles
 
     pool = generate_profiles(900, seed=11)
     by_country: dict[str, list[dict]] = {}
@@ -444,7 +446,7 @@ def test_geoloc_audience_recovers_a_planted_mix_from_profiles_and_from_predictio
         mix[a] += 1
     src = _write_jsonl(tmp_path / "followers.jsonl", rows)
 
-    common = [f"ckpt_path={model}", "columns.group=influencer", "bootstrap=60",
+    common = [f"model_dir={model}", "columns.group=influencer", "bootstrap=60",
               f"paths.output_dir={tmp_path}", "progress=false"]
     _, objs = run_task(audience, compose(
         [*common, f"input={src}", f"output={tmp_path / 'shares.parquet'}"], "audience"))
@@ -469,7 +471,7 @@ def test_geoloc_audience_recovers_a_planted_mix_from_profiles_and_from_predictio
 
     # the same through geoloc-predict's output: identical shares, no second model pass
     preds = tmp_path / "preds.parquet"
-    run_task(predict, compose([f"ckpt_path={exported}", f"input={src}", f"output={preds}",
+    run_task(predict, compose([f"model_dir={exported}", f"input={src}", f"output={preds}",
                                "columns.group=influencer", "probabilities=true",
                                f"paths.output_dir={tmp_path}", "progress=false"],
                               "predict"))

@@ -38,8 +38,8 @@ def test_profile_text_accepts_any_text(bio, captions):
 @FAST
 @given(text=st.text(max_size=60))
 def test_the_resolver_answers_any_text_with_none_or_a_valid_code(text):
-    from geoloc.data.location import resolve_country
     from geoloc.labels import is_valid_code
+    from geoloc.location import resolve_country
 
     code = resolve_country(text)
     assert code is None or is_valid_code(code) or code == "XK"
@@ -52,7 +52,7 @@ def test_the_resolver_answers_any_text_with_none_or_a_valid_code(text):
 def test_invisible_characters_inside_a_place_name_change_nothing(place, marks):
     """Zero-width and direction marks pasted inside a name ("Lon\u200bdon") used to split
     it and defeat the resolver."""
-    from geoloc.data.location import resolve_country
+    from geoloc.location import resolve_country
 
     text = place
     for pos, mark in marks:
@@ -70,7 +70,8 @@ def test_the_reader_answers_every_row_with_a_record_or_an_error(tmp_path, rows):
     """Whatever a JSONL row holds, the reader yields exactly one valid record or one
     RecordError naming its line, never another exception and never a malformed record."""
     from geoloc.data.readers import iter_numbered_results
-    from geoloc.data.schema import MAX_CAPTIONS, ColumnMapping, RecordError
+    from geoloc.data.schema import MAX_CAPTIONS, ColumnMapping
+    from geoloc.errors import RecordError
     from geoloc.labels import is_valid_code
 
     path = tmp_path / "rows.jsonl"

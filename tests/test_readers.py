@@ -10,15 +10,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from geoloc.data.formats import detect_format
 from geoloc.data.readers import (
     ColumnMapping,
-    detect_format,
     iter_profiles,
     iter_results,
     read_profiles,
     read_profiles_to_jsonl,
 )
-from geoloc.data.schema import MAX_CAPTIONS, RecordError
+from geoloc.data.schema import MAX_CAPTIONS
+from geoloc.errors import RecordError
 
 ROWS = [
     {"id": "a1", "bio": "Fotógrafa 📷", "captions": ["praia hoje", "açaí"],

@@ -1,4 +1,4 @@
-"""Text statistics of geoloc.data.realism on small hand-made texts (fast, no gazetteer)."""
+"""Text statistics of geoloc.synthetic.realism on small hand-made texts (fast, no gazetteer)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from geoloc.data.realism import (
+from geoloc.synthetic.realism import (
     REPORT_STATS,
     char_script,
     emoji_count,

@@ -10,7 +10,8 @@ import pytest
 
 from geoloc.data.datamodule import labelled_splits
 from geoloc.data.sources import CanonicalJsonlSource, MixtureSource, SyntheticSource
-from geoloc.data.splits import DataConfigError, record_split
+from geoloc.data.splits import record_split
+from geoloc.errors import DataConfigError
 from geoloc.io import read_jsonl
 from geoloc.labels import LabelSet
 

@@ -108,7 +108,8 @@ def test_parallel_jobs_share_the_cores_out(monkeypatch, hydra_job):
 def test_ddp_in_a_multirun_is_refused(hydra_job):
     from hydra.types import RunMode
 
-    from geoloc.config import ConfigError, validate_config
+    from geoloc.config import validate_config
+    from geoloc.errors import ConfigError
 
     cfg = _with_hydra(["trainer=ddp_cpu"])
     cfg.hydra.mode = RunMode.MULTIRUN
@@ -118,7 +119,7 @@ def test_ddp_in_a_multirun_is_refused(hydra_job):
 
 
 def test_run_dirname_is_one_safe_path_component():
-    from geoloc.ablation import run_dirname
+    from geoloc.runs import run_dirname
 
     assert run_dirname("crossfit.folds=null,model.encoder_layers=3") == \
         "crossfit.folds=null,model.encoder_layers=3"  # ordinary names are kept
@@ -129,14 +130,15 @@ def test_run_dirname_is_one_safe_path_component():
 
 
 def test_ddp_with_crossfit_is_refused_in_seconds():
-    from geoloc.config import ConfigError, validate_config
+    from geoloc.config import validate_config
+    from geoloc.errors import ConfigError
 
     with pytest.raises(ConfigError, match="crossfit.folds with trainer.strategy=ddp"):
         validate_config(compose(["trainer=ddp_cpu", "crossfit.folds=3"]))
 
 
 def test_fingerprint_ignores_setup_but_not_knobs():
-    from geoloc.ablation import config_fingerprint
+    from geoloc.runs import config_fingerprint
 
     base = config_fingerprint(compose(["paths.output_dir=/x"]))
     assert config_fingerprint(compose(["paths.output_dir=/x", "threads=1",
@@ -155,7 +157,8 @@ def _profiles(path: Path, counts: dict[str, int]) -> Path:
 
 
 def test_frequent_label_set_counts_rows_outside_the_evaluated_split(tmp_path):
-    from geoloc.config import ConfigError, validate_config
+    from geoloc.config import validate_config
+    from geoloc.errors import ConfigError
 
     data = _profiles(tmp_path / "p.jsonl", {"FR": 60, "KE": 30, "NZ": 12, "IS": 3})
     common = ["data=jsonl", f"data.source.path={data}", "labels=frequent"]

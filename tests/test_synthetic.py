@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from geoloc.data.lexicon import DEFAULT_OTHER_COUNTRIES, LANGUAGES
 from geoloc.data.schema import MAX_CAPTIONS
-from geoloc.data.synthetic import (
+from geoloc.labels import DEFAULT_COUNTRIES, OTHER, LabelSet, is_valid_code
+from geoloc.synthetic import (
     SyntheticConfig,
     _pool,
     ensure_synthetic,
     generate_profiles,
     write_synthetic_jsonl,
 )
-from geoloc.labels import DEFAULT_COUNTRIES, OTHER, LabelSet, is_valid_code
+from geoloc.synthetic.lexicon import DEFAULT_OTHER_COUNTRIES, LANGUAGES
 
 N = 4000
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_profile_depends_only_on_seed_and_index(profiles):
 def test_independent_of_python_hash_seed(tmp_path):
     here = write_synthetic_jsonl(tmp_path / "here.jsonl", 200, seed=3)
     there = tmp_path / "there.jsonl"
-    code = ("import sys; from pathlib import Path; from geoloc.data.synthetic import "
+    code = ("import sys; from pathlib import Path; from geoloc.synthetic import "
             "write_synthetic_jsonl as w; w(Path(sys.argv[1]), 200, seed=3)")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code, str(there)], check=True, env=env, cwd=REPO)
@@ -177,7 +177,7 @@ def test_shared_language_countries_have_distinct_cues(profiles):
 def test_captions_look_like_real_posts(profiles):
     """Bands around the real-tweet statistics of experiments/synthetic_realism (loose on
     purpose: they catch a regression to one-phrase, emoji-heavy captions, not noise)."""
-    from geoloc.data.realism import text_stats
+    from geoloc.synthetic.realism import text_stats
 
     caps = [c for r in profiles for c in r["captions"]]
     st = text_stats(caps, place=False)
@@ -230,7 +230,7 @@ def test_stated_location_share(profiles):
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):
-    import geoloc.data.synthetic as synth
+    import geoloc.synthetic as synth
 
     real = synth.generate_profiles
 

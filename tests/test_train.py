@@ -1,6 +1,6 @@
 """End to end on tiny data: the real tokenizer, mE5 cut to 1 layer, the real Lightning
-trainer and a real offline W&B run, read back from disk; then geoloc-eval on the
-checkpoint with the thresholds saved beside it."""
+trainer and a real offline W&B run, read back from disk; then geoloc-eval on the model
+bundle the run left (weights, policy, fusion: one folder)."""
 
 from __future__ import annotations
 
@@ -84,8 +84,11 @@ def test_train_logs_config_and_test_metrics_to_wandb(trained):
     assert any("abstain/countries_with_threshold" in h for h in history)
 
 
-def test_train_writes_report_and_thresholds_beside_checkpoint(trained):
-    out, _, _ = trained
+def test_train_writes_report_and_one_model_bundle(trained):
+    from geoloc.bundle import Bundle
+    from geoloc.bundle.files import CALIBRATION_FILE, REQUIRED, THRESHOLDS_FILE
+
+    out, objects, _ = trained
     report = out / "report"
     for name in ("report.md", "per_class.csv", "sweep.csv", "confusion.csv", "summary.json",
                  "thresholds.json", "risk_coverage.png", "reliability.png", "confusion.png",
@@ -101,10 +104,17 @@ def test_train_writes_report_and_thresholds_beside_checkpoint(trained):
     assert ((predictions["decision"] == "UNCERTAIN").mean()
             == pytest.approx(summary["uncertain_rate"]))
     assert predictions["confidence"].between(0, 1).all()
-    ckpts = list((out / "checkpoints").glob("*.ckpt"))
-    assert len(ckpts) == 1
-    beside = ckpts[0].with_name(ckpts[0].stem + ".thresholds.json")
-    assert json.loads(beside.read_text()) == json.loads((report / "thresholds.json").read_text())
+    # the Lightning checkpoint stays (the best epoch's weights); nothing sits beside it
+    ckpts = list((out / "checkpoints").glob("*"))
+    assert len(ckpts) == 1 and ckpts[0].suffix == ".ckpt"
+    bundle = Bundle.open(out / "model")  # verified against its manifest
+    assert bundle.folder == objects["bundle"].folder
+    assert set(REQUIRED) | {CALIBRATION_FILE} <= set(bundle.manifest["files"])
+    assert json.loads(bundle.path(THRESHOLDS_FILE).read_text()) == json.loads(
+        (report / "thresholds.json").read_text())
+    assert bundle.class_names == list(objects["module"].class_names)
+    assert bundle.max_length == objects["datamodule"].max_length
+    assert "## The guarantee" in bundle.path("README.md").read_text()
 
 
 def test_geoloc_eval_reuses_saved_thresholds(trained, tmp_path):
@@ -112,8 +122,7 @@ def test_geoloc_eval_reuses_saved_thresholds(trained, tmp_path):
     from geoloc.cli.evaluate import evaluate
 
     out, _, metrics = trained
-    ckpt = next((out / "checkpoints").glob("*.ckpt"))
-    cfg = compose([f"ckpt_path={ckpt}", "logger=none", "data.source.n=400",
+    cfg = compose([f"model_dir={out / 'model'}", "logger=none", "data.source.n=400",
                    f"paths.output_dir={tmp_path}"],
                   config_name="eval")
     summary, _ = run_task(evaluate, cfg)
@@ -128,17 +137,20 @@ def test_geoloc_eval_reuses_saved_thresholds(trained, tmp_path):
     assert metrics["calibration/temperature"] == pytest.approx(saved["scalars"]["temperature"])
 
 
-def test_checkpoint_reloads_to_the_trained_model(trained):
-    """The checkpoint restores exactly the model that was trained and evaluated in memory
-    (the weights of the best checkpoint, which testing loaded into it): same logits on
-    text with added emoji tokens, same tokenizer, same metadata."""
+@pytest.mark.parametrize("source", ["bundle", "checkpoint"])
+def test_model_reloads_to_the_trained_model(trained, source):
+    """The bundle (and the Lightning checkpoint) restore exactly the model that was
+    trained and evaluated in memory (the weights of the best checkpoint, which testing
+    loaded into it): same logits on text with added emoji tokens, same tokenizer, same
+    metadata."""
     import torch
 
     from geoloc.model.module import GeolocModule
 
     _, objects, _ = trained
     trained_module = objects["module"].eval()
-    reloaded = GeolocModule.load(objects["ckpt_path"]).eval()
+    reloaded = (objects["bundle"].load_module() if source == "bundle"
+                else GeolocModule.load(objects["ckpt_path"]).eval())
     texts = ["Bom dia 🇧🇷 São Paulo 📍", "howdy y'all", "東京 🇯🇵"]
     enc = trained_module.tokenizer(texts, padding=True, return_tensors="pt")
     assert reloaded.tokenizer(texts, padding=True, return_tensors="pt")["input_ids"].equal(
@@ -156,7 +168,8 @@ def test_checkpoint_reloads_to_the_trained_model(trained):
 
 
 def test_ablation_helpers_rerun_and_collect(trained, tmp_path):
-    from geoloc.ablation import collect_runs, grid_overrides, plot_metric, run_grid
+    from geoloc.ablation import collect_runs, grid_overrides, plot_metric
+    from geoloc.cli.grid import run_grid
 
     assert grid_overrides({"a": [1, 2], "b": ["x"]}) == [["a=1", "b=x"], ["a=2", "b=x"]]
     df = run_grid({"model.pooling": ["cls"]}, base=[*TINY, "logger=none"], out_root=tmp_path)
@@ -251,6 +264,7 @@ def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
     the saved fusion and policy and reproduces the headline figures."""
     import numpy as np
 
+    from geoloc.bundle.files import FUSION_FILE, THRESHOLDS_FILE
     from geoloc.cli.common import run_task
     from geoloc.cli.evaluate import evaluate
     from geoloc.cli.train import train
@@ -265,11 +279,11 @@ def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
     assert metrics["crossfit/calibration_rows"] == len(oof["labels"]) == sizes["train"]
     assert oof["ngram_C3"].shape == oof["ngram_C30"].shape == oof["logits"].shape
     assert metrics["fusion/C"] in (3.0, 30.0) and metrics["fusion/weight"] in (0.0, 0.5, 1.0)
-    fusion_file = Path(str(objects["ckpt_path"]).replace(".ckpt", ".fusion.json"))
-    assert len(json.loads(fusion_file.read_text())["trials"]) == 6
+    bundle = objects["bundle"]
+    assert len(json.loads(bundle.path(FUSION_FILE).read_text())["trials"]) == 6
 
     eval_dir = tmp_path / "eval"
-    cfg = compose([f"ckpt_path={objects['ckpt_path']}", "logger=none", "data.source.n=400",
+    cfg = compose([f"model_dir={bundle.folder}", "logger=none", "data.source.n=400",
                    f"paths.output_dir={eval_dir}"], config_name="eval")
     run_task(evaluate, cfg)
     saved = json.loads((tmp_path / "report" / "summary.json").read_text())["scalars"]
@@ -281,8 +295,7 @@ def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
     assert {"crossfit/fold0/macro_f1", "crossfit/fold1/macro_f1"} <= set(metrics)
     assert objects["result"].thresholds.n_calibration == sizes["train"]
     assert not (tmp_path / "checkpoints" / "fold0").exists()
-    saved = json.loads(Path(str(objects["ckpt_path"]).replace(".ckpt", ".thresholds.json"))
-                       .read_text())
+    saved = json.loads(bundle.path(THRESHOLDS_FILE).read_text())
     assert saved["pool_below"] == 50 and set(saved["guarantee_per_class"].values()) <= {
         "class", "pooled", "none"}
 
@@ -296,7 +309,8 @@ def test_checkpoint_leaves_the_frozen_backbone_out_and_checks_its_hash(trained, 
 
     import torch
 
-    from geoloc.model.module import RESTORED_KEY, BackboneMismatchError, GeolocModule
+    from geoloc.errors import BackboneMismatchError
+    from geoloc.model.module import RESTORED_KEY, GeolocModule
 
     _, objects, _ = trained
     path = objects["ckpt_path"]

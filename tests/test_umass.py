@@ -11,7 +11,8 @@ from conftest import compose
 
 from geoloc.data.datamodule import ProfileDataModule, labelled_splits
 from geoloc.data.sources import UmassTweetsSource
-from geoloc.data.splits import SPLITS, DataConfigError, assign_split
+from geoloc.data.splits import SPLITS, assign_split
+from geoloc.errors import DataConfigError
 from geoloc.labels import OTHER, LabelSet
 from geoloc.metadata import ModelMetadata
 from geoloc.resources import UMASS_DEV_ROWS, resource_path, umass_dev_path

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from geoloc.data.synthetic import GENERATOR_VERSION, generate_profiles, write_synthetic_jsonl
+from geoloc.synthetic import GENERATOR_VERSION, generate_profiles, write_synthetic_jsonl
 
 SIZES = (20_000, 200_000)
 OUT = Path(__file__).with_suffix(".md")

@@ -1,4 +1,4 @@
-"""Precision and coverage of ``geoloc.data.location.resolve_location`` on real profile strings.
+"""Precision and coverage of ``geoloc.location.resolve_location`` on real profile strings.
 
 The test set is carmen's ``locations.json`` (the carmen package, BSD-2, Dredze et al.): for
 each place it lists *aliases*, i.e. lower-cased profile-location strings that real Twitter
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pycountry
 
-from geoloc.data.location import DEFAULT_MIN_CONFIDENCE, explain, get_gazetteer, resolve_location
+from geoloc.location import DEFAULT_MIN_CONFIDENCE, explain, get_gazetteer, resolve_location
 
 # carmen's country names that pycountry's fuzzy lookup does not map (checked by hand).
 _COUNTRY_FIXES = {

@@ -10,7 +10,7 @@
 #    deployed refit; then how confident it is on OTHER tweets, by script
 # 2. (WITH_MIX=1) the same with synthetic rows in train (experiment=real_umass_mix)
 # 3. majority + char n-gram LR baselines on the same split, then one table with the runs
-#    above and the previous recipes' committed rows (python -m geoloc.baselines ...)
+#    above and the previous recipes' committed rows (geoloc-baselines ...)
 # Everything is evaluated on the real validation split. Runs go to $REAL_DATA_OUT
 # (default outputs/real_data, git-ignored); the small records (summaries, per-country
 # tables, run times) are copied to experiments/real_data/results/ and the table to
@@ -61,7 +61,7 @@ if [ "${WITH_MIX:-0}" = 1 ]; then
   rows+=(--transformer "transformer + char n-grams, cross-fit (real + synthetic)=$OUT/real_mix/report")
 fi
 
-"$BIN/python" -m geoloc.baselines experiment=real_umass "${rows[@]}" \
+"$BIN/geoloc-baselines" experiment=real_umass "${rows[@]}" \
   --transformer "transformer alone, cross-fit (previous recipe, real only)=$ALONE" \
   --transformer "transformer, calib split (previous recipe, real only)=$PREVIOUS/real_only" \
   --transformer "transformer, calib split (previous recipe, real + synthetic)=$PREVIOUS/real_mix" \

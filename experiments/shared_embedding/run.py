@@ -65,7 +65,7 @@ from geoloc.resources import umass_dev_path
 HERE = Path(__file__).resolve().parent
 TASK_COLUMN = "Definitely English"
 BACKBONE = "me5_small"
-MAX_LENGTH = 64  # the real recipe's (conf/data/umass.yaml)
+MAX_LENGTH = 64  # the real recipe's (geoloc/conf/data/umass.yaml)
 BATCH = 64
 
 

@@ -1,6 +1,6 @@
 """Synthetic realism check: surface statistics of synthetic captions vs real tweets.
 
-Computes :func:`geoloc.data.realism.text_stats` on
+Computes :func:`geoloc.synthetic.realism.text_stats` on
 
 - the real tweets (``shared/data/umass_global_english/dev.tsv``, one tweet per row);
 - single synthetic *captions* (like with like: a tweet is one post) of ``--profiles``
@@ -28,10 +28,10 @@ from collections import Counter
 from pathlib import Path
 
 from geoloc.data.readers import ColumnMapping, read_profiles
-from geoloc.data.realism import REPORT_STATS, is_english, text_stats
 from geoloc.data.schema import profile_text
-from geoloc.data.synthetic import GENERATOR_VERSION, SyntheticConfig, generate_profiles
 from geoloc.labels import DEFAULT_COUNTRIES
+from geoloc.synthetic import GENERATOR_VERSION, SyntheticConfig, generate_profiles
+from geoloc.synthetic.realism import REPORT_STATS, is_english, text_stats
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.seed}). Real: {len(real):,} tweets of `umass_global_english/dev.tsv`"
         f"{f' ({len(errors)} unreadable rows skipped)' if errors else ''}. Synthetic: "
         f"{args.profiles:,} profiles of the default config = {len(captions):,} captions. "
-        "Gap = synthetic − real. Statistic definitions: `geoloc/data/realism.py`; what changed "
+        "Gap = synthetic − real. Statistic definitions: `geoloc/synthetic/realism.py`; what changed "
         "between generator versions and how to read the gaps: `README.md` here.",
         "",
         "## Real tweets vs single synthetic captions",

@@ -1,6 +1,6 @@
-"""``geoloc-audience ckpt_path=… input=… output=… columns.group=…``: where each group's
+"""``geoloc-audience model_dir=… input=… output=… columns.group=…``: where each group's
 profiles live, as country shares with intervals, corrected for abstention and
-misclassification (see :mod:`geoloc.inference.audience` and ``conf/audience.yaml``)."""
+misclassification (see :mod:`geoloc.inference.audience` and ``geoloc/conf/audience.yaml``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from geoloc.cli import common
-from geoloc.config import CONF_DIR, ConfigError
+from geoloc.config import CONF_DIR
+from geoloc.errors import ConfigError
 
 KINDS = ("profiles", "predictions")
 
@@ -40,7 +41,8 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                       bootstrap=cfg.bootstrap, level=cfg.level)
         methods = check_methods(list(cfg.methods))
         check_paths(cfg.input, cfg.output, bool(cfg.overwrite))  # before loading a model
-        thresholds, calibration = load_calibration(cfg.ckpt_path)
+        bundle = common.model_bundle(cfg)
+        thresholds, calibration = load_calibration(bundle)
         names = list(calibration.class_names)
         if kind == "predictions":
             batches = prediction_batches(Path(cfg.input), names, int(cfg.chunk_rows))
@@ -54,11 +56,11 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             from geoloc.inference.predictor import Predictor
 
             predictor = Predictor.load(
-                cfg.ckpt_path, backend=str(cfg.backend), quantized=bool(cfg.quantized),
+                bundle, backend=str(cfg.backend), quantized=bool(cfg.quantized),
                 batch_size=int(cfg.batch_size), threads=cfg.threads,
                 max_length=cfg.max_length)
             if predictor.class_names != names:
-                raise ConfigError(f"{cfg.ckpt_path}: the model's classes differ from its "
+                raise ConfigError(f"{bundle.folder}: the model's classes differ from its "
                                   "calibration data's")
             batches = profile_batches(predictor, Path(cfg.input), mapping, cfg.format,
                                       int(cfg.chunk_rows))

@@ -3,8 +3,9 @@
 :func:`hydra_task` is the lightning-hydra-template's ``task_wrapper`` idea: it validates
 the config before anything heavy, runs the task, logs the exception if it fails, and
 *always* closes the W&B run (marked failed when the task failed), so a failed job in a
-multirun never leaves an open run behind. The ``build_*`` helpers instantiate the config
-groups the same way in ``geoloc-train`` and ``geoloc-eval``.
+multirun never leaves an open run behind. :func:`model_bundle` reads the ``model_dir=``
+option every command that uses a trained model takes. (The objects of a config are built
+by :mod:`geoloc.training.build`.)
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from geoloc.config import ConfigError, instantiate, validate_config
+from geoloc.bundle import Bundle, open_model
+from geoloc.config import validate_config
+from geoloc.errors import CONFIG_ERRORS, INPUT_ERRORS, ConfigError
 from geoloc.io import markdown_table
+from geoloc.runs import in_multirun, record_failure
 
 log = logging.getLogger("geoloc")
 
@@ -66,11 +71,9 @@ def option_errors() -> Iterator[None]:
     (ExportError, PredictorError, JobError, BackboneMismatchError, a policy and fusion
     that do not pair). A bad input file (:class:`InputFileError`, :class:`RecordError`,
     e.g. a corrupt checkpoint) stays itself, so it is reported as bad input."""
-    from geoloc.data.schema import InputFileError, RecordError
-
     try:
         yield
-    except (InputFileError, RecordError):
+    except INPUT_ERRORS:
         raise
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err
@@ -89,18 +92,14 @@ def hydra_task(prog: str, task: Task, cfg: DictConfig, returned_metric: str | No
 
     In a multirun a failed job is logged, recorded as ``failed.json`` in its folder and
     returns None instead: the other jobs run, and the sweep summary is written and names
-    it (:func:`geoloc.ablation.record_failure`). Hydra would otherwise end the multirun
+    it (:func:`geoloc.runs.record_failure`). Hydra would otherwise end the multirun
     (a ``SystemExit``) or raise after the batch, and no summary would be written.
     """
-    from geoloc.ablation import in_multirun, record_failure
-    from geoloc.data.schema import InputFileError, RecordError
-    from geoloc.data.splits import DataConfigError
-
     try:
         metrics, _ = run_task(task, cfg)
     except Exception as err:
-        kind = ("invalid config" if isinstance(err, ConfigError | DataConfigError) else
-                "bad input" if isinstance(err, InputFileError | RecordError) else None)
+        kind = ("invalid config" if isinstance(err, CONFIG_ERRORS) else
+                "bad input" if isinstance(err, INPUT_ERRORS) else None)
         if in_multirun():
             log.error("%s failed: %s", prog, err, exc_info=kind is None)
             record_failure(cfg, err, kind or "error")
@@ -152,8 +151,6 @@ def job_threads(cfg: DictConfig, cpus: int | None = None) -> int | None:
         return int(cfg.threads)
     if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():  # the cores SLURM gave the job
         return int(os.environ["SLURM_CPUS_PER_TASK"])
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return None
     n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs")
@@ -164,99 +161,27 @@ def job_threads(cfg: DictConfig, cpus: int | None = None) -> int | None:
     return max(1, cpus // jobs)
 
 
-def build_datamodule(cfg: DictConfig, tokenizer: Any, metadata: Any, fold: Any = None) -> Any:
-    """Instantiate ``cfg.data`` with the model's tokenizer and
-    :class:`~geoloc.metadata.ModelMetadata` (label set and tokenizer identity travel from
-    the model to the data, never through config).
-
-    Instantiated as a partial and then called, so the two objects reach the datamodule as
-    they are: keyword arguments given to ``instantiate`` itself are merged into the config
-    first, which would turn the metadata dataclass into a ``DictConfig``. ``fold`` is the
-    cross-fitting driver's (:class:`~geoloc.data.splits.CrossFitFold`), never config's.
-    """
-    return instantiate(cfg.data, _partial_=True)(tokenizer=tokenizer, metadata=metadata,
-                                                 fold=fold)
-
-
-def build_policy(cfg: DictConfig) -> Any:
-    """The abstention policy to evaluate with: the saved one named by
-    ``evaluation.thresholds`` (applied as is), else ``evaluation.policy`` (fitted now)."""
-    from geoloc.evaluation import Thresholds
-
-    saved = cfg.evaluation.get("thresholds")
-    if saved:
-        return Thresholds.from_json(str(saved))
-    return instantiate(cfg.evaluation.policy)
-
-
-def build_fusion(cfg: DictConfig) -> Any:
-    """The :class:`~geoloc.model.ngram.FusionConfig` of ``cfg.fusion`` (None: no fusion)."""
-    return instantiate(cfg.fusion) if cfg.get("fusion") else None
-
-
-def build_loggers(cfg: DictConfig) -> list:
-    """Instantiate every ``cfg.logger`` entry that has a ``_target_``; a W&B logger
-    joins the sweep's group in a multirun (:func:`geoloc.ablation.sweep_group`)."""
-    from geoloc.ablation import sweep_group
-
-    group = sweep_group(cfg)
-    loggers = []
-    for lg in (cfg.get("logger") or {}).values():
-        if not (isinstance(lg, DictConfig) and "_target_" in lg):
-            continue
-        grouped = group and "WandbLogger" in str(lg._target_) and not lg.get("group")
-        loggers.append(instantiate(lg, group=group) if grouped else instantiate(lg))
-    return loggers
-
-
-def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
-    """Instantiate ``cfg.callbacks``; logger-only callbacks are dropped without a logger
-    (Lightning refuses a LearningRateMonitor with ``logger=none``)."""
-    callbacks = [
-        instantiate(cb)
-        for cb in (cfg.get("callbacks") or {}).values()
-        if isinstance(cb, DictConfig) and "_target_" in cb
-    ]
-    if not has_logger:
-        from pytorch_lightning.callbacks import LearningRateMonitor
-
-        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-    return callbacks
-
-
-def build_trainer(cfg: DictConfig, loggers: list, callbacks: list, **overrides: Any) -> Any:
-    """The Lightning trainer of ``cfg.trainer`` (with ``overrides`` of its options);
-    checkpoints are written atomically (:class:`~geoloc.callbacks.AtomicCheckpointIO`)."""
-    from geoloc.callbacks import AtomicCheckpointIO
-
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                       plugins=[AtomicCheckpointIO()], **overrides)
-
-
-def wandb_run(loggers: list) -> Any:
-    """The live W&B run of the loggers, if any."""
-    from pytorch_lightning.loggers import WandbLogger
-
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
-            return lg.experiment
-    return None
-
-
-def wandb_run_dir(run: Any) -> str | None:
-    """The run's folder on disk (what ``wandb sync`` / ``wandb leet inspect`` take)."""
-    return None if run is None else str(Path(run.dir).parent)
-
-
-def resolved(cfg: DictConfig) -> dict:
-    """The config as plain containers (what loggers record as hyper-parameters)."""
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+def model_bundle(cfg: DictConfig) -> Bundle:
+    """The model bundle named by ``model_dir=<folder>`` (training's ``<run>/model`` or an
+    export), opened and verified; ``ckpt_path=`` (a bundle folder, or a training
+    checkpoint with the files earlier versions saved beside it) still works for one
+    release, with a deprecation message."""
+    model = OmegaConf.select(cfg, "model_dir", default=None)
+    ckpt = OmegaConf.select(cfg, "ckpt_path", default=None)
+    if model and ckpt:
+        raise ConfigError(f"model_dir={model} and ckpt_path={ckpt}: give one (model_dir=; "
+                          "ckpt_path= is deprecated)")
+    if not (model or ckpt):
+        raise ConfigError("model_dir=<folder>: name the model folder a training run wrote "
+                          "(<run>/model) or an export of it")
+    if ckpt:
+        log.warning("ckpt_path= is deprecated and will be removed in the next release: "
+                    "pass model_dir=<folder> (training writes <run>/model)")
+    return open_model(str(model or ckpt))
 
 
 def print_summary(title: str, metrics: Mapping[str, float], extra: Mapping[str, str]) -> None:
     """The headline metrics that ``metrics`` holds as a Markdown table, then paths."""
-    import pandas as pd
-
     rows = [(k, f"{metrics[k]:.4f}" if isinstance(metrics[k], float) else metrics[k])
             for k in HEADLINE if k in metrics]
     table = markdown_table(pd.DataFrame(rows, columns=["metric", "value"]))

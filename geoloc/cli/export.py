@@ -1,4 +1,5 @@
-"""``geoloc-export ckpt_path=… output=…``: a checkpoint -> a Hugging Face folder.
+"""``geoloc-export model_dir=… output=…``: a model bundle -> the bundle plus a Hugging Face
+model and, on request, ONNX graphs.
 
 A thin entry point over :func:`geoloc.inference.export.export`; the module docstring there
 lists what the folder holds and how plain ``transformers`` loads it.
@@ -20,7 +21,7 @@ def export_task(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from geoloc.inference.export import export
 
     with common.option_errors():
-        folder = export(cfg.ckpt_path, cfg.output, onnx=bool(cfg.onnx),
+        folder = export(common.model_bundle(cfg), cfg.output, onnx=bool(cfg.onnx),
                         quantize=bool(cfg.quantize), overwrite=bool(cfg.overwrite))
     files = sorted(folder.iterdir())
     size = sum(f.stat().st_size for f in files)

@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geoloc.data.location import DEFAULT_MIN_CONFIDENCE, resolve_location
 from geoloc.data.readers import ColumnMapping, error_to_dict, iter_results, require_file
-from geoloc.data.schema import RecordError
+from geoloc.errors import RecordError
 from geoloc.io import atomic_write
+from geoloc.location import DEFAULT_MIN_CONFIDENCE, resolve_location
 
 _CACHE_LIMIT = 500_000  # location strings repeat a lot ("London", "NYC"): memoise them
 

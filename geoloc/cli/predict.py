@@ -1,4 +1,4 @@
-"""``geoloc-predict ckpt_path=… input=… output=…``: label a file of profiles.
+"""``geoloc-predict model_dir=… input=… output=…``: label a file of profiles.
 
 A thin entry point over :class:`geoloc.inference.predictor.Predictor` (the model and its
 saved policy) and :func:`geoloc.inference.job.predict_file` (streaming, resumable file
@@ -16,7 +16,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from geoloc.cli import common
-from geoloc.config import CONF_DIR, ConfigError
+from geoloc.config import CONF_DIR
+from geoloc.errors import ConfigError
 
 log = logging.getLogger("geoloc")
 
@@ -37,7 +38,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         mapping = ColumnMapping.from_dict({**columns, "stated_location": None,
                                            "country": None})
         predictor = Predictor.load(
-            cfg.ckpt_path, backend=str(cfg.backend), quantized=bool(cfg.quantized),
+            common.model_bundle(cfg), backend=str(cfg.backend), quantized=bool(cfg.quantized),
             batch_size=int(cfg.batch_size), top_k=int(cfg.top_k), threads=cfg.threads,
             max_length=cfg.max_length, embeddings=bool(cfg.embeddings),
             probabilities=bool(cfg.probabilities))

@@ -5,7 +5,7 @@ table it prints is the quick check that a config change (``--set other_share=0.2
 label set) produced the skew you intended before anything trains on it.
 
 Without ``--n``/``--seed``/``--countries`` it writes exactly the corpus a default
-``geoloc-train`` run trains on: ``n`` and ``seed`` are read from ``conf/`` (the
+``geoloc-train`` run trains on: ``n`` and ``seed`` are read from ``geoloc/conf/`` (the
 ``data=synthetic`` source and the run ``seed``) and the label set is the default one, so
 the table previews that corpus and this tool keeps no second copy of those values.
 """
@@ -26,8 +26,8 @@ from geoloc.labels import DEFAULT_COUNTRIES, OTHER, LabelSet
 def default_corpus() -> tuple[int, int]:
     """``(n, seed)`` of the synthetic corpus of a default ``geoloc-train`` run.
 
-    Read from ``conf/data/synthetic.yaml`` (``source.n``, ``source.seed``) with the run
-    ``seed`` of ``conf/train.yaml`` resolved into it, so the CLI default follows the config
+    Read from ``geoloc/conf/data/synthetic.yaml`` (``source.n``, ``source.seed``) with the run
+    ``seed`` of ``geoloc/conf/train.yaml`` resolved into it, so the CLI default follows the config
     instead of repeating it.
     """
     from omegaconf import OmegaConf
@@ -78,7 +78,7 @@ def format_frequencies(counts: Counter[str], top: int = 12) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``geoloc-synth``."""
-    from geoloc.data.synthetic import config_from_overrides, write_synthetic_jsonl
+    from geoloc.synthetic import config_from_overrides, write_synthetic_jsonl
 
     args = _parse_args(argv)
     overrides = {}

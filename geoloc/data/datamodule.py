@@ -14,7 +14,7 @@ Tokenisation is a cached ``datasets.map`` whose fingerprint is derived from what
 determines its output (source, label set, split rule, tokenizer identity, max length), so
 a second run with the same options tokenises nothing.
 
-Every option the data configs (``conf/data/*.yaml``) set is a required argument here: the
+Every option the data configs (``geoloc/conf/data/*.yaml``) set is a required argument here: the
 config is the one place a default is written.
 """
 
@@ -36,11 +36,11 @@ from geoloc.data.sources import ProfileSource
 from geoloc.data.splits import (
     SPLITS,
     CrossFitFold,
-    DataConfigError,
     prepare_rows,
     validate_eval_split,
     validate_splits,
 )
+from geoloc.errors import DataConfigError
 from geoloc.io import read_jsonl
 from geoloc.labels import LabelSet
 from geoloc.metadata import ModelMetadata

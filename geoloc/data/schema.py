@@ -37,19 +37,6 @@ class ProfileRecord(TypedDict):
     group: NotRequired[str]
 
 
-class InputFileError(ValueError):
-    """An input file that cannot be used as a whole (missing, a directory, no usable row,
-    bad rows in training data); the message names the file (and line and field)."""
-
-
-class RecordError(ValueError):
-    """A bad input row. The message names the file, the line and the field."""
-
-    def __init__(self, path: str, line: int, field: str, problem: str) -> None:
-        self.path, self.line, self.field, self.problem = str(path), line, field, problem
-        super().__init__(f"{path}:{line}: field '{field}': {problem}")
-
-
 def normalize_text(text: str) -> str:
     """Undo storage artefacts of scraped text: HTML entities (``&amp;`` -> ``&``, as the
     tweet API delivers them) and line breaks stored as the two characters ``\\n``.

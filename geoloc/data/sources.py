@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from geoloc.data.readers import ColumnMapping, error_to_dict, iter_numbered_results
-from geoloc.data.schema import InputFileError, RecordError
-from geoloc.data.splits import DataConfigError, record_split, validate_splits
+from geoloc.data.splits import record_split, validate_splits
+from geoloc.errors import DataConfigError, InputFileError, RecordError
 from geoloc.io import file_sha256, read_jsonl, write_jsonl
 from geoloc.labels import LabelSet
 from geoloc.paths import cache_dir
@@ -138,7 +138,7 @@ def _unbound(cls: str, name: str) -> DataConfigError:
 class SyntheticSource:
     """The embedded default: profiles from the synthetic generator (not a benchmark).
 
-    ``n`` and ``seed`` have no code default: ``conf/data/synthetic.yaml`` is the one place
+    ``n`` and ``seed`` have no code default: ``geoloc/conf/data/synthetic.yaml`` is the one place
     the corpus size is written (and ``seed`` follows the run's ``${seed}``), so a Python
     caller states them instead of silently getting a different corpus than a run would.
     ``countries=None`` is filled by :meth:`bind` with the model's label set.
@@ -163,14 +163,14 @@ class SyntheticSource:
 
     def _config(self) -> Any:
         """The generator's ``SyntheticConfig`` (None: its defaults)."""
-        from geoloc.data.synthetic import SyntheticConfig
+        from geoloc.synthetic import SyntheticConfig
 
         return SyntheticConfig(**dict(self.generator)) if self.generator else None
 
     def canonical_jsonl(self) -> Path:
         # Imported here: the generator and its lexicons load only when synthetic rows are
         # actually needed (not for real-data runs or config validation).
-        from geoloc.data.synthetic import ensure_synthetic
+        from geoloc.synthetic import ensure_synthetic
 
         return ensure_synthetic(self.n, self.seed, self._countries(), self._config())
 
@@ -270,7 +270,7 @@ class MixtureSource:
     so ``synthetic_ratio`` is "synthetic rows per real training row". Synthetic ids are
     prefixed with ``synthetic:`` so they can never collide with real ids.
 
-    ``synthetic_ratio`` and ``synthetic_seed`` have no code default (``conf/data/umass_mix
+    ``synthetic_ratio`` and ``synthetic_seed`` have no code default (``geoloc/conf/data/umass_mix
     .yaml`` writes them). ``countries``, ``splits`` and ``split_seed`` are normally left
     unset and filled by :meth:`bind` from the datamodule: ``splits``/``split_seed`` *must*
     be the datamodule's own (otherwise the ratio counts the wrong training rows), so a

@@ -11,7 +11,7 @@ test); ``eval_split`` names the split that is evaluated.
 This module sits below both :mod:`geoloc.data.sources` (a mixture counts the real rows
 that will be training rows) and :mod:`geoloc.data.datamodule` (which applies the rule),
 and imports neither, so the two never import each other. It holds no default fractions:
-``data.splits`` in ``conf/data/*.yaml`` is the one place they are written.
+``data.splits`` in ``geoloc/conf/data/*.yaml`` is the one place they are written.
 """
 
 from __future__ import annotations
@@ -22,13 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from geoloc.data.schema import profile_text
+from geoloc.errors import DataConfigError
 from geoloc.labels import LabelSet
 
 SPLITS: tuple[str, ...] = ("train", "val", "calib", "test")
-
-
-class DataConfigError(ValueError):
-    """An invalid data option; the message names the option."""
 
 
 def validate_splits(splits: Mapping[str, float]) -> dict[str, float]:

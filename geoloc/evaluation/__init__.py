@@ -28,12 +28,10 @@ from geoloc.evaluation.result import EvaluationResult, evaluate_split, metric_ke
 from geoloc.evaluation.runner import (
     PREDICTIONS_FILE,
     SplitOutputs,
-    calibration_path,
     evaluate_logits,
     evaluate_model,
     predict_split,
     save_calibration_outputs,
-    thresholds_path,
     write_predictions,
 )
 from geoloc.evaluation.stats import clopper_pearson, min_samples_for_target
@@ -47,7 +45,6 @@ __all__ = [
     "PolicyConfig",
     "SplitOutputs",
     "Thresholds",
-    "calibration_path",
     "clopper_pearson",
     "evaluate_logits",
     "evaluate_model",
@@ -62,7 +59,6 @@ __all__ = [
     "render_markdown",
     "save_calibration_outputs",
     "softmax",
-    "thresholds_path",
     "write_predictions",
     "write_report",
 ]

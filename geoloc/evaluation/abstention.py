@@ -104,7 +104,7 @@ GUARANTEES = ("per_class", "simultaneous")
 class PolicyConfig:
     """How thresholds are fitted: the one object the evaluation path passes around.
 
-    Built from the ``evaluation.policy`` config node (``conf/evaluation/default.yaml`` holds
+    Built from the ``evaluation.policy`` config node (``geoloc/conf/evaluation/default.yaml`` holds
     the values; there are no code defaults to drift from it). ``start_counts``: each class
     runs one fixed sequence per count s <= n_c, starting at the strictest grid threshold
     that keeps >= s calibration predictions (see the module docstring). ``guarantee`` is
@@ -341,7 +341,7 @@ class Thresholds:
     def from_json(cls, path: str | Path) -> Thresholds:
         """Load a policy written by :meth:`to_json`; a file that is not one (truncated,
         edited, another JSON) fails naming the file and what is wrong."""
-        from geoloc.data.schema import InputFileError
+        from geoloc.errors import InputFileError
 
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -31,6 +31,8 @@ from geoloc.evaluation.calibration import calibration_summary
 from geoloc.evaluation.metrics import ECE_BINS, check_outputs
 from geoloc.evaluation.render import log_wandb, write_report
 from geoloc.evaluation.result import EvaluationResult, evaluate_split
+from geoloc.io import atomic_write
+from geoloc.labels import UNCERTAIN
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +49,10 @@ class SplitOutputs:
     """(N,) row index of each output in the datamodule's dataset (None for baselines)."""
 
 
-def thresholds_path(ckpt_path: str | Path) -> Path:
-    """Where the policy of a checkpoint is saved: ``<ckpt>.thresholds.json`` beside it, so
-    every later command (``geoloc-eval``, prediction) finds it with the weights."""
-    ckpt = Path(ckpt_path)
-    return ckpt.with_name(ckpt.stem + ".thresholds.json")
-
-
-def calibration_path(ckpt_path: str | Path) -> Path:
-    """Where a checkpoint's calibration outputs are saved: ``<ckpt>.calibration.npz``, the
-    logits (fused, before temperature) and true labels the policy was fitted on. Audience
-    estimation reads them to measure the model's misclassification rates and the prior
-    its probabilities were calibrated under (:mod:`geoloc.inference.audience`)."""
-    ckpt = Path(ckpt_path)
-    return ckpt.with_name(ckpt.stem + ".calibration.npz")
-
-
 def save_calibration_outputs(outputs: SplitOutputs, class_names: list[str],
                              path: str | Path) -> Path:
     """Write ``outputs`` (logits, labels) with the class names, atomically, as plain
     arrays (read back with ``allow_pickle=False``)."""
-    from geoloc.io import atomic_write
-
     path = Path(path)
     with atomic_write(path, mode="wb") as fh:
         np.savez_compressed(fh, logits=np.asarray(outputs.logits, dtype=np.float32),
@@ -149,9 +133,6 @@ def write_predictions(result: EvaluationResult, logits: np.ndarray, texts: Seque
     country). Why: error analysis reads examples (typical UNCERTAIN profiles, confused
     pairs), which the aggregate tables cannot show (``notebooks/error_analysis``)."""
     import pandas as pd
-
-    from geoloc.io import atomic_write
-    from geoloc.labels import UNCERTAIN
 
     if len(texts) != len(result.labels):
         raise ValueError(f"{len(texts)} texts for {len(result.labels)} evaluated rows")

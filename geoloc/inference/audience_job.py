@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from geoloc.data.readers import error_to_dict, iter_numbered_results, iter_raw_rows
-from geoloc.data.schema import ColumnMapping, RecordError, profile_text
+from geoloc.data.formats import iter_raw_rows
+from geoloc.data.readers import error_to_dict, iter_numbered_results
+from geoloc.data.schema import ColumnMapping, profile_text
+from geoloc.errors import RecordError
 from geoloc.inference.audience import (
     Calibration,
     CalibrationReplicates,

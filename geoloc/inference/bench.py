@@ -1,5 +1,5 @@
-"""``make bench`` (prediction part): how fast geoloc labels profiles, against what people
-would otherwise run and against what the cores can do.
+"""``geoloc-bench predict`` (in ``make bench``): how fast geoloc labels profiles, against
+what people would otherwise run and against what the cores can do.
 
 In one run, on the same cores, threads and inputs (synthetic profiles: bio + 5 captions):
 
@@ -46,8 +46,9 @@ OUT = Path(__file__).resolve().parents[2] / "experiments" / "benchmarks" / "resu
 def untrained_export(folder: Path, layers: int, max_length: int, onnx: bool) -> Path:
     """An export folder of an untrained ``layers``-layer default model with a
     placeholder policy (every threshold 0.5)."""
+    from geoloc.bundle import Bundle
     from geoloc.evaluation.abstention import PolicyConfig, Thresholds
-    from geoloc.inference.export import Checkpoint, export_checkpoint
+    from geoloc.inference.export import export_bundle
     from geoloc.labels import DEFAULT_COUNTRIES
     from geoloc.model.module import GeolocModule
 
@@ -59,10 +60,9 @@ def untrained_export(folder: Path, layers: int, max_length: int, onnx: bool) -> 
     names = list(module.class_names)
     thresholds = Thresholds(names, dict.fromkeys(names, 0.5),
                             PolicyConfig(0.9, 0.05, (50,), "per_class"))
-    thresholds_file = thresholds.to_json(folder.with_suffix(".thresholds.json"))
-    ck = Checkpoint(Path(f"untrained-{layers}-layers"), module, thresholds, thresholds_file,
-                    None, None, max_length, {"source": "none (benchmark)"})
-    return export_checkpoint(ck, folder, onnx=onnx, quantize=onnx)
+    bundle = Bundle.save(folder.with_name(folder.name + ".bundle"), module, thresholds,
+                         data={"max_length": max_length, "source": "none (benchmark)"})
+    return export_bundle(bundle, module, folder, onnx=onnx, quantize=onnx)
 
 
 def profiles(n: int, seed: int = 123, unique: int = 2000) -> list[dict]:
@@ -72,8 +72,8 @@ def profiles(n: int, seed: int = 123, unique: int = 2000) -> list[dict]:
     slower than the model; repetition does not change the cost per row)."""
     from geoloc.data.readers import read_profiles
     from geoloc.data.schema import ColumnMapping
-    from geoloc.data.synthetic import generate_profiles
     from geoloc.resources import umass_dev_path
+    from geoloc.synthetic import generate_profiles
 
     k = min(n, unique)
     synthetic = [{"bio": r["bio"], "captions": r["captions"]}
@@ -175,7 +175,7 @@ def peak_rss_mb(folder: Path, src: Path, out: Path, threads: int) -> tuple[float
     code = (
         "import sys, time\n"
         "from geoloc.cli.predict import main\n"
-        f"sys.argv = ['geoloc-predict', 'ckpt_path={folder}', 'input={src}', "
+        f"sys.argv = ['geoloc-predict', 'model_dir={folder}', 'input={src}', "
         f"'output={out}', 'threads={threads}', 'progress=false', "
         f"'hydra.run.dir={out.parent / 'run'}', 'hydra.output_subdir=null']\n"
         "start = time.perf_counter()\n"
@@ -207,8 +207,8 @@ def cpu_description() -> str:
     return f"{name} ({', '.join(int8) if int8 else 'no VNNI/AMX int8 instructions'})"
 
 
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> str:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=2000, help="throughput inputs")
     parser.add_argument("--depth-profiles", type=int, default=500)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[10_000, 200_000])
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> str:
     cpu = cpu_description()
     text = f"""# Prediction speed (CPU, fp32 unless stated)
 
-Produced by `make bench` (`python -m geoloc.inference.bench`), {time.strftime('%Y-%m-%d')}:
+Produced by `make bench` (`geoloc-bench predict`), {time.strftime('%Y-%m-%d')}:
 {threads} threads, torch {torch.__version__}, {cpu}, {os.cpu_count()} logical cores.
 Model: mE5-small cut to {args.layers} layers (untrained weights, same shapes and cost),
 location_emoji tokenizer, max {args.max_length} tokens, batch {bs}. Inputs: {len(texts):,}

@@ -34,13 +34,14 @@ from typing import Any
 
 from tqdm import tqdm
 
+from geoloc.data.formats import detect_format
 from geoloc.data.readers import (
-    detect_format,
     error_to_dict,
     iter_numbered_results,
     require_file,
 )
-from geoloc.data.schema import ColumnMapping, ProfileRecord, RecordError
+from geoloc.data.schema import ColumnMapping, ProfileRecord
+from geoloc.errors import JobError, RecordError
 from geoloc.inference.predictor import (
     EMBEDDING_COLUMN,
     GROUP_COLUMN,
@@ -52,10 +53,6 @@ from geoloc.io import PathLike, atomic_write, write_json_atomic
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
                   ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 MANIFEST = "manifest.json"
-
-
-class JobError(ValueError):
-    """An output that would be overwritten, parts of another run, an unknown extension."""
 
 
 def output_schema(embeddings: bool = False, group: bool = False,

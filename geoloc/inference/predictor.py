@@ -3,11 +3,12 @@
 One class serves every way of running a trained model (``geoloc-predict``, the benchmark,
 Ray Data actors, notebooks): it owns the tokenizer, a *scorer* that turns token ids into
 logits, the saved policy (temperature, per-country thresholds and their guarantee kinds)
-and, when the run fused one, the char n-gram model. It loads from
+and, when the run fused one, the char n-gram model. It loads a model bundle
+(:mod:`geoloc.bundle`, verified against its manifest first):
 
-- a training checkpoint (``.ckpt``, with ``.thresholds.json`` and ``.fusion.json`` beside
-  it), scored by the Lightning module's network in PyTorch, or
-- an export folder (``geoloc-export``), scored by the exported
+- the folder training writes (``<run>/model``), scored by the Lightning module's network
+  in PyTorch, or
+- an export of it (``geoloc-export``), scored by the exported
   :class:`~geoloc.inference.modeling_geoloc.GeolocForSequenceClassification` in PyTorch
   (``backend="torch"``) or by ONNX Runtime (``backend="onnx"``, fp32 or int8 graph).
 
@@ -18,7 +19,6 @@ captions never pays for one long bio; forward passes run under ``torch.inference
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,18 +26,27 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
+from geoloc.bundle import Bundle, open_model
+from geoloc.bundle.files import (
+    FUSION_ARRAYS,
+    FUSION_FILE,
+    HF_WEIGHTS_FILE,
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+    THRESHOLDS_FILE,
+    WEIGHTS_FILE,
+)
 from geoloc.data.schema import ProfileRecord, profile_text
-from geoloc.io import PathLike
+from geoloc.errors import PredictorError
+from geoloc.inference.modeling_geoloc import GeolocForSequenceClassification
+from geoloc.io import PathLike, file_sha256
 from geoloc.labels import UNCERTAIN
 
 log = logging.getLogger("geoloc")
 
 BACKENDS = ("torch", "onnx")
-
-
-class PredictorError(ValueError):
-    """A model path or option the predictor cannot use; the message says which and why."""
 
 
 class Scorer(Protocol):
@@ -66,8 +75,6 @@ class TorchScorer:
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray,
                  embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        import torch
-
         with torch.inference_mode():
             pooled = self.embed(input_ids=torch.from_numpy(input_ids),
                                 attention_mask=torch.from_numpy(attention_mask))
@@ -79,7 +86,7 @@ class OnnxScorer:
     """An ONNX graph (``model.onnx`` or ``model.int8.onnx``) run by ONNX Runtime on CPU."""
 
     def __init__(self, path: PathLike, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # ~1 s at import; only the ONNX backend needs it
 
         options = ort.SessionOptions()
         if threads:
@@ -221,8 +228,6 @@ class Predictor:
         """What makes two predictors give the same output: a resumed batch job refuses
         parts written by another. Hashes :attr:`model_files` (about a second per 400 MB),
         so it is computed when a job asks, not on every load (Ray actors, benchmarks)."""
-        from geoloc.io import file_sha256
-
         return {**self.identity, "max_length": self.max_length, "top_k": self.top_k,
                 "embeddings": self.embeddings, "probabilities": self.probabilities,
                 "sha256": {f.name: file_sha256(f) for f in self.model_files}}
@@ -230,34 +235,47 @@ class Predictor:
     # -- loading -------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: PathLike, backend: str = "torch", quantized: bool = False,
+    def load(cls, model: Bundle | PathLike, backend: str = "torch", quantized: bool = False,
              batch_size: int = 64, top_k: int = 3, threads: int | None = None,
              max_length: int | None = None, embeddings: bool = False,
              probabilities: bool = False) -> Predictor:
-        """A checkpoint file (``backend="torch"`` only) or an export folder."""
+        """A model bundle (:mod:`geoloc.bundle`: what training writes, or an export of
+        it), opened and verified here when given as a path. ``backend="torch"`` scores
+        with the Lightning module's network (or, in an export, the exported
+        ``transformers`` class: no backbone to build); ``"onnx"`` with an export's graph."""
         if backend not in BACKENDS:
             raise PredictorError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
         if quantized and backend != "onnx":
             raise PredictorError("quantized=true is the int8 ONNX graph: use backend=onnx")
-        path = Path(path)
+        bundle = model if isinstance(model, Bundle) else open_model(model)
         if threads:
-            import torch
-
             torch.set_num_threads(int(threads))
-        if path.is_dir():
-            parts = _load_export(path, backend, quantized, threads)
-        elif path.is_file():
-            if backend != "torch":
-                raise PredictorError(
-                    f"backend={backend} needs an export folder (geoloc-export onnx=true); "
-                    f"{path} is a checkpoint")
-            parts = _load_checkpoint(path)
+        thresholds = bundle.thresholds()
+        if backend == "onnx":
+            name = ONNX_INT8_FILE if quantized else ONNX_FILE
+            if not bundle.has(name):
+                raise PredictorError(f"{bundle.path(name)}: missing; export the model with "
+                                     "onnx=true" + (" quantize=true" if quantized else ""))
+            weights = bundle.path(name)
+            scorer: Scorer = OnnxScorer(weights, threads)
+            tokenizer = bundle.tokenizer()
+        elif bundle.is_export:  # the exported transformers class: no backbone to build
+            weights = bundle.path(HF_WEIGHTS_FILE)
+            scorer = TorchScorer(GeolocForSequenceClassification.from_pretrained(
+                str(bundle.folder)))
+            tokenizer = bundle.tokenizer()
         else:
-            raise PredictorError(f"ckpt_path={path}: no such checkpoint file or export folder")
-        saved_length = parts.pop("max_length")
-        identity = {"model": str(path.resolve()), "backend": backend, "quantized": quantized}
-        return cls(**parts, max_length=int(max_length or saved_length),
-                   batch_size=batch_size, top_k=top_k, source=str(path), identity=identity,
+            weights = bundle.path(WEIGHTS_FILE)
+            module = bundle.load_module()
+            scorer, tokenizer = TorchScorer(module.net), module.tokenizer
+        fusion = bundle.fusion()
+        files = (weights, bundle.path(THRESHOLDS_FILE),
+                 *((bundle.path(FUSION_FILE), bundle.path(FUSION_ARRAYS)) if fusion else ()))
+        identity = {"model": str(bundle.folder.resolve()), "backend": backend,
+                    "quantized": quantized}
+        return cls(tokenizer, scorer, thresholds, int(max_length or bundle.max_length),
+                   fusion=fusion, batch_size=batch_size, top_k=top_k,
+                   source=str(bundle.folder), identity=identity, model_files=files,
                    embeddings=embeddings, probabilities=probabilities)
 
     # -- scoring -------------------------------------------------------------------------
@@ -302,67 +320,3 @@ class Predictor:
         texts = [profile_text(r["bio"], r["captions"]) for r in records]
         lines = list(range(1, len(records) + 1)) if lines is None else lines
         return self.predict_texts(texts).rows(records, lines)
-
-
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    from geoloc.inference.export import Checkpoint
-
-    ck = Checkpoint.load(path)
-    return {"tokenizer": ck.module.tokenizer, "scorer": TorchScorer(ck.module.net),
-            "thresholds": ck.thresholds, "fusion": ck.fusion, "max_length": ck.max_length,
-            "model_files": _model_files(path, ck.thresholds_file, ck.fusion_file)}
-
-
-def _model_files(weights: Path, thresholds_file: Path, fusion_file: Path | None
-                 ) -> tuple[Path, ...]:
-    """The files whose bytes decide a predictor's output (the fusion's JSON holds its
-    weight and vocabulary, its ``.npz`` the arrays)."""
-    fusion = () if fusion_file is None else (fusion_file, fusion_file.with_suffix(".npz"))
-    return (weights, thresholds_file, *fusion)
-
-
-def _load_export(folder: Path, backend: str, quantized: bool, threads: int | None
-                 ) -> dict[str, Any]:
-    """Load an export folder with geoloc's own classes: nothing in the folder is executed
-    (its ``modeling_geoloc.py`` is for plain ``transformers`` users)."""
-    from transformers import PreTrainedTokenizerFast
-
-    from geoloc.evaluation import Thresholds
-    from geoloc.inference import export as ex
-    from geoloc.model.ngram import Fusion, check_pairing
-
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise PredictorError(f"{folder}: not an export folder (no config.json)")
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    meta = config.get("geoloc") or {}
-    if meta.get("format") != ex.EXPORT_FORMAT:
-        raise PredictorError(f"{config_file}: not a geoloc export (geoloc.format="
-                             f"{meta.get('format')!r}, expected {ex.EXPORT_FORMAT!r})")
-    thresholds_file = folder / ex.THRESHOLDS_FILE
-    thresholds = Thresholds.from_json(thresholds_file)
-    fusion = fusion_file = None
-    if meta.get("fusion"):
-        fusion_file = folder / ex.FUSION_FILE
-        fusion = Fusion.load(fusion_file)
-        check_pairing(fusion, thresholds_file, fusion_file)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
-    if backend == "onnx":
-        graph = folder / (ex.ONNX_INT8_FILE if quantized else ex.ONNX_FILE)
-        if not graph.is_file():
-            raise PredictorError(f"{graph}: missing; export with onnx=true"
-                                 + (" quantize=true" if quantized else ""))
-        scorer: Scorer = OnnxScorer(graph, threads)
-    else:
-        from geoloc.inference.modeling_geoloc import GeolocForSequenceClassification
-
-        scorer = TorchScorer(GeolocForSequenceClassification.from_pretrained(str(folder)))
-    names = list(thresholds.class_names)
-    id2label = config.get("id2label") or {}
-    if id2label != {str(i): n for i, n in enumerate(names)}:
-        raise PredictorError(f"{config_file}: id2label {id2label} differs from the classes "
-                             f"of {thresholds_file.name} {names}")
-    weights = graph if backend == "onnx" else folder / "model.safetensors"
-    return {"tokenizer": tokenizer, "scorer": scorer, "thresholds": thresholds,
-            "fusion": fusion, "max_length": int(meta["max_length"]),
-            "model_files": _model_files(weights, thresholds_file, fusion_file)}

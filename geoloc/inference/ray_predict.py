@@ -23,7 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from geoloc.data.schema import ColumnMapping, RecordError
+from geoloc.data.schema import ColumnMapping
+from geoloc.errors import RecordError
 from geoloc.inference.predictor import Predictor
 
 DEFAULT_COLUMNS = {"id": "id", "bio": "bio", "captions": "captions", "captions_mode": "auto"}
@@ -45,7 +46,7 @@ class RayPredictor:
     def __init__(self, model: str, columns: dict | None = None, backend: str = "torch",
                  quantized: bool = False, batch_size: int = 64, top_k: int = 3,
                  threads: int | None = 1, embeddings: bool = False) -> None:
-        from geoloc.data.readers import row_validator
+        from geoloc.data.validation import row_validator
 
         self.predictor = Predictor.load(model, backend=backend, quantized=quantized,
                                         batch_size=batch_size, top_k=top_k, threads=threads,

@@ -16,12 +16,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from geoloc.backbones import bundled_num_layers
+from geoloc.errors import ModelConfigError
 
 POOLINGS = ("cls", "mean")
-
-
-class ModelConfigError(ValueError):
-    """An invalid model option; the message names the option and what is allowed."""
 
 
 def backbone_num_layers(backbone: str) -> int:

@@ -35,8 +35,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import get_linear_schedule_with_warmup
 
 from geoloc.backbones import materialize_backbone
-from geoloc.config import instantiate
-from geoloc.data.schema import InputFileError
+from geoloc.errors import BackboneMismatchError, CheckpointError
+from geoloc.instantiate import instantiate
 from geoloc.metadata import ModelMetadata
 
 # freeze_word_embeddings is aliased: the constructor argument of that name shadows it.
@@ -51,16 +51,6 @@ from geoloc.model.tokenization import build_tokenizer, extend_embeddings, load_b
 
 #: Checkpoint key: state-dict name -> SHA-256 of each frozen backbone tensor left out.
 RESTORED_KEY = "geoloc_restored_from_backbone"
-
-
-class BackboneMismatchError(ValueError):
-    """A checkpoint's frozen backbone tensors differ from the backbone materialised here."""
-
-
-class CheckpointError(InputFileError):
-    """A file given as a checkpoint that is not one geoloc can read (missing, a folder,
-    truncated, another kind of file, or holding objects other than tensors and plain
-    containers); the message names the file and the problem."""
 
 
 @contextmanager
@@ -136,7 +126,7 @@ class GeolocModule(pl.LightningModule):
         warmup_ratio: float,
         compile: bool,
     ) -> None:
-        """Every option is required: ``conf/model/default.yaml`` is where their values
+        """Every option is required: ``geoloc/conf/model/default.yaml`` is where their values
         live, and a checkpoint's hyper-parameters supply them all on reload."""
         super().__init__()
         countries = list(_plain(countries))

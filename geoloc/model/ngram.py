@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 from scipy.special import log_softmax
 
-from geoloc.io import atomic_write, write_json_atomic
+from geoloc.evaluation.calibration import fit_temperature, nll
+from geoloc.io import atomic_write, file_sha256, write_json_atomic
 
 #: Probability floor for classes the model cannot score (e.g. absent from its train rows).
 PROB_FLOOR = 1e-9
@@ -174,8 +175,6 @@ def select_fusion(transformer_logits: np.ndarray, ngram_by_c: Mapping[float, np.
                   ) -> tuple[float, float, list[dict[str, float]]]:
     """The ``(C, w)`` whose fused calibration log-loss (out of fold in a cross-fit),
     after fitting a temperature, is lowest; returns them and every candidate's score."""
-    from geoloc.evaluation.calibration import fit_temperature, nll
-
     labels = np.asarray(labels, dtype=np.int64)
     trials = []
     for c, ngram in ngram_by_c.items():
@@ -226,19 +225,6 @@ class Fusion:
                    thresholds_sha256=meta.get("thresholds_sha256"))
 
 
-def fusion_path(ckpt_path: str | Path) -> Path:
-    """Where the fusion of a checkpoint lives: ``<checkpoint>.fusion.json`` (+ ``.npz``)."""
-    p = Path(ckpt_path)
-    return p.with_name(p.stem + ".fusion.json")
-
-
-def remove_fusion(path: str | Path) -> None:
-    """Delete a saved fusion (both files) if there is one."""
-    path = Path(path)
-    path.unlink(missing_ok=True)
-    path.with_suffix(".npz").unlink(missing_ok=True)
-
-
 def oof_key(c: float) -> str:
     """Name of the out-of-fold n-gram log-probabilities for ``C`` in ``crossfit_oof.npz``."""
     return f"ngram_C{c:g}"
@@ -248,8 +234,6 @@ def check_pairing(fusion: Fusion | None, thresholds_file: str | Path | None,
                   fusion_file: str | Path) -> None:
     """Raise ``ValueError`` unless ``fusion`` and the thresholds belong together: a fused
     policy on unfused logits (or the reverse) would certify nothing it claims."""
-    from geoloc.io import file_sha256
-
     if fusion is None:
         return
     if thresholds_file is None:
@@ -264,4 +248,4 @@ def check_pairing(fusion: Fusion | None, thresholds_file: str | Path | None,
 
 
 __all__ = ["CharNgramLR", "Fusion", "FusionConfig", "check_pairing", "full_log_proba", "fuse",
-           "fusion_path", "oof_key", "remove_fusion", "select_fusion"]
+           "oof_key", "select_fusion"]

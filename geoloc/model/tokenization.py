@@ -20,6 +20,7 @@ import torch
 from tokenizers import AddedToken
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from geoloc.errors import TokenizerVariantError
 from geoloc.labels import flag_emoji
 
 TOKENIZER_VARIANTS = ("base", "location_emoji")
@@ -30,10 +31,6 @@ LOCATION_EMOJI: tuple[str, ...] = (
     "📍", "📌", "🏠", "🏡", "🌍", "🌎", "🌏", "🌐", "✈️", "🛫", "🛬", "🗺️", "🧭", "🧳",
     "🏙️", "🌆", "🏖️", "🏝️", "🗽",
 )
-
-
-class TokenizerVariantError(ValueError):
-    """An unknown ``tokenizer.variant`` option."""
 
 
 def location_tokens(countries: Sequence[str]) -> list[str]:

@@ -1,6 +1,6 @@
 """Surface statistics of a set of short social-media texts, to compare synthetic with real.
 
-The synthetic generator (:mod:`geoloc.data.synthetic`) is the default data set, so it should
+The synthetic generator (:mod:`geoloc.synthetic`) is the default data set, so it should
 *look like* real posts in the ways a model can pick up: how long a post is, which scripts it
 is written in, how often it carries emoji, URLs, @mentions, hashtags and place names. This
 module measures those things on any list of texts (one text per post or per profile) so
@@ -31,7 +31,7 @@ What each statistic measures (every ``share_*`` is the share of texts with at le
   words that are not also common words of the other languages the generator writes
   (:data:`ENGLISH_WORDS`; at least one). A cheap proxy for "written (partly) in English"; the experiment
   checks it against the real set's human "Definitely English" annotation;
-- ``share_place``: :func:`geoloc.data.location.resolve_location` finds a place in the text
+- ``share_place``: :func:`geoloc.location.resolve_location` finds a place in the text
   (any country; the resolver was built for location fields, so on free text a few
   ordinary words that are also town names fire too); ``share_place_true``: it names the
   text's own country (only when countries are given). The second is the cleaner measure of
@@ -47,6 +47,8 @@ import statistics
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
+
+from geoloc.location import resolve_location
 
 # Scripts reported one by one (others are pooled into ``script_other``).
 SCRIPTS: tuple[str, ...] = (
@@ -202,7 +204,7 @@ def text_stats(
     })
     if place:
         if resolver is None:
-            from geoloc.data.location import resolve_location as resolver
+            resolver = resolve_location
         hits = [resolver(t) for t in texts]
         out["share_place"] = sum(h is not None for h in hits) / n
         if countries is not None:

@@ -30,7 +30,7 @@ exists in the country an explicit mention names is restricted to it ("London, On
 -> the Canadian London). The winning share of the vote is the confidence; below
 ``min_confidence`` the resolver abstains.
 
-The index is built in :mod:`geoloc.data.gazetteer`; the hand-written aliases and word lists
+The index is built in :mod:`geoloc.location.gazetteer`; the hand-written aliases and word lists
 it uses are data (``geoloc/resources/location/resolver.yaml``, each entry with its reason).
 This module matches and votes.
 """
@@ -44,24 +44,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from geoloc.data.gazetteer import (
-    ALIASES,
-    CASED_ALIASES,
-    COUNTRY_ALIASES,
-    INDEX_VERSION,
-    MIN_CITY_POPULATION,
+from geoloc.labels import is_valid_code
+from geoloc.location.gazetteer import (
     NEVER_PLACES,
     NOSPACE_RE,
     NOT_BEFORE_QUALIFIER,
-    REGIONS,
     TOKEN_RE,
     Gazetteer,
-    build_gazetteer,
     get_gazetteer,
-    make_key,
     normalize,
 )
-from geoloc.labels import is_valid_code
 
 DEFAULT_MIN_CONFIDENCE = 0.6
 
@@ -387,20 +379,9 @@ def explain(text: str) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "ALIASES",
-    "CASED_ALIASES",
-    "COUNTRY_ALIASES",
-    "INDEX_VERSION",
-    "MIN_CITY_POPULATION",
-    "NEVER_PLACES",
-    "REGIONS",
-    "Gazetteer",
+    "DEFAULT_MIN_CONFIDENCE",
     "LocationMatch",
-    "build_gazetteer",
     "explain",
-    "get_gazetteer",
-    "make_key",
-    "normalize",
     "resolve_country",
     "resolve_location",
     "resolve_many",

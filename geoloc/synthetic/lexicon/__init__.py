@@ -6,14 +6,14 @@ babel instead. The lists are data files (``geoloc/resources/lexicon/*.json``, re
 import); :mod:`.countries` and :mod:`.languages` document their keys.
 """
 
-from geoloc.data.lexicon.countries import (
+from geoloc.synthetic.lexicon.countries import (
     COUNTRIES,
     DEFAULT_OTHER_COUNTRIES,
     DIASPORA,
     TOURIST_SPOTS,
     TRAVEL,
 )
-from geoloc.data.lexicon.languages import (
+from geoloc.synthetic.lexicon.languages import (
     EMOTICONS,
     GENERIC_EMOJI,
     LANGUAGES,

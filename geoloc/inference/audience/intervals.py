@@ -1,31 +1,8 @@
-"""Audience geography: the country mix of a set of profiles (an influencer's followers),
-with 90 % intervals, corrected for abstention and misclassification.
-
-Counting the labels that survive abstention is biased: easy countries survive, hard ones
-turn into UNCERTAIN and confusable pairs leak into each other. Quantification methods
-estimate the class *prevalence* of a sample directly, from the classifier's outputs and
-what calibration data say about its errors. Four estimators, side by side:
-
-- ``naive``: classify and count the assigned labels (UNCERTAIN rows dropped), what a user
-  of the labels would compute;
-- ``pcc``: probabilistic classify and count, the mean calibrated probability vector;
-- ``acc``: adjusted classify and count: the argmax counts corrected by the misclassification
-  rates P(argmax = i | country = j) measured on the calibration data;
-- ``em``: the EM prior adjustment of Saerens, Latinne & Decaestecker (2002), which re-weights
-  the calibrated posteriors from the calibration prior to the sample's own.
-
-The estimators' algebra is QuaPy's (``ACC.getPteCondEstim``, ``ACC.solve_adjustment``,
-``EMQ.EM``), applied to precomputed outputs. The interval is a percentile bootstrap that
-resamples both the audience and the calibration rows (so it carries the uncertainty of
-the misclassification rates too), widened by a systematic margin calibrated on the
-calibration data (:func:`systematic_margins`: the bias the bootstrap cannot see, which
-does not shrink with the audience's size). QuaPy's own
-``AggregativeBootstrap`` is not used because its test resampling runs in joblib workers
-that ignore its ``random_state`` (intervals would not be reproducible) and its
-model-based resampling expects a ``LabelledCollection`` of predictions.
-
-The calibration data are what the policy was fitted on: ``<ckpt>.calibration.npz``
-(logits and true labels; out of fold for a cross-fitted run), saved by ``geoloc-train``.
+"""Intervals around an audience's estimated shares, and :func:`estimate_audience`, the
+one call per group: a percentile bootstrap over the group's rows and the calibration rows,
+widened in quadrature by a systematic margin calibrated split-conformally on the
+calibration data (:func:`systematic_margins`); naive counting keeps a Jeffreys floor
+(:func:`jeffreys_interval`).
 """
 
 from __future__ import annotations
@@ -33,164 +10,18 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-#: The estimators, in the order they are reported.
-METHODS = ("naive", "pcc", "acc", "em")
-#: What ``geoloc-audience`` reports when not told otherwise (see experiments/audience/).
-RECOMMENDED = "em"
-DESCRIPTIONS = {
-    "naive": "classify and count of the assigned labels (UNCERTAIN dropped)",
-    "pcc": "probabilistic classify and count (mean calibrated probabilities)",
-    "acc": "adjusted classify and count (argmax counts, calibration misclassification rates)",
-    "em": "EM prior adjustment (Saerens et al. 2002) of the calibrated probabilities",
-}
-
-
-class AudienceError(ValueError):
-    """An option the estimators cannot use; the message names it. (Unusable calibration
-    files raise :class:`~geoloc.data.schema.InputFileError`: they are bad input.)"""
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """What the estimators learn from labelled data the model did not train on: the
-    calibrated probabilities and true labels of the calibration rows."""
-
-    class_names: tuple[str, ...]
-    probabilities: np.ndarray
-    """(N, C) calibrated probabilities softmax(logits / T)."""
-    labels: np.ndarray
-    """(N,) true class indices."""
-    decisions: np.ndarray | None = None
-    """(N,) the policy's decisions (class or -1), for naive counting's own check."""
-
-    def __post_init__(self) -> None:
-        n, c = self.probabilities.shape
-        if c != len(self.class_names) or self.labels.shape != (n,):
-            raise AudienceError(f"calibration data: {n}x{c} probabilities, "
-                                f"{self.labels.shape} labels, {len(self.class_names)} classes")
-        if n == 0:
-            raise AudienceError("calibration data: no rows")
-
-    @classmethod
-    def load(cls, path: str | Path, thresholds: object) -> Calibration:
-        """``<ckpt>.calibration.npz`` (``allow_pickle=False``) with the policy's
-        temperature applied; its class names must be the policy's."""
-        from geoloc.data.schema import InputFileError
-
-        path = Path(path)
-        if not path.is_file():
-            raise InputFileError(
-                f"{path}: no calibration outputs beside the model (geoloc-train saves them "
-                "with the thresholds since this version; retrain, or export again)")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                logits, labels = data["logits"], data["labels"]
-                names = tuple(str(x) for x in data["class_names"])
-        except (OSError, ValueError, KeyError) as err:
-            raise InputFileError(f"{path}: not readable calibration outputs ({err})") from err
-        if names != tuple(thresholds.class_names):
-            raise InputFileError(f"{path}: classes {list(names)} differ from the policy's "
-                                 f"{list(thresholds.class_names)}")
-        if labels.ndim != 1 or logits.shape != (len(labels), len(names)) or (
-                len(labels) and not 0 <= labels.min() <= labels.max() < len(names)):
-            raise InputFileError(f"{path}: {logits.shape} logits and {labels.shape} labels "
-                                 f"do not fit {len(names)} classes")
-        probs = thresholds.probabilities(logits)
-        return cls(names, probs, labels.astype(np.int64), thresholds.apply(probs))
-
-    def prior(self) -> np.ndarray:
-        """The label prevalence of the calibration rows."""
-        return np.bincount(self.labels, minlength=len(self.class_names)) / len(self.labels)
-
-    def implied_prior(self) -> np.ndarray:
-        """The prior the calibrated probabilities themselves imply: their mean over the
-        calibration rows. EM starts from it rather than from :meth:`prior`: for
-        probabilities that are calibrated only approximately (temperature scaling) it is
-        the prior they are consistent with (QuaPy's ``exact_train_prev=False``)."""
-        return self.probabilities.mean(axis=0)
-
-    def misclassification(self) -> np.ndarray:
-        """(C, C) matrix M[i, j] = P(argmax = i | country = j) (QuaPy's layout)."""
-        from quapy.method.aggregative import ACC
-
-        classes = np.arange(len(self.class_names))
-        return ACC.getPteCondEstim(classes, self.labels, self.probabilities.argmax(1))
-
-    def resample(self, rng: np.random.Generator) -> Calibration:
-        """A bootstrap replicate of the calibration rows."""
-        return self.subset(rng.integers(0, len(self.labels), len(self.labels)))
-
-    def subset(self, rows: np.ndarray) -> Calibration:
-        """The calibration rows ``rows`` (indices, repeats allowed)."""
-        return Calibration(self.class_names, self.probabilities[rows], self.labels[rows],
-                           None if self.decisions is None else self.decisions[rows])
-
-
-def load_calibration(model: str | Path) -> tuple[Any, Calibration]:
-    """The policy and calibration data of a checkpoint (``<ckpt>.thresholds.json`` and
-    ``<ckpt>.calibration.npz`` beside it) or of an export folder (their copies in it)."""
-    from geoloc.evaluation import Thresholds, calibration_path, thresholds_path
-    from geoloc.inference.export import CALIBRATION_FILE, THRESHOLDS_FILE
-
-    model = Path(model)
-    if model.is_dir():
-        policy, data = model / THRESHOLDS_FILE, model / CALIBRATION_FILE
-    elif model.is_file():
-        policy, data = thresholds_path(model), calibration_path(model)
-    else:
-        from geoloc.data.schema import InputFileError
-
-        raise InputFileError(f"ckpt_path={model}: no such checkpoint file or export folder")
-    thresholds = Thresholds.from_json(policy)
-    return thresholds, Calibration.load(data, thresholds)
-
-
-@dataclass(frozen=True)
-class _Fitted:
-    """The per-calibration quantities the estimators need (computed once per replicate)."""
-
-    rates: np.ndarray
-    prior: np.ndarray
-
-    @classmethod
-    def of(cls, calibration: Calibration) -> _Fitted:
-        return cls(calibration.misclassification(), calibration.implied_prior())
-
-
-def _estimate(method: str, probabilities: np.ndarray, decisions: np.ndarray,
-              fitted: _Fitted) -> np.ndarray:
-    """One estimator's prevalence vector (C,) for one sample of rows."""
-    from quapy.functional import normalize_prevalence
-    from quapy.method.aggregative import ACC, EMQ
-
-    n, c = probabilities.shape
-    if method == "naive":
-        assigned = decisions[decisions >= 0]
-        if len(assigned) == 0:
-            return np.full(c, np.nan)
-        return np.bincount(assigned, minlength=c) / len(assigned)
-    if method == "pcc":
-        return probabilities.mean(axis=0)
-    if method == "acc":
-        counts = np.bincount(probabilities.argmax(1), minlength=c) / n
-        # Forman's ACC: solve M p = q exactly (the counts themselves when M is singular),
-        # then clip to the simplex. QuaPy's constrained "minimize" solver is 50-200 ms a
-        # call with 37 classes, too slow for hundreds of bootstrap replicates per group.
-        raw = ACC.solve_adjustment(class_conditional_rates=fitted.rates,
-                                   unadjusted_counts=counts, method="inversion",
-                                   solver="exact-cc")
-        return normalize_prevalence(raw, method="clip")
-    if method == "em":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "might not have converged": reported by MAE
-            prevalence, _ = EMQ.EM(fitted.prior, probabilities.astype(np.float64))
-        return np.asarray(prevalence)
-    raise AudienceError(f"method={method!r}: expected one of {', '.join(METHODS)}")
+from geoloc.inference.audience.estimators import (
+    METHODS,
+    AudienceError,
+    Calibration,
+    _estimate,
+    _Fitted,
+    check_methods,
+    check_options,
+)
 
 
 @dataclass
@@ -201,31 +32,6 @@ class Estimate:
     share: np.ndarray
     low: np.ndarray
     high: np.ndarray
-
-
-def check_methods(methods: Sequence[str]) -> list[str]:
-    """``methods`` validated (unknown names refused, order kept)."""
-    out = [str(m) for m in methods]
-    unknown = [m for m in out if m not in METHODS]
-    if unknown or not out:
-        raise AudienceError(f"methods={out}: expected a non-empty subset of "
-                            f"{', '.join(METHODS)}")
-    return out
-
-
-def check_options(**options: float) -> None:
-    """Validate the numeric options of audience estimation that are given (``bootstrap``:
-    an integer >= 0; ``buckets``, ``chunk_rows``: integers >= 1; ``level``: in (0, 1));
-    the one place their bounds live, for the library and the command line alike."""
-    for name, value in options.items():
-        if name == "level":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 < value < 1:
-                raise AudienceError(f"level={value}: expected a number in (0, 1)")
-            continue
-        least = 0 if name == "bootstrap" else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise AudienceError(f"{name}={value}: expected an integer >= {least}")
 
 
 def stratified_halves(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -471,39 +277,3 @@ def jeffreys_interval(share: np.ndarray, n: int, level: float
     low = np.where(x < 1, 0.0, beta.ppf(tail, x + 0.5, n - x + 0.5))
     high = np.where(x > n - 1, 1.0, beta.ppf(1 - tail, x + 0.5, n - x + 0.5))
     return low, high
-
-
-def plot_group(shares: Any, group: str, methods: Sequence[str] = ("naive", RECOMMENDED),
-               top: int = 12, ax: Any = None) -> Any:
-    """Bar chart of one group's country shares by ``methods`` side by side, with their
-    intervals as error bars: the ``top`` countries by the last method's share. ``shares``
-    is ``geoloc-audience`` output as a DataFrame. Returns the matplotlib Axes."""
-    import matplotlib.pyplot as plt
-
-    g = shares[shares["group"].astype(str) == str(group)]
-    if g.empty:
-        raise AudienceError(f"group {group!r} is not in the shares "
-                            f"(groups: {sorted(map(str, shares['group'].unique()))[:10]})")
-    methods = [m for m in methods if m in set(g["method"])]
-    if not methods:
-        raise AudienceError(f"none of the methods {list(methods)} is in the shares")
-    ranked = (g[g["method"] == methods[-1]].sort_values("share", ascending=False)
-              ["country"].head(top).tolist())
-    if ax is None:
-        _, ax = plt.subplots(figsize=(max(6, 0.6 * len(ranked) * len(methods)), 4))
-    width = 0.8 / len(methods)
-    x = np.arange(len(ranked))
-    for j, m in enumerate(methods):
-        rows = g[g["method"] == m].set_index("country").reindex(ranked)
-        share = rows["share"].astype(float).to_numpy()
-        err = np.vstack([share - rows["low"].astype(float), rows["high"].astype(float) - share])
-        ax.bar(x + (j - (len(methods) - 1) / 2) * width, share, width, yerr=np.clip(err, 0, None),
-               capsize=2, label=f"{m}: {DESCRIPTIONS[m].split(' (')[0]}")
-    level = float(g["level"].iloc[0])
-    n = int(g["profiles"].iloc[0])
-    ax.set_xticks(x, ranked)
-    ax.set_ylabel("share of the audience")
-    ax.set_title(f"{group}: {n} profiles, {100 * level:g} % intervals")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return ax

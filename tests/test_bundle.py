@@ -1,0 +1,196 @@
+"""The model bundle: one folder a trained model lives in, whole or refused.
+
+Built from real pieces (mE5 cut to 1 layer, the real tokenizer, a policy fitted on
+logits, a fitted char n-gram fusion, calibration outputs) without training: what is
+tested is the folder, not the model's quality. Every file kind is deleted, changed and
+swapped for another model's copy, and an unknown file is added; each time the bundle is
+refused with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose
+
+pytestmark = pytest.mark.slow
+
+TEXTS = ["Bom dia São Paulo 🇧🇷", "howdy y'all from Texas", "東京 今日は", "Merhaba İstanbul"]
+
+
+def _save(folder: Path, seed: int) -> Path:
+    from geoloc.bundle import Bundle
+    from geoloc.evaluation import PolicyConfig, SplitOutputs, fit_policy
+    from geoloc.model.module import GeolocModule
+    from geoloc.model.ngram import CharNgramLR, Fusion
+
+    torch.manual_seed(seed)
+    module = GeolocModule(backbone="me5_small", encoder_layers=1, pooling="mean",
+                          dropout=0.1, tokenizer_variant="location_emoji",
+                          countries=["BR", "US", "JP", "TR"], freeze_word_embeddings=True,
+                          optimizer={"_target_": "torch.optim.AdamW", "_partial_": True,
+                                     "lr": 1e-4},
+                          warmup_ratio=0.1, compile=False).eval()
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 5, 400)
+    logits = rng.normal(size=(400, 5)).astype(np.float32)
+    logits[np.arange(400), labels] += 3.0
+    names = list(module.class_names)
+    policy = fit_policy(logits, labels, names, PolicyConfig(
+        target=0.6, delta=0.1, start_counts=(20, 50), guarantee="per_class", pool_below=20))
+    ngram = CharNgramLR(n_classes=5, C=1.0).fit(TEXTS * 5, [0, 1, 2, 3] * 5)
+    return Bundle.save(folder, module, policy, data={"max_length": 64, "source": "test"},
+                       calibration=SplitOutputs(logits, labels),
+                       fusion=Fusion(model=ngram, weight=0.5),
+                       metrics={"eval/accuracy": 0.5}).folder
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("bundles")
+    return _save(root / "a", seed=0), _save(root / "b", seed=1)
+
+
+def test_a_saved_bundle_opens_and_rebuilds_the_same_network(bundles):
+    from geoloc.bundle import Bundle
+    from geoloc.bundle.files import (
+        CALIBRATION_FILE,
+        FUSION_ARRAYS,
+        FUSION_FILE,
+        MANIFEST,
+        REQUIRED,
+    )
+    from geoloc.inference.predictor import Predictor
+
+    folder, _ = bundles
+    bundle = Bundle.open(folder)
+    assert set(bundle.manifest["files"]) >= {*REQUIRED, CALIBRATION_FILE, FUSION_FILE,
+                                             FUSION_ARRAYS}
+    assert MANIFEST not in bundle.manifest["files"]
+    assert bundle.class_names == ["BR", "US", "JP", "TR", "OTHER"]
+    assert bundle.max_length == 64 and bundle.fusion().weight == 0.5
+    # the frozen embedding table is left out, its hash recorded (22 MB, not ~470 MB)
+    assert bundle.info["restored_from_backbone"]
+    assert bundle.path("geoloc_weights.safetensors").stat().st_size < 60e6
+    module = bundle.load_module()
+    again = Bundle.open(folder).load_module()
+    enc = module.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(module(enc["input_ids"], enc["attention_mask"]),
+                                   again(enc["input_ids"], enc["attention_mask"]))
+    rows = Predictor.load(folder).predict_texts(TEXTS)
+    assert rows.probabilities.shape == (4, 5)
+
+
+def _kinds(folder: Path) -> list[str]:
+    from geoloc.bundle import Bundle
+
+    return sorted(Bundle.open(folder).manifest["files"])
+
+
+@pytest.mark.parametrize("fault", ["missing", "changed", "swapped"])
+def test_every_file_kind_missing_changed_or_swapped_is_refused_naming_it(bundles, tmp_path,
+                                                                         fault):
+    """For each file of the bundle: deleted, one byte changed, or replaced by the same
+    file of another model (a policy from another run, another fusion...): one line that
+    names the file."""
+    from geoloc.bundle import Bundle
+    from geoloc.errors import BundleError
+
+    good, other = bundles
+    names = _kinds(good)
+    assert len(names) >= 8
+    for name in names:
+        folder = tmp_path / f"{fault}-{name}"
+        shutil.copytree(good, folder)
+        target = folder / name
+        if fault == "missing":
+            target.unlink()
+        elif fault == "changed":
+            data = bytearray(target.read_bytes())
+            data[len(data) // 2] ^= 0x01
+            target.write_bytes(bytes(data))
+        else:
+            if (other / name).read_bytes() == target.read_bytes():
+                continue  # the same bytes in both models (e.g. the tokenizer)
+            shutil.copyfile(other / name, target)
+        with pytest.raises(BundleError) as caught:
+            Bundle.open(folder)
+        text = str(caught.value)
+        assert str(target) in text and "\n" not in text, (fault, name, text)
+
+
+def test_an_unlisted_file_or_a_broken_manifest_is_refused(bundles, tmp_path):
+    from geoloc.bundle import Bundle
+    from geoloc.bundle.files import MANIFEST
+    from geoloc.errors import BundleError
+
+    good, _ = bundles
+    folder = tmp_path / "extra"
+    shutil.copytree(good, folder)
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(BundleError, match=r"notes\.txt: not part of the bundle"):
+        Bundle.open(folder)
+    (folder / "notes.txt").unlink()
+    manifest = json.loads((folder / MANIFEST).read_text())
+    del manifest["files"]["geoloc_thresholds.json"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="lists no thresholds file"):
+        Bundle.open(folder)
+    (folder / MANIFEST).write_text("{not json")
+    with pytest.raises(BundleError, match="unreadable manifest"):
+        Bundle.open(folder)
+    (folder / MANIFEST).unlink()
+    with pytest.raises(BundleError, match="not a geoloc model folder"):
+        Bundle.open(folder)
+
+
+def test_every_command_refuses_a_broken_bundle_in_one_line(bundles, tmp_path):
+    """geoloc-eval, -predict, -export and -audience all take model_dir= and report a bundle
+    whose policy was swapped as bad input: exit 2, one line naming the file."""
+    good, other = bundles
+    folder = tmp_path / "swapped"
+    shutil.copytree(good, folder)
+    shutil.copyfile(other / "geoloc_thresholds.json", folder / "geoloc_thresholds.json")
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "1", "bio": "hi", "captions": [], "group": "g"}) + "\n")
+    commands = {
+        "predict": [f"input={src}", f"output={tmp_path / 'p.jsonl'}"],
+        "export": [f"output={tmp_path / 'export'}"],
+        "audience": [f"input={src}", f"output={tmp_path / 'a.csv'}", "columns.group=group"],
+        "evaluate": ["logger=none"],
+    }
+    for command, args in commands.items():
+        cmd = [sys.executable, "-m", f"geoloc.cli.{command}", f"model_dir={folder}", *args,
+               f"hydra.run.dir={tmp_path / 'run'}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, (command, done.stderr[-2000:])
+        last = done.stderr.strip().splitlines()[-1]
+        assert "bad input" in last and "geoloc_thresholds.json" in last, (command, last)
+        assert "Traceback" not in done.stderr, command
+    assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "export").exists()
+
+
+def test_ckpt_path_still_works_for_a_release_with_a_deprecation_message(bundles, tmp_path,
+                                                                       caplog):
+    """A bundle folder given as ckpt_path= opens (with a warning); model_dir= and ckpt_path=
+    together are refused."""
+    from geoloc.cli.common import model_bundle
+    from geoloc.errors import ConfigError
+
+    good, _ = bundles
+    with caplog.at_level("WARNING", logger="geoloc"):
+        bundle = model_bundle(compose([f"ckpt_path={good}"], config_name="predict"))
+    assert bundle.folder == good and "deprecated" in caplog.text
+    with pytest.raises(ConfigError, match="give one"):
+        model_bundle(compose([f"ckpt_path={good}", f"model_dir={good}"],
+                             config_name="predict"))
+    with pytest.raises(ConfigError, match="model_dir=<folder>"):
+        model_bundle(compose([], config_name="predict"))
