@@ -37,9 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geoloc.evaluation import EvaluationResult, PolicyConfig
+from geoloc.data.splits import validate_eval_split, validate_splits
+from geoloc.evaluation import EvaluationResult, PolicyConfig, SplitOutputs, evaluate_logits
 from geoloc.evaluation.render import pct_with_se
 from geoloc.io import markdown_table, write_json_atomic, write_text_atomic
+from geoloc.labels import LabelSet
 from geoloc.model.ngram import CharNgramLR
 
 log = logging.getLogger("geoloc.baselines")
@@ -136,8 +138,6 @@ def evaluate_baseline(
 ) -> EvaluationResult:
     """Logits for ``calib`` and ``eval_split`` -> :func:`geoloc.evaluation.evaluate_logits`
     (the same call, policy and report as ``geoloc-train``'s evaluation)."""
-    from geoloc.evaluation import SplitOutputs, evaluate_logits
-
     cal, ev = splits["calib"], splits[eval_split]
     if not cal["labels"] or not ev["labels"]:
         raise ValueError(f"the calib and {eval_split} splits must not be empty")
@@ -272,10 +272,9 @@ COLUMN_NOTES = (
 
 def load_splits(cfg) -> tuple[dict[str, dict[str, list]], list[str], str]:
     """The datamodule's split of ``cfg.data`` (untokenised), the class names, the eval split."""
-    from geoloc.config import instantiate
-    from geoloc.data.datamodule import labelled_splits
-    from geoloc.data.splits import validate_eval_split, validate_splits
-    from geoloc.labels import LabelSet
+    # Imported here, like in run_baselines: +2.2 s on `geoloc-baselines --help` otherwise
+    from geoloc.config import instantiate  # ~1.5 s: transformers via geoloc.model.encoder
+    from geoloc.data.datamodule import labelled_splits  # ~0.7 s more: lightning
 
     source = instantiate(cfg.data.source)
     label_set = LabelSet.from_codes([str(c) for c in cfg.labels.countries])
@@ -295,7 +294,7 @@ def run_baselines(
     extra_notes: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Fit and evaluate the baselines, add the transformer runs, write the table."""
-    from geoloc.config import compose_config, instantiate
+    from geoloc.config import compose_config, instantiate  # ~1.5 s on --help: transformers
 
     cfg = compose_config(overrides)
     policy: PolicyConfig = instantiate(cfg.evaluation.policy)

@@ -22,17 +22,16 @@ import torch
 from tqdm import tqdm
 
 from geoloc.backbones import materialize_backbone
+from geoloc.data.schema import profile_text
 from geoloc.labels import DEFAULT_COUNTRIES, LabelSet
 from geoloc.model.encoder import ProfileClassifier, freeze_word_embeddings, load_encoder
 from geoloc.model.tokenization import build_tokenizer, extend_embeddings, load_base_tokenizer
+from geoloc.synthetic import generate_profiles
 
 OUT = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "model_speed.md"
 
 
 def _batch(tokenizer, batch_size: int, max_length: int) -> dict[str, torch.Tensor]:
-    from geoloc.data.schema import profile_text
-    from geoloc.synthetic import generate_profiles
-
     rows = list(generate_profiles(batch_size, seed=123))
     texts = [profile_text(r["bio"], r["captions"]) for r in rows]
     return tokenizer(texts, truncation=True, max_length=max_length, padding="max_length",

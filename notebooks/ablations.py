@@ -19,7 +19,7 @@
 # its summary to `experiments/<name>/results.md` and W&B. This notebook does the same
 # from Python:
 #
-# 1. **rerun a small sweep** through the Hydra compose API (`geoloc.ablation.run_grid`:
+# 1. **rerun a small sweep** through the Hydra compose API (`geoloc.cli.grid.run_grid`:
 #    the real configs, composed exactly as `geoloc-train` composes them, one run after
 #    another in this kernel; runs already finished in the output folder are read back);
 # 2. **load any sweep** from its local run folders (`collect_runs`: a multirun folder,
@@ -41,10 +41,10 @@ from geoloc.ablation import (
     collect_runs,
     format_summary,
     plot_sweep,
-    run_grid,
     summarize_runs,
     varying_knobs,
 )
+from geoloc.cli.grid import run_grid
 from geoloc.io import markdown_table
 
 os.environ.setdefault("WANDB_MODE", "offline")

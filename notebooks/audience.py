@@ -23,10 +23,11 @@
 # Make the shares file with, for example:
 #
 # ```bash
-# geoloc-audience ckpt_path=MODEL input=followers.csv columns.group=influencer \
+# # MODEL: a model folder, e.g. outputs/real_data/real_only/model (or its export)
+# geoloc-audience model_dir=MODEL input=followers.csv columns.group=influencer \
 #     output=shares.parquet
 # # or from geoloc-predict output written with probabilities=true columns.group=influencer:
-# geoloc-audience ckpt_path=MODEL kind=predictions input=predictions.parquet \
+# geoloc-audience model_dir=MODEL kind=predictions input=predictions.parquet \
 #     output=shares.parquet
 # ```
 #

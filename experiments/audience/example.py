@@ -6,7 +6,9 @@ deployed model never trained on (the real recipe's validation split), run throug
 - ``asia_creator``: every validation tweet from Indonesia, Malaysia, Japan, the
   Philippines and Thailand (a mix far from the training prior).
 
-    python experiments/audience/example.py CKPT
+    python experiments/audience/example.py MODEL_DIR
+
+(``MODEL_DIR``: the real recipe's model folder, e.g. ``outputs/real_data/real_only/model``.)
 
 writes ``example_followers.tsv`` (the input: tweet id, tweet, influencer),
 ``example_shares.csv`` (the output) and ``example_truth.csv`` (each group's true
@@ -35,7 +37,9 @@ ASIA = {"ID", "MY", "JP", "PH", "TH"}
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("ckpt", type=Path)
+    p.add_argument("model_dir", type=Path,
+                   help="model folder of geoloc-train experiment=real_umass (<run>/model, "
+                        "e.g. outputs/real_data/real_only/model)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     cfg = compose_config(["experiment=real_umass"], "train")
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     truth.to_csv(HERE / "example_truth.csv", index=False)
     out = HERE / "example_shares.csv"
     run_task(audience, compose_config(
-        [f"ckpt_path={a.ckpt}", f"input={followers_file}", f"output={out}",
+        [f"model_dir={a.model_dir}", f"input={followers_file}", f"output={out}",
          "columns=tweets", "columns.group=influencer", "overwrite=true",
          "paths.output_dir=outputs/audience_example"], "audience"))
     shares = pd.read_csv(out)

@@ -1,7 +1,8 @@
 """Audience geography on real tweets: do the corrected estimators beat naive counting,
 and do their 90 % intervals cover the true shares?
 
-Rows: the real recipe's out-of-fold outputs (``<ckpt>.calibration.npz`` of
+Rows: the real recipe's out-of-fold outputs (the calibration outputs
+``geoloc_calibration.npz`` in the model folder ``<run>/model`` of
 ``geoloc-train experiment=real_umass``: every train + calib tweet predicted by a fold
 model that never trained on it, fused as deployed). They are split in two halves,
 stratified by country (seeded): one half is the calibration data (the policy's
@@ -29,7 +30,9 @@ Scores per estimator and size: mean absolute error over classes (averaged over
 audiences, with its standard error) and coverage: the share of (audience, class) pairs
 whose 90 % interval holds the true share.
 
-    python experiments/audience/run.py CKPT [--audiences 20] [--bootstrap 100]
+    python experiments/audience/run.py MODEL_DIR [--audiences 20] [--bootstrap 100]
+
+(``MODEL_DIR``: e.g. ``outputs/real_data/real_only/model``.)
 
 writes ``results.md``, ``results.csv`` and ``results.png`` beside this file and logs
 them to W&B (group ``audience``; offline unless ``WANDB_MODE`` says so).
@@ -46,7 +49,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from geoloc.evaluation import Thresholds, calibration_path, fit_policy, thresholds_path
+from geoloc.bundle import open_model
+from geoloc.evaluation import fit_policy
 from geoloc.inference.audience import (
     METHODS,
     RECOMMENDED,
@@ -85,10 +89,15 @@ def draw_mix(family: str, eligible: np.ndarray, prior: np.ndarray, n_classes: in
     return p
 
 
-def run(ckpt: Path, audiences: int, bootstrap: int, min_rows: int, seed: int
+def run(model_dir: Path, audiences: int, bootstrap: int, min_rows: int, seed: int
         ) -> tuple[pd.DataFrame, dict]:
-    saved = Thresholds.from_json(thresholds_path(ckpt))
-    with np.load(calibration_path(ckpt), allow_pickle=False) as data:
+    bundle = open_model(model_dir)  # verified against its manifest
+    saved = bundle.thresholds()
+    calibration_file = bundle.calibration_file()
+    if calibration_file is None:
+        raise SystemExit(f"{bundle.folder}: holds no calibration outputs (the run applied "
+                         "a saved policy instead of fitting one)")
+    with np.load(calibration_file, allow_pickle=False) as data:
         logits, labels = data["logits"], data["labels"].astype(np.int64)
     names = list(saved.class_names)
     c = len(names)
@@ -181,28 +190,30 @@ def plot(raw: pd.DataFrame, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("ckpt", type=Path, help="checkpoint of geoloc-train experiment=real_umass")
+    p.add_argument("model_dir", type=Path,
+                   help="model folder of geoloc-train experiment=real_umass (<run>/model, "
+                        "e.g. outputs/real_data/real_only/model)")
     p.add_argument("--audiences", type=int, default=20, help="per size and mix family")
     p.add_argument("--bootstrap", type=int, default=100)
     p.add_argument("--min-rows", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     start = time.perf_counter()
-    raw, meta = run(a.ckpt, a.audiences, a.bootstrap, a.min_rows, a.seed)
+    raw, meta = run(a.model_dir, a.audiences, a.bootstrap, a.min_rows, a.seed)
     table = summarise(raw)
     minutes = (time.perf_counter() - start) / 60
     raw.to_csv(HERE / "results.csv", index=False)
     plot(raw, HERE / "results.png")
     (HERE / "results.md").write_text(
         "# Audience geography on real tweets: estimated country shares against the truth\n\n"
-        f"`python experiments/audience/run.py CKPT --audiences {a.audiences} --bootstrap "
+        f"`python experiments/audience/run.py MODEL_DIR --audiences {a.audiences} --bootstrap "
         f"{a.bootstrap} --min-rows {a.min_rows} --seed {a.seed}` ({minutes:.0f} min). "
         f"{meta['rows']:,} out-of-fold tweets, halves swapping between calibration and "
         f"audience pool; {len(meta['eligible'])} of {meta['classes']} classes in the "
         f"mixes; {a.audiences} audiences per size and mix family ({len(FAMILIES)} "
         f"families). Recommended estimator: `{RECOMMENDED}`.\n\n"
         + markdown_table(table) + "\n\n![results](results.png)\n", encoding="utf-8")
-    log_experiment("audience", {**vars(a), "ckpt": a.ckpt.name, **meta},
+    log_experiment("audience", {**vars(a), "model_dir": str(a.model_dir), **meta},
                    {"summary": table, "audiences": raw}, {"figure": HERE / "results.png"},
                    HERE.parent.parent / "outputs")
     print(markdown_table(table))

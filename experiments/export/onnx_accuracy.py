@@ -1,22 +1,25 @@
 """What the export and ONNX Runtime (fp32, int8) change, on the real validation tweets.
 
-Runs the same :class:`~geoloc.inference.predictor.Predictor` from the training checkpoint
-(PyTorch), from its export folder (PyTorch, ONNX fp32, ONNX int8) over the validation
-split of the real-tweet recipe, and reports accuracy and macro-F1 without abstention,
-the share assigned its correct country and UNCERTAIN under the saved policy, the share of
-decisions that differ from the checkpoint's, and the throughput. Then whether plain
+Runs the same :class:`~geoloc.inference.predictor.Predictor` from the model folder
+training wrote (``<run>/model``, PyTorch), from its export folder (PyTorch, ONNX fp32,
+ONNX int8) over the validation split of the real-tweet recipe, and reports accuracy and
+macro-F1 without abstention, the share assigned its correct country and UNCERTAIN under
+the saved policy, the share of decisions that differ from the model folder's, and the
+throughput. Then whether plain
 ``transformers.pipeline("text-classification")`` on the export folder returns the same top
 class as ``geoloc-predict``'s ``argmax`` on every row, and the same probability (the
 export registers its own pipeline, which applies the fused n-gram model and the
 temperature).
 
-    geoloc-export ckpt_path=CKPT output=EXPORT onnx=true quantize=true
-    python experiments/export/onnx_accuracy.py CKPT EXPORT > experiments/export/results.md
+    geoloc-export model_dir=MODEL_DIR output=EXPORT onnx=true quantize=true
+    python experiments/export/onnx_accuracy.py MODEL_DIR EXPORT > experiments/export/results.md
+
+(``MODEL_DIR``: e.g. ``outputs/real_data/real_only/model``.)
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 
 import numpy as np
@@ -30,12 +33,12 @@ from geoloc.inference.predictor import Predictor
 from geoloc.io import markdown_table
 
 
-def main(ckpt: str, export: str, threads: int = 2) -> str:
+def main(model_dir: str, export: str, threads: int = 2) -> str:
     cfg = compose_config(["experiment=real_umass"])
     split = labelled_splits(UmassTweetsSource(), list(cfg.labels.countries),
                             dict(cfg.data.splits), cfg.data.split_seed)[cfg.data.eval_split]
     texts, labels = split["text"], np.array(split["labels"])
-    runs = [("checkpoint, PyTorch", ckpt, {}), ("export, PyTorch", export, {}),
+    runs = [("model folder, PyTorch", model_dir, {}), ("export, PyTorch", export, {}),
             ("export, ONNX Runtime fp32", export, {"backend": "onnx"}),
             ("export, ONNX Runtime int8", export, {"backend": "onnx", "quantized": True})]
     rows, base, base_probs = [], None, None
@@ -55,8 +58,8 @@ def main(ckpt: str, export: str, threads: int = 2) -> str:
             "macro-F1": f"{100 * f1_score(labels, argmax, average='macro'):.2f} %",
             "correct country": f"{100 * np.mean(pred.decisions == labels):.2f} %",
             "UNCERTAIN": f"{100 * np.mean(~decided):.2f} %",
-            "decisions differing from the checkpoint": f"{np.sum(pred.decisions != base)}",
-            "max |Δp| vs checkpoint": f"{np.abs(pred.probabilities - base_probs).max():.1e}",
+            "decisions differing from the model folder": f"{np.sum(pred.decisions != base)}",
+            "max |Δp| vs model folder": f"{np.abs(pred.probabilities - base_probs).max():.1e}",
             "profiles/s": f"{len(texts) / seconds:.0f}",
         })
     from transformers import pipeline
@@ -75,10 +78,16 @@ def main(ckpt: str, export: str, threads: int = 2) -> str:
                  f"rows; its top score differs from geoloc-predict's calibrated probability "
                  f"by at most {gap:.1e}")
     return (f"# Export and ONNX Runtime on the real validation tweets ({len(texts)})\n\n"
-            f"`python experiments/export/onnx_accuracy.py CKPT EXPORT` ({threads} threads, "
+            f"`python experiments/export/onnx_accuracy.py MODEL_DIR EXPORT` ({threads} threads, "
             "with the run's fused char n-gram model, if any, in every row).\n\n"
             + markdown_table(pd.DataFrame(rows)) + f"\n\n{agreement}.\n")
 
 
 if __name__ == "__main__":
-    print(main(sys.argv[1], sys.argv[2]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", help="the run's model folder (<run>/model, e.g. "
+                        "outputs/real_data/real_only/model)")
+    parser.add_argument("export", help="its geoloc-export folder (onnx=true quantize=true)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    print(main(args.model_dir, args.export, args.threads))

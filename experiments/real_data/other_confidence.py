@@ -3,7 +3,7 @@
 A language spoken in many countries is weak evidence for any one of them. This reads a
 cross-fitted run's out-of-fold predictions (``crossfit_oof.npz``, every train + calib
 tweet predicted by a model that never saw it; fused with the n-gram model's as the run
-did) and its saved policy, and reports, for the
+did) and the policy saved in its model folder (``<run>/model``), and reports, for the
 tweets whose true class is OTHER, grouped by script (Arabic, Cyrillic, Latin, ...): how
 many there are, their mean calibrated top probability, and the share the policy assigns
 to a *country* (a confident wrong answer). The same figures for all tweets are the
@@ -23,8 +23,7 @@ better policy.
 
 from __future__ import annotations
 
-import json
-import sys
+import argparse
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -32,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geoloc.evaluation import Thresholds, thresholds_path
+from geoloc.bundle import Bundle
 from geoloc.io import markdown_table, read_jsonl
 from geoloc.labels import OTHER
-from geoloc.model.ngram import fuse, fusion_path, oof_key
+from geoloc.model.ngram import fuse, oof_key
 
 
 def script_of(text: str) -> str:
@@ -87,14 +86,14 @@ def main(run_dir: str) -> str:
 
     run = Path(run_dir)
     oof = np.load(run / "report" / "crossfit_oof.npz")
-    ckpt = next((run / "checkpoints").glob("*.ckpt"))
-    policy = Thresholds.from_json(thresholds_path(ckpt))
+    bundle = Bundle.open(run / "model")  # the model folder training wrote (geoloc/bundle/)
+    policy = bundle.thresholds()
     records = list(read_jsonl(UmassTweetsSource().canonical_jsonl()))
     texts = [" ".join(r["captions"]) for r in records]
     logits = oof["logits"]
-    if fusion_path(ckpt).exists():  # the policy was fitted on the fused out-of-fold outputs
-        chosen = json.loads(fusion_path(ckpt).read_text(encoding="utf-8"))
-        logits = fuse(logits, oof[oof_key(chosen["ngram"]["C"])], chosen["weight"])
+    fusion = bundle.fusion()  # checked to be the one the policy was fitted with
+    if fusion is not None:  # the policy was fitted on the fused out-of-fold outputs
+        logits = fuse(logits, oof[oof_key(fusion.model.C)], fusion.weight)
     probs = policy.probabilities(logits)
     decisions = policy.apply(probs)
     names = policy.class_names
@@ -124,4 +123,7 @@ def main(run_dir: str) -> str:
 
 
 if __name__ == "__main__":
-    print(main(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a cross-fitted run folder (with report/ and model/), "
+                        "e.g. outputs/real_data/real_only")
+    print(main(parser.parse_args().run_dir))

@@ -37,15 +37,16 @@ train() {  # name, experiment, extra overrides...
   mkdir -p "$RESULTS/$name"
   cp "$OUT/$name/report/summary.json" "$OUT/$name/report/per_class.csv" \
      "$OUT/$name/report/report.md" "$RESULTS/$name/"
-  cp "$OUT/$name"/checkpoints/*.thresholds.json "$RESULTS/$name/thresholds.json"
+  # the deployed policy and fusion, from the run's model folder (geoloc/bundle/)
+  cp "$OUT/$name/model/geoloc_thresholds.json" "$RESULTS/$name/thresholds.json"
   # the fusion's choice (C, weight and every candidate's out-of-fold log-loss), without
-  # the n-gram vocabulary and weights (megabytes; they stay beside the checkpoint)
+  # the n-gram vocabulary and weights (megabytes; they stay in the model folder)
   rm -f "$RESULTS/$name/fusion.json"
-  for f in "$OUT/$name"/checkpoints/*.fusion.json; do  # none with fusion=null
-    [ -e "$f" ] || continue
+  f="$OUT/$name/model/geoloc_fusion.json"  # none with fusion=null
+  if [ -e "$f" ]; then
     "$BIN/python" -c 'import json,sys; d=json.load(open(sys.argv[1])); d["ngram"]={k: v for k, v in d["ngram"].items() if k!="vocabulary"}; print(json.dumps(d, indent=1))' \
       "$f" >"$RESULTS/$name/fusion.json"
-  done
+  fi
   echo "$name: $(( $(date +%s) - start )) s wall (geoloc-train experiment=$experiment $*)" \
     | tee -a "$RESULTS/times.txt"
 }

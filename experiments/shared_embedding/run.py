@@ -24,7 +24,10 @@ rows (4,397; a downstream head may well share its upstream's training rows) and 
 scored on the validation split (777), which neither model has seen. Nothing is tuned
 on the validation split. Accuracy carries a 95 % bootstrap interval over its rows.
 
-    python experiments/shared_embedding/run.py CKPT_OR_EXPORT [--epochs 3] [--seeds 1]
+    python experiments/shared_embedding/run.py MODEL_DIR [--epochs 3] [--seeds 1]
+
+(``MODEL_DIR``: the real recipe's model folder, e.g. ``outputs/real_data/real_only/model``,
+or its ``geoloc-export`` folder.)
 
 writes ``results.md``, ``results.csv`` and ``results.png`` beside this file and logs
 the table to W&B (group ``shared_embedding``; offline unless ``WANDB_MODE`` says so).
@@ -279,7 +282,8 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model", help="geoloc checkpoint or export folder of the real recipe")
+    p.add_argument("model", help="model folder (<run>/model, e.g. "
+                   "outputs/real_data/real_only/model) or export folder of the real recipe")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
@@ -292,13 +296,13 @@ def main(argv: list[str] | None = None) -> None:
     plot(raw, HERE / "results.png")
     (HERE / "results.md").write_text(
         "# One shared embedding: 'is this tweet English?' on four representations\n\n"
-        f"`python experiments/shared_embedding/run.py MODEL --epochs {a.epochs} "
+        f"`python experiments/shared_embedding/run.py MODEL_DIR --epochs {a.epochs} "
         f"--seeds {a.seeds}` ({a.threads} threads, {minutes:.0f} min). Train: the real "
         "recipe's train + calib tweets; test: its validation tweets (777), unseen by "
         "every model. `pass profiles/s`: the encoder pass the representation needs, "
         "on the test tweets.\n\n" + markdown_table(table) + "\n\n![results](results.png)\n",
         encoding="utf-8")
-    config = {"model": Path(a.model).name, "epochs": a.epochs, "seeds": a.seeds,
+    config = {"model": str(a.model), "epochs": a.epochs, "seeds": a.seeds,
               "threads": a.threads}
     log_experiment("shared_embedding", config, {"summary": table, "runs": raw},
                    {"figure": HERE / "results.png"}, HERE.parent.parent / "outputs")

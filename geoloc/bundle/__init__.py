@@ -334,7 +334,7 @@ def _module_lib() -> Any:
     """:mod:`geoloc.model.module`, imported when a network is built or saved: it imports
     PyTorch Lightning (~10 s per process, see DESIGN.md), which serving an export or
     reading a bundle's policy (``geoloc-audience``) does without."""
-    import geoloc.model.module as module_lib
+    import geoloc.model.module as module_lib  # ~10 s: Lightning (see the docstring)
 
     return module_lib
 

@@ -13,7 +13,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from geoloc.cli import common
 from geoloc.config import CONF_DIR
+from geoloc.data.schema import ColumnMapping
 from geoloc.errors import ConfigError
+from geoloc.inference.audience import check_methods, check_options, load_calibration
+from geoloc.inference.audience_job import audience_file, prediction_batches, profile_batches
+from geoloc.inference.job import check_paths
+from geoloc.inference.predictor import Predictor
 
 KINDS = ("profiles", "predictions")
 
@@ -21,15 +26,6 @@ KINDS = ("profiles", "predictions")
 def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Estimate every group's country mix into ``cfg.output``; returns the counts and the
     objects built (``summary``)."""
-    from geoloc.data.schema import ColumnMapping
-    from geoloc.inference.audience import check_methods, check_options, load_calibration
-    from geoloc.inference.audience_job import (
-        audience_file,
-        prediction_batches,
-        profile_batches,
-    )
-    from geoloc.inference.job import check_paths
-
     start = time.perf_counter()
     kind = str(cfg.kind)
     if kind not in KINDS:
@@ -53,8 +49,6 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                                   "profile's group (e.g. columns.group=influencer)")
             mapping = ColumnMapping.from_dict({**columns, "stated_location": None,
                                                "country": None})
-            from geoloc.inference.predictor import Predictor
-
             predictor = Predictor.load(
                 bundle, backend=str(cfg.backend), quantized=bool(cfg.quantized),
                 batch_size=int(cfg.batch_size), threads=cfg.threads,

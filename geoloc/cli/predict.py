@@ -17,7 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from geoloc.cli import common
 from geoloc.config import CONF_DIR
+from geoloc.data.schema import ColumnMapping
 from geoloc.errors import ConfigError
+from geoloc.inference.job import check_paths, predict_file
+from geoloc.inference.predictor import Predictor
 
 log = logging.getLogger("geoloc")
 
@@ -25,10 +28,6 @@ log = logging.getLogger("geoloc")
 def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Load the model, predict ``cfg.input`` into ``cfg.output``; returns the counts and
     the objects built (``predictor``, ``summary``)."""
-    from geoloc.data.schema import ColumnMapping
-    from geoloc.inference.job import check_paths, predict_file
-    from geoloc.inference.predictor import Predictor
-
     start = time.perf_counter()
     with common.option_errors():
         check_paths(cfg.input, cfg.output, bool(cfg.overwrite))  # before loading a model

@@ -21,6 +21,7 @@ from pathlib import Path
 from geoloc.config import CONF_DIR
 from geoloc.io import read_jsonl
 from geoloc.labels import DEFAULT_COUNTRIES, OTHER, LabelSet
+from geoloc.synthetic import config_from_overrides, write_synthetic_jsonl
 
 
 def default_corpus() -> tuple[int, int]:
@@ -78,8 +79,6 @@ def format_frequencies(counts: Counter[str], top: int = 12) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``geoloc-synth``."""
-    from geoloc.synthetic import config_from_overrides, write_synthetic_jsonl
-
     args = _parse_args(argv)
     overrides = {}
     for item in args.overrides:

@@ -42,6 +42,8 @@ from geoloc.errors import DataConfigError, InputFileError, RecordError
 from geoloc.io import file_sha256, read_jsonl, write_jsonl
 from geoloc.labels import LabelSet
 from geoloc.paths import cache_dir
+from geoloc.resources import umass_dev_path
+from geoloc.synthetic import SyntheticConfig, ensure_synthetic
 
 log = logging.getLogger("geoloc")
 
@@ -163,15 +165,9 @@ class SyntheticSource:
 
     def _config(self) -> Any:
         """The generator's ``SyntheticConfig`` (None: its defaults)."""
-        from geoloc.synthetic import SyntheticConfig
-
         return SyntheticConfig(**dict(self.generator)) if self.generator else None
 
     def canonical_jsonl(self) -> Path:
-        # Imported here: the generator and its lexicons load only when synthetic rows are
-        # actually needed (not for real-data runs or config validation).
-        from geoloc.synthetic import ensure_synthetic
-
         return ensure_synthetic(self.n, self.seed, self._countries(), self._config())
 
     def fingerprint(self) -> str:
@@ -235,8 +231,6 @@ class UmassTweetsSource:
     def input_path(self) -> Path:
         """The TSV read: the bundled development half, or ``path``."""
         if self.path is None:
-            from geoloc.resources import umass_dev_path
-
             return umass_dev_path()
         path = Path(self.path).expanduser()
         if not path.is_file():

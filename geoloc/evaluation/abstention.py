@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from geoloc.errors import InputFileError
 from geoloc.evaluation.calibration import fit_temperature, softmax
 from geoloc.evaluation.metrics import check_outputs
 from geoloc.evaluation.stats import clopper_pearson, min_samples_for_target
@@ -341,8 +342,6 @@ class Thresholds:
     def from_json(cls, path: str | Path) -> Thresholds:
         """Load a policy written by :meth:`to_json`; a file that is not one (truncated,
         edited, another JSON) fails naming the file and what is wrong."""
-        from geoloc.errors import InputFileError
-
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             if not isinstance(data, dict):

@@ -38,7 +38,12 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from geoloc.data.readers import read_profiles
+from geoloc.data.schema import ColumnMapping, profile_text
 from geoloc.io import markdown_table, write_text_atomic
+from geoloc.labels import DEFAULT_COUNTRIES
+from geoloc.resources import umass_dev_path
+from geoloc.synthetic import generate_profiles
 
 OUT = Path(__file__).resolve().parents[2] / "experiments" / "benchmarks" / "results.md"
 
@@ -46,11 +51,12 @@ OUT = Path(__file__).resolve().parents[2] / "experiments" / "benchmarks" / "resu
 def untrained_export(folder: Path, layers: int, max_length: int, onnx: bool) -> Path:
     """An export folder of an untrained ``layers``-layer default model with a
     placeholder policy (every threshold 0.5)."""
-    from geoloc.bundle import Bundle
-    from geoloc.evaluation.abstention import PolicyConfig, Thresholds
-    from geoloc.inference.export import export_bundle
-    from geoloc.labels import DEFAULT_COUNTRIES
-    from geoloc.model.module import GeolocModule
+    # Imported here: together ~2.5 s on `geoloc-bench --help` (-X importtime, after the
+    # module-level imports of geoloc.cli.bench)
+    from geoloc.bundle import Bundle  # ~1.3 s: torchmetrics via geoloc.evaluation
+    from geoloc.evaluation.abstention import PolicyConfig, Thresholds  # the same ~1.3 s
+    from geoloc.inference.export import export_bundle  # ~1 s more: onnx + onnxruntime
+    from geoloc.model.module import GeolocModule  # ~0.3 s more: lightning
 
     torch.manual_seed(0)
     module = GeolocModule(
@@ -70,11 +76,6 @@ def profiles(n: int, seed: int = 123, unique: int = 2000) -> list[dict]:
     often over 96 tokens) and a real tweet of the bundled set as a one-caption profile
     (~30 tokens). ``unique`` distinct ones are repeated with fresh ids (the generator is
     slower than the model; repetition does not change the cost per row)."""
-    from geoloc.data.readers import read_profiles
-    from geoloc.data.schema import ColumnMapping
-    from geoloc.resources import umass_dev_path
-    from geoloc.synthetic import generate_profiles
-
     k = min(n, unique)
     synthetic = [{"bio": r["bio"], "captions": r["captions"]}
                  for r in generate_profiles((k + 1) // 2, seed=seed)]
@@ -133,9 +134,9 @@ def timed(run: Any, repeats: int) -> float:
 def file_job(folder: Path, src: Path, backend: str, quantized: bool, threads: int,
              batch_size: int) -> Any:
     """The whole ``geoloc-predict`` file job (model loaded once, outside the timing)."""
-    from geoloc.data.schema import ColumnMapping
+    # Imported here: ~1.3 s on `geoloc-bench --help` (torchmetrics, via geoloc.evaluation)
     from geoloc.inference.job import predict_file
-    from geoloc.inference.predictor import Predictor
+    from geoloc.inference.predictor import Predictor  # the same ~1.3 s
 
     predictor = Predictor.load(folder, backend=backend, quantized=quantized,
                                batch_size=batch_size, threads=threads)
@@ -160,6 +161,7 @@ def pipeline_job(folder: Path, texts: list[str], threads: int, batch_size: int) 
 def predictor_job(folder: Path, texts: list[str], threads: int, batch_size: int,
                   sort_by_length: bool = True) -> Any:
     """:meth:`Predictor.predict_texts` (model + policy, no file I/O)."""
+    # Imported here: ~1.3 s on `geoloc-bench --help` (torchmetrics, via geoloc.evaluation)
     from geoloc.inference.predictor import Predictor
 
     predictor = Predictor.load(folder, batch_size=batch_size, threads=threads)
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> str:
     print(f"building untrained exports in {work} ...", flush=True)
     folder = untrained_export(work / f"model-{args.layers}", args.layers, args.max_length,
                               onnx=True)
-    from geoloc.data.schema import profile_text
+    # Imported here: ~1.3 s on `geoloc-bench --help` (torchmetrics, via geoloc.evaluation)
     from geoloc.inference.predictor import Predictor
 
     rows = profiles(args.profiles)

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from geoloc.data.schema import ColumnMapping
+from geoloc.data.validation import row_validator
 from geoloc.errors import RecordError
+from geoloc.inference.job import output_schema
 from geoloc.inference.predictor import Predictor
 
 DEFAULT_COLUMNS = {"id": "id", "bio": "bio", "captions": "captions", "captions_mode": "auto"}
@@ -35,8 +37,6 @@ def ray_output_schema(embeddings: bool = False) -> Any:
     has no file line) plus ``error``."""
     import pyarrow as pa
 
-    from geoloc.inference.job import output_schema
-
     return output_schema(embeddings).append(pa.field("error", pa.string()))
 
 
@@ -46,8 +46,6 @@ class RayPredictor:
     def __init__(self, model: str, columns: dict | None = None, backend: str = "torch",
                  quantized: bool = False, batch_size: int = 64, top_k: int = 3,
                  threads: int | None = 1, embeddings: bool = False) -> None:
-        from geoloc.data.validation import row_validator
-
         self.predictor = Predictor.load(model, backend=backend, quantized=quantized,
                                         batch_size=batch_size, top_k=top_k, threads=threads,
                                         embeddings=embeddings)
