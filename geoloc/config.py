@@ -88,7 +88,7 @@ OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
-    """Compose ``conf/`` with overrides as the entry points see it, without a Hydra app:
+    """Compose ``geoloc/conf/`` with overrides as the entry points see it, without a Hydra app:
     the one composer for tests, notebooks, baselines and ablations."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -166,7 +166,7 @@ def _check_training_splits(cfg: DictConfig, fractions: dict[str, float], folds: 
 
 def _trains(cfg: DictConfig) -> bool:
     """Whether ``cfg`` trains a model (a ``model`` group; ``geoloc-eval`` and the other
-    commands name a trained model folder with ``model=`` instead)."""
+    commands name a trained model folder with ``model_dir=`` instead)."""
     return isinstance(cfg.get("model"), DictConfig)
 
 

@@ -194,3 +194,61 @@ def test_ckpt_path_still_works_for_a_release_with_a_deprecation_message(bundles,
                              config_name="predict"))
     with pytest.raises(ConfigError, match="model_dir=<folder>"):
         model_bundle(compose([], config_name="predict"))
+
+
+def test_a_fused_model_without_its_fusion_files_is_refused_even_with_an_edited_manifest(
+        bundles, tmp_path):
+    """The model description (hashed) records that the policy was fitted on fused outputs:
+    dropping both fusion files *and* their manifest entries is still caught."""
+    from geoloc.bundle import Bundle
+    from geoloc.bundle.files import FUSION_ARRAYS, FUSION_FILE, MANIFEST
+    from geoloc.errors import BundleError
+
+    good, _ = bundles
+    folder = tmp_path / "unfused"
+    shutil.copytree(good, folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for name in (FUSION_FILE, FUSION_ARRAYS):
+        (folder / name).unlink()
+        del manifest["files"][name]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="trained with a fused n-gram model"):
+        Bundle.open(folder)
+
+
+def test_saving_never_replaces_a_folder_that_is_not_a_model(bundles, tmp_path):
+    """paths.model_dir is an ordinary option: pointed at a run folder or a folder of the
+    user's, saving refuses instead of deleting it; an earlier bundle is replaced."""
+    from geoloc.bundle import Bundle
+    from geoloc.errors import ConfigError
+
+    good, _ = bundles
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    bundle = Bundle.open(good)
+    with pytest.raises(ConfigError, match="exists and is not a model folder"):
+        bundle.derive(mine, lambda tmp: None)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    copy = bundle.derive(tmp_path / "copy", lambda tmp: None)
+    again = Bundle.open(copy.folder).derive(copy.folder, lambda tmp: None)  # a bundle: replaced
+    assert sorted(again.manifest["files"]) == sorted(bundle.manifest["files"])
+
+
+def test_tool_metadata_is_ignored_and_an_old_export_is_named(bundles, tmp_path):
+    """Folders copied by git or downloaded from the Hugging Face Hub carry metadata the
+    model never reads; an export written before model folders is named as such."""
+    from geoloc.bundle import Bundle
+    from geoloc.bundle.files import MANIFEST
+    from geoloc.errors import BundleError
+
+    good, _ = bundles
+    folder = tmp_path / "downloaded"
+    shutil.copytree(good, folder)
+    (folder / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    (folder / ".cache").mkdir()
+    assert Bundle.open(folder).folder == folder
+    (folder / MANIFEST).unlink()
+    (folder / "config.json").write_text(json.dumps({"geoloc": {"format": "geoloc.export/v1"}}))
+    with pytest.raises(BundleError, match="an export written before model folders"):
+        Bundle.open(folder)

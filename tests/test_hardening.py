@@ -345,8 +345,8 @@ def test_a_config_cannot_name_code_outside_geoloc_lightning_and_torch_optim(over
 def test_a_crafted_checkpoints_hyper_parameters_cannot_run_code(tmp_path):
     """The optimiser is instantiated from a checkpoint's saved hyper-parameters on resume;
     a crafted file naming another callable is refused instead of called."""
-    from geoloc.config import instantiate
     from geoloc.errors import ConfigError
+    from geoloc.instantiate import instantiate
 
     flag = tmp_path / "ran"
     with pytest.raises(ConfigError, match="os.system"):

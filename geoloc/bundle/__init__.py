@@ -38,6 +38,7 @@ a temporary bundle by :func:`bundle_from_checkpoint` (``ckpt_path=``, deprecated
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import logging
 import shutil
@@ -49,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerFast
@@ -59,11 +59,14 @@ from geoloc.bundle.files import (
     BUNDLE_FORMAT,
     CALIBRATION_FILE,
     CARD_FILE,
+    EXPORT_FILES,
     FUSION_ARRAYS,
     FUSION_FILE,
     HF_CONFIG_FILE,
     HF_WEIGHTS_FILE,
+    IGNORED,
     KINDS,
+    LEGACY_EXPORT_FORMAT,
     MANIFEST,
     MODEL_FILE,
     REQUIRED,
@@ -71,7 +74,7 @@ from geoloc.bundle.files import (
     TOKENIZER_FILE,
     WEIGHTS_FILE,
 )
-from geoloc.errors import BundleError, CheckpointError
+from geoloc.errors import BundleError, CheckpointError, ConfigError
 from geoloc.evaluation import SplitOutputs, Thresholds, metric_key, save_calibration_outputs
 from geoloc.io import PathLike, file_sha256, umask, write_json_atomic, write_text_atomic
 from geoloc.model.ngram import Fusion, check_pairing
@@ -87,6 +90,15 @@ def is_bundle(path: PathLike) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+def is_export(path: PathLike) -> bool:
+    """Whether ``path`` is a bundle folder whose manifest lists an export's files."""
+    try:
+        files = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(files, dict) and HF_CONFIG_FILE in files
+
+
 @dataclass(frozen=True)
 class Bundle:
     """An opened, verified bundle folder. Cheap to open (hashes and two small JSON files);
@@ -96,6 +108,9 @@ class Bundle:
     folder: Path
     manifest: dict[str, Any]
     info: dict[str, Any]
+    #: where the model came from when not from this folder (a converted checkpoint): what
+    #: a resumable job records as the model's identity
+    source: Path | None = None
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -107,6 +122,10 @@ class Bundle:
             raise BundleError(f"model_dir={folder}: no such model folder"
                               + (" (a file: a training checkpoint is given as "
                                  "ckpt_path=, deprecated)" if folder.is_file() else ""))
+        if not (folder / MANIFEST).is_file() and _legacy_export(folder):
+            raise BundleError(f"{folder}: an export written before model folders (no "
+                              f"{MANIFEST}); export again from its checkpoint: geoloc-export "
+                              "ckpt_path=<checkpoint> output=<folder>")
         manifest = _read_json(folder / MANIFEST, "manifest")
         if manifest.get("format") != BUNDLE_FORMAT or not isinstance(manifest.get("files"),
                                                                      dict):
@@ -120,6 +139,8 @@ class Bundle:
         present = {p.name for p in folder.iterdir()}
         for name, entry in files.items():
             path = folder / name
+            if not isinstance(entry, dict):
+                raise BundleError(f"{folder / MANIFEST}: unreadable entry for {name!r}")
             if name not in present:
                 raise BundleError(f"{path}: missing ({_kind(name)} file of the bundle)")
             if not path.is_file():
@@ -128,14 +149,21 @@ class Bundle:
             if size != entry.get("size") or file_sha256(path) != entry.get("sha256"):
                 raise BundleError(f"{path}: differs from the bundle's manifest (the "
                                   f"{_kind(name)} file was changed or swapped)")
-        extra = sorted(present - set(files) - {MANIFEST})
+        extra = sorted(present - set(files) - {MANIFEST} - IGNORED)
         if extra:
             raise BundleError(f"{folder / extra[0]}: not part of the bundle (its manifest "
                               "does not list it); remove it or save the model again")
         info = _read_json(folder / MODEL_FILE, "model description")
-        for key in ("module", "data", "id2label", "restored_from_backbone"):
+        for key in ("module", "data", "id2label", "restored_from_backbone", "fused"):
             if key not in info:
                 raise BundleError(f"{folder / MODEL_FILE}: no {key!r} entry")
+        fusion_files = {FUSION_FILE, FUSION_ARRAYS} & set(files)
+        if len(fusion_files) == 1 or bool(fusion_files) != bool(info["fused"]):
+            missing = ({FUSION_FILE, FUSION_ARRAYS} - fusion_files) if info["fused"] else \
+                fusion_files
+            raise BundleError(f"{folder / sorted(missing)[0]}: the model was "
+                              f"{'' if info['fused'] else 'not '}trained with a fused n-gram "
+                              "model, and its policy certifies only that; not a whole bundle")
         return cls(folder, manifest, info)
 
     def path(self, name: str) -> Path:
@@ -239,7 +267,7 @@ class Bundle:
             info = {"module": _plain(dict(module.hparams)), "data": _plain(dict(data)),
                     "id2label": {str(i): n for i, n in enumerate(names)},
                     "added_tokens": list(module.added_tokens),
-                    "restored_from_backbone": restored,
+                    "restored_from_backbone": restored, "fused": fusion is not None,
                     "metrics": {k: float(v) for k, v in (metrics or {}).items()
                                 if isinstance(v, int | float)}}
             write_json_atomic(tmp / MODEL_FILE, info)
@@ -259,6 +287,12 @@ class Bundle:
     def _write(cls, folder: Path, write: Any) -> Bundle:
         """Run ``write(tmp)`` into a sibling temporary folder, add the manifest, make the
         files shareable and rename the folder over ``folder``."""
+        if folder.exists() and not is_bundle(folder) and (
+                not folder.is_dir() or any(folder.iterdir())):
+            # only a model folder (or nothing) is replaced: never a run folder, never a
+            # folder of the user's (paths.model_dir is an ordinary option)
+            raise ConfigError(f"{folder}: exists and is not a model folder (no {MANIFEST}); "
+                              "choose another folder for the model")
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
@@ -275,21 +309,15 @@ class Bundle:
             raise
         return cls.open(folder)
 
-    def derive(self, folder: PathLike, add: Any, overwrite: bool = False) -> Bundle:
-        """A copy of this bundle at ``folder`` with the files ``add(tmp)`` writes (the
-        export's), under a new manifest listing them all. An existing ``folder`` is
-        replaced only with ``overwrite`` and only when it is a bundle itself."""
-        folder = Path(folder)
-        if folder.exists() and not overwrite:
-            raise FileExistsError(f"output={folder} exists; choose another folder or "
-                                  "overwrite=true")
-        if folder.exists() and not is_bundle(folder):
-            raise FileExistsError(f"output={folder} exists and is not a geoloc model "
-                                  "folder: overwrite=true only replaces one")
+    def derive(self, folder: PathLike, add: Any) -> Bundle:
+        """A copy of this bundle's own files (an earlier export's are left behind) at
+        ``folder`` with the files ``add(tmp)`` writes (the export's), under a new manifest
+        listing them all. The caller decides whether ``folder`` may be replaced."""
 
         def write(tmp: Path) -> None:
             for name in self.manifest["files"]:
-                shutil.copyfile(self.path(name), tmp / name)
+                if name not in EXPORT_FILES:
+                    shutil.copyfile(self.path(name), tmp / name)
             add(tmp)
 
         return self._write(folder, write)
@@ -339,6 +367,15 @@ def _module_lib() -> Any:
     return module_lib
 
 
+def _legacy_export(folder: Path) -> bool:
+    try:
+        config = json.loads((folder / HF_CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and (config.get("geoloc") or {}).get(
+        "format") == LEGACY_EXPORT_FORMAT
+
+
 def _plain(value: Any) -> Any:
     """JSON-safe copy of hyper-parameters (tuples as lists, other objects as text)."""
     return json.loads(json.dumps(value, default=str))
@@ -372,8 +409,11 @@ def bundle_from_checkpoint(ckpt: PathLike) -> Bundle:
                           "to get a model folder (<run>/model)")
     fusion = None
     if legacy_file(ckpt, FUSION_FILE).is_file():
-        fusion = Fusion.load(legacy_file(ckpt, FUSION_FILE))
-        check_pairing(fusion, saved, legacy_file(ckpt, FUSION_FILE))
+        try:
+            fusion = Fusion.load(legacy_file(ckpt, FUSION_FILE))
+            check_pairing(fusion, saved, legacy_file(ckpt, FUSION_FILE))
+        except (ValueError, OSError) as err:  # a bad or foreign file beside it: bad input
+            raise BundleError(str(err)) from None
     module = module_lib.GeolocModule.load(ckpt).eval()
     calibration = None
     if legacy_file(ckpt, CALIBRATION_FILE).is_file():
@@ -385,12 +425,12 @@ def bundle_from_checkpoint(ckpt: PathLike) -> Bundle:
     metrics = {metric_key(k): v for k, v in scalars.items()}
     folder = Path(tempfile.mkdtemp(prefix="geoloc-bundle-")) / "model"
     atexit.register(shutil.rmtree, folder.parent, ignore_errors=True)
-    with torch.inference_mode():
-        bundle = Bundle.save(folder, module, Thresholds.from_json(saved), data=data,
-                             calibration=calibration, fusion=fusion, metrics=metrics)
-    log.warning("ckpt_path=%s is deprecated: training now writes one model folder "
-                "(<run>/model); pass model_dir=<folder>", ckpt)
-    return bundle
+    bundle = Bundle.save(folder, module, Thresholds.from_json(saved), data=data,
+                         calibration=calibration, fusion=fusion, metrics=metrics)
+    log.warning("%s: a checkpoint with its files beside it is deprecated (read for one more "
+                "release): training now writes one model folder, <run>/model; pass "
+                "model_dir=<folder>", ckpt)
+    return dataclasses.replace(bundle, source=ckpt)
 
 
 def open_model(path: PathLike) -> Bundle:

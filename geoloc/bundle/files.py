@@ -10,7 +10,8 @@ WEIGHTS_FILE = "geoloc_weights.safetensors"
 THRESHOLDS_FILE = "geoloc_thresholds.json"
 CALIBRATION_FILE = "geoloc_calibration.npz"
 FUSION_FILE = "geoloc_fusion.json"
-FUSION_ARRAYS = "geoloc_fusion.npz"
+#: ``Fusion.save`` writes its arrays beside its JSON under the same stem
+FUSION_ARRAYS = FUSION_FILE.removesuffix(".json") + ".npz"
 CARD_FILE = "README.md"
 TOKENIZER_FILE = "tokenizer.json"
 #: What every bundle holds (the others are optional: calibration outputs exist when the
@@ -22,6 +23,12 @@ HF_WEIGHTS_FILE = "model.safetensors"
 MODELING_FILE = "modeling_geoloc.py"
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
+EXPORT_FILES = (HF_CONFIG_FILE, HF_WEIGHTS_FILE, MODELING_FILE, ONNX_FILE, ONNX_INT8_FILE)
+#: What a folder may hold beside the manifest's files: metadata of the tools that copy
+#: folders around (git and the Hugging Face Hub's downloads, macOS, Jupyter), never read.
+IGNORED = frozenset({".git", ".gitattributes", ".cache", ".DS_Store", ".ipynb_checkpoints"})
+#: ``config.json``'s ``geoloc.format`` of exports written before the bundle existed.
+LEGACY_EXPORT_FORMAT = "geoloc.export/v1"
 #: What each file is, for the one-line refusals.
 KINDS = {MODEL_FILE: "model description", WEIGHTS_FILE: "weights",
          TOKENIZER_FILE: "tokenizer", "tokenizer_config.json": "tokenizer",

@@ -174,7 +174,7 @@ def model_bundle(cfg: DictConfig) -> Bundle:
     if not (model or ckpt):
         raise ConfigError("model_dir=<folder>: name the model folder a training run wrote "
                           "(<run>/model) or an export of it")
-    if ckpt:
+    if ckpt:  # (a checkpoint file is named deprecated where it is converted)
         log.warning("ckpt_path= is deprecated and will be removed in the next release: "
                     "pass model_dir=<folder> (training writes <run>/model)")
     return open_model(str(model or ckpt))

@@ -33,16 +33,16 @@ log = logging.getLogger("geoloc")
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Load the bundle, predict the configured data, write the report; returns the
     metrics and the objects built (``module``, ``datamodule``, ``result``, ``bundle``)."""
-    bundle = common.model_bundle(cfg)  # missing, extra or changed file: one line naming it
     other = cfg.evaluation.get("thresholds")
-    with common.option_errors():  # another policy than the fused model's: refused
+    with common.option_errors():  # one line each: a bad folder names the file (bad input),
+        bundle = common.model_bundle(cfg)  # another policy than the fused model's (option)
         fusion = bundle.fusion(str(other) if other else None)
+        module = bundle.load_module()
     policy = Thresholds.from_json(str(other)) if other else bundle.thresholds()
     log.info("applying the saved policy %s", other or bundle.folder)
     if fusion is not None:
         log.info("fusing with the bundle's n-gram model (weight %.2g on the transformer)",
                  fusion.weight)
-    module = bundle.load_module()
     datamodule = build_datamodule(cfg, module.tokenizer, module.metadata)
     loggers = build_loggers(cfg)
     for lg in loggers:

@@ -25,7 +25,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from geoloc.bundle import Bundle
+from geoloc.bundle import Bundle, is_bundle
 from geoloc.cli import common
 from geoloc.config import CONF_DIR
 from geoloc.data.splits import CrossFitFold
@@ -53,7 +53,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ``ckpt_path`` and ``bundle`` (the saved :class:`~geoloc.bundle.Bundle`).
     """
     finished = finished_metrics(cfg)
-    if finished is not None:  # a rerun sweep: this run already finished, same config
+    if finished is not None and is_bundle(Path(str(cfg.paths.model_dir))):
+        # a rerun sweep: this run already finished, same config, and its model is there
         log.info("geoloc-train: %s already holds this run's metrics (skip_finished); "
                  "not training it again", cfg.paths.output_dir)
         return finished, {}

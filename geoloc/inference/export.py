@@ -30,7 +30,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 
-from geoloc.bundle import Bundle, is_bundle, open_model
+from geoloc.bundle import Bundle, is_export, open_model
 from geoloc.bundle.card import model_card
 from geoloc.bundle.files import (
     CARD_FILE,
@@ -156,8 +156,8 @@ def export(model: PathLike | Bundle, out: PathLike, onnx: bool = False,
     out = Path(out)
     if out.exists() and not overwrite:
         raise ExportError(f"output={out} exists; choose another folder or overwrite=true")
-    if out.exists() and not is_bundle(out):
-        raise ExportError(f"output={out} exists and is not a geoloc model folder: "
+    if out.exists() and not is_export(out):
+        raise ExportError(f"output={out} exists and is not a geoloc export: "
                           "overwrite=true only replaces an earlier export")
     if out.resolve() == bundle.folder.resolve():
         raise ExportError(f"output={out} is the model folder itself; choose another folder")
@@ -198,9 +198,6 @@ def export_bundle(bundle: Bundle, module: Any, out: Path, onnx: bool, quantize: 
             bundle.info, thresholds, None if fusion is None else fusion.weight,
             export=True, onnx=onnx, quantized=quantize))
 
-    try:
-        folder = bundle.derive(out, add, overwrite=True).folder
-    except FileExistsError as err:
-        raise ExportError(str(err)) from None
+    folder = bundle.derive(out, add).folder
     log.info("exported %s -> %s", bundle.folder, folder)
     return folder

@@ -271,7 +271,7 @@ class Predictor:
         fusion = bundle.fusion()
         files = (weights, bundle.path(THRESHOLDS_FILE),
                  *((bundle.path(FUSION_FILE), bundle.path(FUSION_ARRAYS)) if fusion else ()))
-        identity = {"model": str(bundle.folder.resolve()), "backend": backend,
+        identity = {"model": str((bundle.source or bundle.folder).resolve()), "backend": backend,
                     "quantized": quantized}
         return cls(tokenizer, scorer, thresholds, int(max_length or bundle.max_length),
                    fusion=fusion, batch_size=batch_size, top_k=top_k,

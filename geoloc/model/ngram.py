@@ -7,7 +7,7 @@ is more accurate and separates right from wrong predictions better than either (
 in ``experiments/real_data/README.md``). The same class is the ``char n-gram LR``
 baseline of :mod:`geoloc.baselines`.
 
-Fusion (``fusion=char_ngram``, :mod:`geoloc.cli.fit`) is chosen on the calibration
+Fusion (``fusion=char_ngram``, :mod:`geoloc.training.fusion`) is chosen on the calibration
 outputs, never on the evaluated split: with ``crossfit.folds`` the n-gram model is
 cross-fitted on the transformer's folds and the choice is made out of fold, else on the
 calib split with n-gram models fitted on train. ``C`` and the weight ``w`` are those
