@@ -152,9 +152,17 @@ def test_an_unlisted_file_or_a_broken_manifest_is_refused(bundles, tmp_path):
         Bundle.open(folder)
 
 
-def test_every_command_refuses_a_broken_bundle_in_one_line(bundles, tmp_path):
+def test_every_command_refuses_a_broken_bundle_in_one_line(bundles, tmp_path, capsys):
     """geoloc-eval, -predict, -export and -audience all take model_dir= and report a bundle
-    whose policy was swapped as bad input: exit 2, one line naming the file."""
+    whose policy was swapped as bad input: exit 2, one line naming the file, nothing
+    written (in-process through each entry point's hydra_task, and geoloc-predict once
+    as a real process)."""
+    from geoloc.cli.audience import audience
+    from geoloc.cli.common import hydra_task
+    from geoloc.cli.evaluate import evaluate
+    from geoloc.cli.export import export_task
+    from geoloc.cli.predict import predict
+
     good, other = bundles
     folder = tmp_path / "swapped"
     shutil.copytree(good, folder)
@@ -162,20 +170,28 @@ def test_every_command_refuses_a_broken_bundle_in_one_line(bundles, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": "1", "bio": "hi", "captions": [], "group": "g"}) + "\n")
     commands = {
-        "predict": [f"input={src}", f"output={tmp_path / 'p.jsonl'}"],
-        "export": [f"output={tmp_path / 'export'}"],
-        "audience": [f"input={src}", f"output={tmp_path / 'a.csv'}", "columns.group=group"],
-        "evaluate": ["logger=none"],
+        "predict": (predict, [f"input={src}", f"output={tmp_path / 'p.jsonl'}"]),
+        "export": (export_task, [f"output={tmp_path / 'export'}"]),
+        "audience": (audience, [f"input={src}", f"output={tmp_path / 'a.csv'}",
+                                "columns.group=group"]),
+        "eval": (evaluate, ["logger=none"]),
     }
-    for command, args in commands.items():
-        cmd = [sys.executable, "-m", f"geoloc.cli.{command}", f"model_dir={folder}", *args,
-               f"hydra.run.dir={tmp_path / 'run'}"]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 2, (command, done.stderr[-2000:])
-        last = done.stderr.strip().splitlines()[-1]
-        assert "bad input" in last and "geoloc_thresholds.json" in last, (command, last)
-        assert "Traceback" not in done.stderr, command
+    for name, (task, args) in commands.items():
+        cfg = compose([f"model_dir={folder}", *args, f"paths.output_dir={tmp_path}"],
+                      config_name=name)
+        with pytest.raises(SystemExit) as code:
+            hydra_task(f"geoloc-{name}", task, cfg, None)
+        assert code.value.code == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"geoloc-{name}: bad input: "), (name, err)
+        assert str(folder / "geoloc_thresholds.json") in err[0], (name, err)
+    cmd = [sys.executable, "-m", "geoloc.cli.predict", f"model_dir={folder}",
+           *commands["predict"][1], f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("geoloc-predict: bad input: ")
     assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "export").exists()
+    assert not (tmp_path / "a.csv").exists()
 
 
 def test_ckpt_path_still_works_for_a_release_with_a_deprecation_message(bundles, tmp_path,

@@ -21,8 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import compose
-from test_train import TINY
+from test_bundle import _save
 
 pytestmark = pytest.mark.slow
 
@@ -126,17 +125,10 @@ def test_installed_package_composes_its_configs_and_labels(venv, outside):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, me5_dir) -> Path:  # noqa: ARG001 (the backbone, built)
-    """A tiny model (mE5 cut to 1 layer) trained in-process by the checkout, as
-    tests/test_predict.py does: the model bundle folder the run wrote."""
-    from geoloc.cli.common import run_task
-    from geoloc.cli.train import train
-
-    out = tmp_path_factory.mktemp("wheel_model")
-    cfg = compose([*TINY, "logger=none", "evaluation.policy.pool_below=50",
-                   "evaluation.policy.target=0.3", "evaluation.policy.start_counts=[5,20]",
-                   f"paths.output_dir={out}"])
-    _, objects = run_task(train, cfg)
-    return Path(objects["bundle"].folder)
+    """A tiny model bundle (mE5 cut to 1 layer, a fitted policy and fusion) saved by the
+    checkout, as tests/test_bundle.py builds it: what is tested is that the installed
+    package reads a bundle, not the model's quality, so nothing is trained."""
+    return _save(tmp_path_factory.mktemp("wheel_model") / "model", seed=0)
 
 
 def test_installed_geoloc_predict_runs_a_trained_model(venv, tiny_model, outside):

@@ -119,8 +119,10 @@ def _run(input_path: str, output_dir: str, model: str, columns: dict | None, act
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="checkpoint or export folder")
+    p = argparse.ArgumentParser(prog="geoloc-ray-predict",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True,
+                   help="model folder (<run>/model) or an export of it")
     p.add_argument("--input", required=True, help="Parquet file or folder")
     p.add_argument("--output", required=True, help="output folder (Parquet files)")
     p.add_argument("--actors", type=int, default=2)
