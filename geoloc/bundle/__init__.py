@@ -96,7 +96,12 @@ def is_export(path: PathLike) -> bool:
         files = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return isinstance(files, dict) and HF_CONFIG_FILE in files
+    return isinstance(files, dict) and _lists_export(files)
+
+
+def _lists_export(files: Mapping[str, Any]) -> bool:
+    """Whether a manifest's files are an export's: what plain ``transformers`` loads."""
+    return HF_CONFIG_FILE in files and HF_WEIGHTS_FILE in files
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,10 @@ class Bundle:
     def has(self, name: str) -> bool:
         return name in self.manifest["files"]
 
+    def sha256(self, name: str) -> str:
+        """The SHA-256 of file ``name`` as the manifest records it (verified on open)."""
+        return str(self.manifest["files"][name]["sha256"])
+
     @property
     def class_names(self) -> list[str]:
         return [self.info["id2label"][str(i)] for i in range(len(self.info["id2label"]))]
@@ -191,7 +200,7 @@ class Bundle:
     @property
     def is_export(self) -> bool:
         """Whether plain ``transformers`` can load the folder (``geoloc-export`` wrote it)."""
-        return self.has(HF_CONFIG_FILE) and self.has(HF_WEIGHTS_FILE)
+        return _lists_export(self.manifest["files"])
 
     def thresholds(self) -> Thresholds:
         policy = Thresholds.from_json(self.path(THRESHOLDS_FILE))

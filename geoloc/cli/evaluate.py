@@ -17,11 +17,12 @@ from omegaconf import DictConfig
 
 from geoloc.cli import common
 from geoloc.config import CONF_DIR
-from geoloc.evaluation import Thresholds, evaluate_model
+from geoloc.evaluation import evaluate_model
 from geoloc.runs import resolved
 from geoloc.training.build import (
     build_datamodule,
     build_loggers,
+    build_policy,
     build_trainer,
     wandb_run,
     wandb_run_dir,
@@ -38,7 +39,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         bundle = common.model_bundle(cfg)  # another policy than the fused model's (option)
         fusion = bundle.fusion(str(other) if other else None)
         module = bundle.load_module()
-    policy = Thresholds.from_json(str(other)) if other else bundle.thresholds()
+    policy = build_policy(cfg) if other else bundle.thresholds()
     log.info("applying the saved policy %s", other or bundle.folder)
     if fusion is not None:
         log.info("fusing with the bundle's n-gram model (weight %.2g on the transformer)",

@@ -95,7 +95,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                              split=split, report_dir=str(cfg.evaluation.report_dir),
                              wandb_run=run, texts=datamodule.texts(split, evaluated.rows),
                              ids=datamodule.ids(split, evaluated.rows))
-    metrics.update(result.metrics())
+    evaluation = result.metrics()
+    metrics.update(evaluation)
     if run is not None:
         run.summary.update({k: v for k, v in metrics.items()
                             if k.startswith(("crossfit/", "fusion/"))})
@@ -104,7 +105,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     bundle = Bundle.save(Path(str(cfg.paths.model_dir)), module, result.thresholds,
                          data=dict(datamodule.hparams),
                          calibration=calibrated.calib if result.fitted else None,
-                         fusion=calibrated.fusion, metrics=result.metrics())
+                         fusion=calibrated.fusion, metrics=evaluation)
     metrics["minutes"] = round((time.time() - started) / 60, 2)
     if run is not None:
         run.summary.update({k: v for k, v in metrics.items() if k.startswith("cost/")})

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,7 +40,7 @@ from geoloc.bundle.files import (
 from geoloc.data.schema import ProfileRecord, profile_text
 from geoloc.errors import PredictorError
 from geoloc.inference.modeling_geoloc import GeolocForSequenceClassification
-from geoloc.io import PathLike, file_sha256
+from geoloc.io import PathLike
 from geoloc.labels import UNCERTAIN
 
 log = logging.getLogger("geoloc")
@@ -204,8 +203,9 @@ class Predictor:
     """Where the model came from (a checkpoint or export folder), for logs and manifests."""
     identity: dict[str, Any] = field(default_factory=dict)
     """The options that decide the output besides the files (model path, backend)."""
-    model_files: tuple[Path, ...] = ()
-    """Every file whose bytes decide the output (weights, policy, fused n-gram model)."""
+    model_sha256: dict[str, str] = field(default_factory=dict)
+    """SHA-256 of every file whose bytes decide the output (weights, policy, fused n-gram
+    model), as the bundle's manifest records them and :meth:`Bundle.open` verified."""
     embeddings: bool = False
     """Also return the pooled profile embedding (the head's input), from the same pass:
     the one shared representation other classifiers can reuse."""
@@ -226,11 +226,11 @@ class Predictor:
 
     def fingerprint(self) -> dict[str, Any]:
         """What makes two predictors give the same output: a resumed batch job refuses
-        parts written by another. Hashes :attr:`model_files` (about a second per 400 MB),
-        so it is computed when a job asks, not on every load (Ray actors, benchmarks)."""
+        parts written by another. The files' hashes are the manifest's, checked when the
+        bundle was opened: nothing is hashed twice."""
         return {**self.identity, "max_length": self.max_length, "top_k": self.top_k,
                 "embeddings": self.embeddings, "probabilities": self.probabilities,
-                "sha256": {f.name: file_sha256(f) for f in self.model_files}}
+                "sha256": dict(self.model_sha256)}
 
     # -- loading -------------------------------------------------------------------------
 
@@ -269,13 +269,14 @@ class Predictor:
             module = bundle.load_module()
             scorer, tokenizer = TorchScorer(module.net), module.tokenizer
         fusion = bundle.fusion()
-        files = (weights, bundle.path(THRESHOLDS_FILE),
-                 *((bundle.path(FUSION_FILE), bundle.path(FUSION_ARRAYS)) if fusion else ()))
-        identity = {"model": str((bundle.source or bundle.folder).resolve()), "backend": backend,
-                    "quantized": quantized}
+        files = (weights.name, THRESHOLDS_FILE,
+                 *((FUSION_FILE, FUSION_ARRAYS) if fusion else ()))
+        identity = {"model": str((bundle.source or bundle.folder).resolve()),
+                    "backend": backend, "quantized": quantized}
         return cls(tokenizer, scorer, thresholds, int(max_length or bundle.max_length),
                    fusion=fusion, batch_size=batch_size, top_k=top_k,
-                   source=str(bundle.folder), identity=identity, model_files=files,
+                   source=str(bundle.folder), identity=identity,
+                   model_sha256={name: bundle.sha256(name) for name in files},
                    embeddings=embeddings, probabilities=probabilities)
 
     # -- scoring -------------------------------------------------------------------------
