@@ -27,7 +27,8 @@ TEXTS = ["Bom dia São Paulo 🇧🇷", "howdy y'all from Texas", "東京 今日
 
 def _save(folder: Path, seed: int) -> Path:
     from geoloc.bundle import Bundle
-    from geoloc.evaluation import PolicyConfig, SplitOutputs, fit_policy
+    from geoloc.evaluation import PolicyConfig, SplitOutputs, fit_policy, softmax
+    from geoloc.inference.population import PopulationProfile
     from geoloc.model.module import GeolocModule
     from geoloc.model.ngram import CharNgramLR, Fusion
 
@@ -49,7 +50,10 @@ def _save(folder: Path, seed: int) -> Path:
     return Bundle.save(folder, module, policy, data={"max_length": 64, "source": "test"},
                        calibration=SplitOutputs(logits, labels),
                        fusion=Fusion(model=ngram, weight=0.5),
-                       metrics={"eval/accuracy": 0.5}).folder
+                       metrics={"eval/accuracy": 0.5},
+                       population=PopulationProfile.of(
+                           softmax(logits, policy.temperature), ["hello there"] * 400,
+                           names, source="test")).folder
 
 
 @pytest.fixture(scope="module")

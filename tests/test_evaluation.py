@@ -162,8 +162,12 @@ def test_planted_thresholds(cal, fitted: Thresholds) -> None:
     assert info.status == ASSIGNED
     assert info.n_kept == kept.sum() and info.n_correct == (kept & (labels == US)).sum()
     assert info.lower_bound >= 0.9
-    # delta is split equally between the class's fixed sequences (one per start count).
-    assert info.delta_per_test == pytest.approx(0.05 / len(info.start_thresholds))
+    # delta is split equally between the class's fixed sequences (one per start count),
+    # and a rejected threshold passes its share on (alpha-recycling): the chosen one was
+    # tested at a whole number of shares, at most delta.
+    shares = info.delta_per_test / (0.05 / len(info.start_thresholds))
+    assert 1 <= round(shares) <= len(info.start_thresholds)
+    assert shares == pytest.approx(round(shares))
     assert clopper_pearson(info.n_correct, info.n_kept, info.delta_per_test) == (
         pytest.approx(info.lower_bound)
     )
@@ -202,10 +206,44 @@ def test_fixed_sequence_stops_at_first_failure() -> None:
     assert (labels[kept] == US).mean() >= 0.9
 
 
-def test_simultaneous_splits_delta(cal) -> None:
+def test_simultaneous_splits_delta_over_the_families_tested(cal) -> None:
+    """delta is divided by the classes predicted often enough to be tested (FR, with 5
+    predictions, cannot pass any test and does not dilute it), not by the label set."""
     th = fit_thresholds(*cal, NAMES, policy(guarantee="simultaneous"))
-    assert th.delta_per_class == pytest.approx(0.05 / 4)
+    assert th.n_families == 3
+    assert th.delta_per_class == pytest.approx(0.05 / 3)
     assert th.thresholds["US"] >= fit_thresholds(*cal, NAMES, POLICY).thresholds["US"]
+    assert Thresholds.from_dict(th.to_dict()).delta_per_class == th.delta_per_class
+
+
+def test_alpha_recycling_is_never_less_powerful_than_an_equal_split() -> None:
+    """Every threshold one start's sequence certifies at its share delta / m alone is
+    certified by the recycled procedure too, so its threshold is at most as strict."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        top = _rows(US, rng.uniform(0.6, 1.0, 2000), rng.random(2000) < 0.93, rng)
+        counts = [50, 100, 300, 1000]
+        recycled = fit_thresholds(*top, NAMES, policy(start_counts=counts))
+        for s in counts:
+            alone = fit_thresholds(*top, NAMES, policy(start_counts=[s], delta=0.05 / 4))
+            assert recycled.thresholds["US"] <= alone.thresholds["US"]
+
+
+def test_the_floor_keeps_every_threshold_above_min_probability() -> None:
+    """A class right on every calibration prediction would certify 0.0 and be assigned on
+    any argmax (JP on the real tweets); the floor stops that, for old policies too."""
+    rng = np.random.default_rng(4)
+    probs, labels = _rows(US, rng.uniform(0.3, 1.0, 3000), np.ones(3000, bool), rng)
+    assert fit_thresholds(probs, labels, NAMES, policy(min_probability=0.0)
+                          ).thresholds["US"] < 0.3
+    floored = fit_thresholds(probs, labels, NAMES, policy(min_probability=0.5))
+    assert floored.thresholds["US"] == 0.5
+    assert Thresholds.from_dict(floored.to_dict()).policy.min_probability == 0.5
+    low = np.array([[0.4, 0.2, 0.2, 0.2], [0.6, 0.2, 0.1, 0.1]])
+    assert floored.decode(floored.apply(low)) == ["UNCERTAIN", "US"]
+    old = Thresholds(NAMES, {"US": 0.0, "BR": 0.0, "FR": 0.0, "OTHER": 0.0},
+                     policy(min_probability=0.5))
+    assert old.decode(old.apply(low)) == ["UNCERTAIN", "US"]
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -576,7 +614,9 @@ def test_rare_countries_share_a_pooled_certified_threshold() -> None:
         assert cal[name].guarantee == "pooled" and cal[name].pool == ["BR", "FR", "DE", "JP"]
         assert cal[name].n_predicted == 25
         assert pooled.thresholds[name] == pooled.thresholds["BR"] < 1
-    assert cal["BR"].lower_bound >= 0.9 and cal["BR"].n_kept <= 100
+    # the pool's numbers in their own fields; the country's own share has no bound
+    assert cal["BR"].pool_lower_bound >= 0.9 and cal["BR"].pool_n_kept <= 100
+    assert cal["BR"].lower_bound is None and cal["BR"].n_kept <= 25
     raw = pooled.to_dict()
     assert raw["pool_below"] == 100 and raw["guarantee_per_class"]["FR"] == "pooled"
     assert Thresholds.from_dict(raw).to_dict() == raw
@@ -584,6 +624,29 @@ def test_rare_countries_share_a_pooled_certified_threshold() -> None:
     pc = result.tables["per_class"].set_index("class")
     assert pc.loc["DE", "guarantee"] == "pooled" and pc.loc["US", "guarantee"] == "class"
     assert "Pooled rare countries" in render_markdown(result)
+    assert result.scalars["countries_certified_own"] == 1
+    assert result.scalars["countries_certified_pooled"] == 4
+
+
+def test_a_pooled_country_with_enough_support_earns_its_own_threshold() -> None:
+    """From the pool down: once the pool is certified, a pooled country whose own
+    predictions pass a test alone gets its own threshold (kind ``class``)."""
+    names = ["US", "BR", "FR", "OTHER"]
+    rng = np.random.default_rng(9)
+    rows, labels = [], []
+    for c, n, p_right in ((0, 1500, 0.97), (1, 90, 1.0), (2, 20, 0.95), (3, 400, 0.96)):
+        conf = rng.uniform(0.6, 1.0, n)
+        probs = np.tile(((1 - conf) / (len(names) - 1))[:, None], (1, len(names)))
+        probs[:, c] = conf
+        rows.append(probs)
+        right = rng.random(n) < p_right
+        labels.append(np.where(right, c, (c + 1) % len(names)))
+    th = fit_thresholds(np.concatenate(rows), np.concatenate(labels), names,
+                        policy(pool_below=100))
+    assert th.calibration["BR"].guarantee == "class"
+    assert th.calibration["BR"].status == "assigned_from_pool"
+    assert th.calibration["BR"].pool == ["BR", "FR"]
+    assert th.calibration["FR"].guarantee == "pooled"
 
 
 def test_standard_errors() -> None:

@@ -97,7 +97,8 @@ def test_no_threshold_assigns_a_class_its_calibration_cannot_vouch_for(seed, n, 
     """For any calibration data: a class gets a finite threshold only when its recorded
     lower bound reaches the target, the calibration precision at that threshold does too,
     and applying the policy assigns no class above its threshold's reach."""
-    from geoloc.evaluation.abstention import PolicyConfig, fit_thresholds
+    from geoloc.evaluation.abstention import PolicyConfig
+    from geoloc.evaluation.certify import fit_thresholds
 
     rng = np.random.default_rng(seed)
     names = ["US", "BR", "JP", "OTHER"]

@@ -69,6 +69,7 @@ from geoloc.bundle.files import (
     LEGACY_EXPORT_FORMAT,
     MANIFEST,
     MODEL_FILE,
+    POPULATION_FILE,
     REQUIRED,
     THRESHOLDS_FILE,
     TOKENIZER_FILE,
@@ -76,6 +77,7 @@ from geoloc.bundle.files import (
 )
 from geoloc.errors import BundleError, CheckpointError, ConfigError
 from geoloc.evaluation import SplitOutputs, Thresholds, metric_key, save_calibration_outputs
+from geoloc.inference.population import PopulationProfile
 from geoloc.io import PathLike, file_sha256, umask, write_json_atomic, write_text_atomic
 from geoloc.model.ngram import Fusion, check_pairing
 
@@ -220,6 +222,17 @@ class Bundle:
                       self.path(FUSION_FILE))
         return fusion
 
+    def population(self) -> PopulationProfile | None:
+        """The record of the population the policy was calibrated on (None for a model
+        saved before it existed: its inputs cannot be checked against it)."""
+        if not self.has(POPULATION_FILE):
+            return None
+        try:
+            return PopulationProfile.load(self.path(POPULATION_FILE))
+        except (ValueError, TypeError, KeyError) as err:
+            raise BundleError(f"{self.path(POPULATION_FILE)}: unreadable population "
+                              f"record ({err})") from None
+
     def calibration_file(self) -> Path | None:
         """The calibration outputs (logits, labels, class names) the policy was fitted on."""
         return self.path(CALIBRATION_FILE) if self.has(CALIBRATION_FILE) else None
@@ -253,13 +266,14 @@ class Bundle:
     @classmethod
     def save(cls, folder: PathLike, module: Any, thresholds: Thresholds, *,
              data: Mapping[str, Any], calibration: SplitOutputs | None = None,
-             fusion: Fusion | None = None, metrics: Mapping[str, float] | None = None
-             ) -> Bundle:
+             fusion: Fusion | None = None, metrics: Mapping[str, float] | None = None,
+             population: PopulationProfile | None = None) -> Bundle:
         """Write the bundle of a trained ``module`` to ``folder`` (replacing an earlier
         bundle there): its weights without the frozen backbone tensors, the
         tokenizer, the policy, the calibration outputs it was fitted on, the fusion and
         the model card. ``data`` are the datamodule's options (``max_length`` at least);
-        ``metrics`` the run's evaluation scalars for the card."""
+        ``metrics`` the run's evaluation scalars for the card; ``population`` the record
+        of the calibration population inputs are later compared with."""
         if "max_length" not in data:
             raise ValueError("Bundle.save: data must record max_length")
         folder = Path(folder)
@@ -284,6 +298,8 @@ class Bundle:
             thresholds.to_json(tmp / THRESHOLDS_FILE)
             if calibration is not None:
                 save_calibration_outputs(calibration, names, tmp / CALIBRATION_FILE)
+            if population is not None:
+                population.save(tmp / POPULATION_FILE)
             if fusion is not None:
                 fusion.thresholds_sha256 = file_sha256(tmp / THRESHOLDS_FILE)
                 fusion.save(tmp / FUSION_FILE)

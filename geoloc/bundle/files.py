@@ -13,6 +13,9 @@ FUSION_FILE = "geoloc_fusion.json"
 #: ``Fusion.save`` writes its arrays beside its JSON under the same stem
 FUSION_ARRAYS = FUSION_FILE.removesuffix(".json") + ".npz"
 CARD_FILE = "README.md"
+#: the population the policy was calibrated on (geoloc.inference.population): what
+#: geoloc-predict compares every input with
+POPULATION_FILE = "geoloc_population.json"
 TOKENIZER_FILE = "tokenizer.json"
 #: What every bundle holds (the others are optional: calibration outputs exist when the
 #: policy was fitted, the fusion files when the run fused an n-gram model).
@@ -32,7 +35,7 @@ LEGACY_EXPORT_FORMAT = "geoloc.export/v1"
 #: What each file is, for the one-line refusals.
 KINDS = {MODEL_FILE: "model description", WEIGHTS_FILE: "weights",
          TOKENIZER_FILE: "tokenizer", "tokenizer_config.json": "tokenizer",
-         THRESHOLDS_FILE: "thresholds", CALIBRATION_FILE: "calibration outputs",
+         THRESHOLDS_FILE: "thresholds", POPULATION_FILE: "population record", CALIBRATION_FILE: "calibration outputs",
          FUSION_FILE: "fusion", FUSION_ARRAYS: "fusion arrays", CARD_FILE: "model card",
          HF_CONFIG_FILE: "export config", HF_WEIGHTS_FILE: "export weights",
          MODELING_FILE: "export model code", ONNX_FILE: "ONNX graph",

@@ -30,6 +30,7 @@ from geoloc.cli import common
 from geoloc.config import CONF_DIR
 from geoloc.data.splits import CrossFitFold
 from geoloc.evaluation import PolicyConfig, evaluate_logits
+from geoloc.inference.population import PopulationProfile
 from geoloc.runs import finished_metrics, resolved, save_run_metrics, start_run
 from geoloc.training.build import (
     build_fusion,
@@ -101,11 +102,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         run.summary.update({k: v for k, v in metrics.items()
                             if k.startswith(("crossfit/", "fusion/"))})
 
-    # 4. save the bundle: everything a later command needs, in one folder
+    # 4. save the bundle: everything a later command needs, in one folder, with the
+    #    record of the population the policy was fitted on (geoloc-predict checks inputs)
+    calib = calibrated.calib if result.fitted else None
+    population = None
+    if calib is not None:
+        texts = cross.texts if cross is not None else datamodule.texts("calib", calib.rows)
+        population = PopulationProfile.of(
+            result.thresholds.probabilities(calib.logits), texts, list(module.class_names),
+            source="out-of-fold outputs of training" if cross is not None else
+            "the calib split of training")
     bundle = Bundle.save(Path(str(cfg.paths.model_dir)), module, result.thresholds,
-                         data=dict(datamodule.hparams),
-                         calibration=calibrated.calib if result.fitted else None,
-                         fusion=calibrated.fusion, metrics=evaluation)
+                         data=dict(datamodule.hparams), calibration=calib,
+                         fusion=calibrated.fusion, metrics=evaluation, population=population)
     metrics["minutes"] = round((time.time() - started) / 60, 2)
     if run is not None:
         run.summary.update({k: v for k, v in metrics.items() if k.startswith("cost/")})

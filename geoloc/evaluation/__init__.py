@@ -19,10 +19,9 @@ from geoloc.evaluation.abstention import (
     ClassCalibration,
     PolicyConfig,
     Thresholds,
-    fit_policy,
-    fit_thresholds,
 )
 from geoloc.evaluation.calibration import fit_temperature, softmax
+from geoloc.evaluation.certify import fit_policy, fit_thresholds
 from geoloc.evaluation.render import log_wandb, render_markdown, write_report
 from geoloc.evaluation.result import EvaluationResult, evaluate_split, metric_key
 from geoloc.evaluation.runner import (

@@ -15,43 +15,65 @@ split, for each class c separately,
 2. **Fixed-sequence testing** (as in Learn-then-Test, Angelopoulos et al. 2021): the
    hypotheses are tested in a fixed order from the strictest threshold to the loosest,
    stopping at the first that is not rejected; t_c is the loosest threshold rejected
-   before the stop (maximum coverage). A wrong certification needs the first true null
-   of the sequence to be rejected, so the chance of certifying any threshold whose
-   precision is below target is <= the level of one test, without splitting it over the
-   ~100 thresholds of the grid as a Bonferroni correction would.
-3. **Where sequences start.** Thresholds near 1 keep a handful of predictions whose bound
-   cannot reach the target even when all are right (n/n correct needs
-   n >= ln(delta)/ln(target): 29 at 0.90/0.05), and a weak first test ends the scan
-   before it reaches well-populated thresholds: a class 96 % right at every confidence
-   fails a first test on 100 predictions about a third of the time. A start that keeps
-   many predictions, on the other hand, misses a class whose precise region is small.
-   So each class runs a few sequences, each starting at the strictest grid threshold that keeps at least
-   s calibration predictions of c, for s in ``start_counts`` (default 50, 100, 300, 1000,
-   3000, 10000, those <= n_c; a class with fewer than 50 but >= the 29 above starts
-   once, with all its predictions), and delta is split equally between them (Bonferroni
-   over sequences). t_c is the loosest threshold any sequence certifies. Starts depend
+   (maximum coverage). A wrong certification needs the first true null of the sequence
+   to be rejected, so the chance of certifying any threshold whose precision is below
+   target is <= the level of one test, without splitting it over the ~100 thresholds of
+   the grid as a Bonferroni correction would.
+3. **Where sequences start, and alpha-recycling.** Thresholds near 1 keep a handful of
+   predictions whose bound cannot reach the target even when all are right (n/n correct
+   needs n >= ln(delta)/ln(target): 29 at 0.90/0.05), and a weak first test ends the scan
+   before it reaches well-populated thresholds. A start that keeps many predictions, on
+   the other hand, misses a class whose precise region is small. So each class runs a few
+   sequences, each starting at the strictest grid threshold that keeps at least s
+   calibration predictions of c, for s in ``start_counts`` (those <= n_c; a class with
+   fewer starts once, with all its predictions). Each start gets an equal share of delta,
+   and the shares are *recycled* (the graphical procedure of Bretz et al. 2009 on a
+   chain): a rejected threshold passes its whole level on to the next looser one, so
+   where a sequence from a strict start reaches the start of another, that threshold is
+   tested at the sum of both shares. This controls the chance of any wrong
+   certification at delta (strongly, with no assumption on how precision varies with the
+   threshold) and is never less powerful than splitting delta equally. Starts depend
    only on how many predictions lie above each threshold, never on whether they are
-   right; the guarantee then rests on LTT's usual assumption that precision does not
-   rise as the threshold is loosened, so that every threshold looser than the first
-   false one is false as well.
-4. A class with fewer calibration predictions than that minimum, or none of whose
+   right.
+4. **A floor.** No threshold is below ``min_probability`` (``PolicyConfig``): a class
+   whose top-class predictions were all right on the calibration population would
+   otherwise certify t = 0.0 and be assigned on any argmax, which is exactly what breaks
+   first on a population unlike it. Grid thresholds below the floor are not tested.
+5. A class with fewer calibration predictions than that minimum, or none of whose
    sequences passes its first test, gets t_c = +inf: it is never assigned, and its
    ``status`` says why.
 
-The guarantee is per class: for each class with a finite threshold, with probability
->= 1 - delta over the calibration sample, its precision on new data drawn like the
-calibration split is >= target. ``guarantee="simultaneous"`` tests every class at delta / C so
-that the statement holds for all classes at once. The temperature is treated as fixed;
-fitted on the same split it is one scalar chosen by likelihood, not by precision, but pass
-a temperature fitted elsewhere to be strict.
+**Pooled rare countries** (``pool_below``): countries predicted fewer times than that (a
+label-free rule) are first tested as one group (one shared threshold, certified on their
+pooled predictions). When the group is certified, each of its countries is then tested
+alone (fixed-sequence from the pool down); one that passes gets its own threshold and
+guarantee kind ``class``; the others keep the pool's threshold with kind ``pooled``, a
+statement about all assignments to the pooled countries at that threshold together, not
+about each one. Reports count the two kinds apart.
+
+**What is guaranteed** (a PAC statement, not a per-assignment promise): for each class
+with guarantee kind ``class``, with probability >= 1 - delta over the draw of the
+calibration sample, the precision of that class on new data drawn like the calibration
+population is >= target. Any one assignment can be wrong; on a finite batch the realised
+precision scatters around the population precision. ``guarantee="per_class"`` makes the
+statement for each class separately (about a dozen families on the real tweets, so one of
+them failing somewhere is far likelier than delta); ``"simultaneous"`` makes it for all
+certified classes at once, by testing each family at delta / F, where F counts only the
+families actually tested (a label-free count: classes predicted often enough that a
+test could pass, plus the pool), not every class of the label set. The temperature is
+treated as fixed; fitted on the same split it is one scalar chosen by likelihood, not by
+precision, but pass a temperature fitted elsewhere to be strict.
+
+The fitting code is :mod:`geoloc.evaluation.certify`; this module holds the policy
+objects (:class:`PolicyConfig`, :class:`Thresholds`) every consumer reads.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,12 +81,10 @@ from typing import Any
 import numpy as np
 
 from geoloc.errors import InputFileError
-from geoloc.evaluation.calibration import fit_temperature, softmax
-from geoloc.evaluation.metrics import check_outputs
-from geoloc.evaluation.stats import clopper_pearson, min_samples_for_target
-from geoloc.evaluation.sweep import counts_above, default_grid
+from geoloc.evaluation.calibration import softmax
+from geoloc.evaluation.sweep import default_grid
 from geoloc.io import write_json_atomic
-from geoloc.labels import OTHER, UNCERTAIN
+from geoloc.labels import UNCERTAIN
 
 #: Name of the threshold-selection method, written into thresholds.json and the report.
 METHOD = "fixed_sequence_clopper_pearson"
@@ -72,8 +92,9 @@ METHOD_DESCRIPTION = (
     "fixed-sequence testing (Learn-then-Test) from the strictest threshold to the loosest, "
     "each threshold certified when the one-sided Clopper-Pearson lower confidence bound of "
     "its calibration precision is >= target, stopping at the first failure; per class a few "
-    "sequences start where >= 50, 100, 300, ... calibration predictions are kept, with "
-    "delta split equally between them"
+    "sequences start where >= 50, 100, 300, ... calibration predictions are kept, each with "
+    "an equal share of delta that a rejected threshold passes on to the next (alpha-"
+    "recycling); no threshold below the floor min_probability"
 )
 #: Array value of an UNCERTAIN decision.
 UNCERTAIN_INDEX = -1
@@ -85,10 +106,13 @@ NO_PREDICTIONS = "no_calibration_predictions"
 TOO_FEW = "too_few_calibration_predictions"
 BOUND_BELOW_TARGET = "bound_below_target"
 POOLED = "pooled"
+#: a pooled country that, after its pool was certified, passed its own test
+POOLED_OWN = "assigned_from_pool"
 POOL_FAILED = "pool_bound_below_target"
 STATUS_TEXT = {
     ASSIGNED: "threshold certified on the calibration split",
     POOLED: "rare country: shares the threshold certified for the pooled rare countries",
+    POOLED_OWN: "rare country: certified alone after its pool was certified",
     POOL_FAILED: "rare country: the pooled rare countries' bound never reaches the target",
     NO_PREDICTIONS: "never predicted on the calibration split",
     TOO_FEW: "too few calibration predictions for the bound to reach the target",
@@ -97,7 +121,8 @@ STATUS_TEXT = {
 
 
 #: Guarantee kinds. ``per_class``: each class with a threshold keeps precision >= target
-#: with probability >= 1 - delta; ``simultaneous``: all of them at once (delta / C each).
+#: with probability >= 1 - delta; ``simultaneous``: all of them at once (delta / F each,
+#: F the families tested).
 GUARANTEES = ("per_class", "simultaneous")
 
 
@@ -119,7 +144,10 @@ class PolicyConfig:
     pool_below: int | None = None
     """Countries with fewer calibration predictions than this are not tested alone but
     as one pooled group (one shared threshold, certified on their pooled predictions);
-    None: every class is tested alone. See :func:`fit_thresholds`."""
+    None: every class is tested alone. See :func:`geoloc.evaluation.certify.fit_thresholds`."""
+    min_probability: float = 0.0
+    """The floor: no class is assigned below this calibrated probability, whatever its
+    calibration said (see the module docstring)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", float(self.target))
@@ -138,6 +166,10 @@ class PolicyConfig:
             if self.pool_below < 1:
                 raise ValueError(f"evaluation.policy.pool_below={self.pool_below}: must be "
                                  ">= 1 or null")
+        object.__setattr__(self, "min_probability", float(self.min_probability))
+        if not 0.0 <= self.min_probability < 1.0:
+            raise ValueError(f"evaluation.policy.min_probability={self.min_probability}: "
+                             "must be in [0, 1)")
         if self.guarantee not in GUARANTEES:
             raise ValueError(f"evaluation.policy.guarantee={self.guarantee!r}: expected one "
                              f"of {', '.join(GUARANTEES)}")
@@ -146,14 +178,14 @@ class PolicyConfig:
     def simultaneous(self) -> bool:
         return self.guarantee == "simultaneous"
 
-    def delta_per_class(self, n_classes: int) -> float:
-        """The level each class is tested at (delta, or delta / C when simultaneous)."""
-        return self.delta / n_classes if self.simultaneous else self.delta
+    def delta_per_class(self, n_families: int) -> float:
+        """The level each family is tested at (delta, or delta / F when simultaneous)."""
+        return self.delta / max(n_families, 1) if self.simultaneous else self.delta
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "delta": self.delta,
                 "start_counts": list(self.start_counts), "guarantee": self.guarantee,
-                "pool_below": self.pool_below}
+                "pool_below": self.pool_below, "min_probability": self.min_probability}
 
 
 @dataclass(frozen=True)
@@ -180,14 +212,24 @@ class ClassCalibration:
     n_tests: int = 0
     pool: list[str] = field(default_factory=list)
     """For a pooled country: the countries of its pool."""
+    pool_threshold: float | None = None
+    """For a pooled country: the pool's certified threshold (None: the pool failed)."""
+    pool_n_kept: int = 0
+    pool_n_correct: int = 0
+    pool_precision: float | None = None
+    pool_lower_bound: float | None = None
+    """The pool's calibration counts and bound at its threshold: the group's numbers,
+    kept apart from this country's own (``n_kept`` ... ``lower_bound``, which for a
+    country that kept the pool's threshold are its own share, with no bound)."""
 
     @property
     def guarantee(self) -> str:
         """What the threshold's precision bound is about, derived from ``status``:
-        ``class`` (this class alone), ``pooled`` (all assignments to the pooled rare
-        countries together; the counts and bound above are then the pool's), or ``none``
-        (never assigned)."""
-        return {ASSIGNED: "class", POOLED: "pooled"}.get(self.status, "none")
+        ``class`` (this class alone, also for a pooled country that passed its own test),
+        ``pooled`` (all assignments to the pooled rare countries together; the group's
+        numbers are the ``pool_*`` fields), or ``none`` (never assigned)."""
+        return {ASSIGNED: "class", POOLED_OWN: "class", POOLED: "pooled"}.get(
+            self.status, "none")
 
 
 @dataclass
@@ -208,6 +250,9 @@ class Thresholds:
     calibration: dict[str, ClassCalibration] = field(default_factory=dict)
     grid: list[float] = field(default_factory=lambda: default_grid().tolist())
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    n_families: int = 0
+    """How many families (classes tested alone, plus the pool) were tested: what a
+    ``simultaneous`` guarantee divides delta by."""
 
     def __post_init__(self) -> None:
         self.class_names = [str(n) for n in self.class_names]
@@ -235,8 +280,8 @@ class Thresholds:
 
     @property
     def delta_per_class(self) -> float:
-        """The level each class is tested at (delta, or delta / C when simultaneous)."""
-        return self.policy.delta_per_class(len(self.class_names))
+        """The level each family is tested at (delta, or delta / F when simultaneous)."""
+        return self.policy.delta_per_class(self.n_families or len(self.class_names))
 
     def vector(self) -> np.ndarray:
         """Thresholds in class-index order (+inf = never assigned)."""
@@ -270,7 +315,9 @@ class Thresholds:
             )
         top = probs.argmax(axis=1)
         conf = probs[np.arange(len(probs)), top]
-        return np.where(conf >= self.vector()[top], top, UNCERTAIN_INDEX).astype(np.int64)
+        # the floor applies to policies fitted before it existed too (min_probability 0)
+        floor = np.maximum(self.vector(), self.policy.min_probability)
+        return np.where(conf >= floor[top], top, UNCERTAIN_INDEX).astype(np.int64)
 
     def apply_logits(self, logits: np.ndarray) -> np.ndarray:
         """:meth:`apply` on softmax(logits / temperature)."""
@@ -290,6 +337,8 @@ class Thresholds:
             "delta": self.delta,
             "guarantee": self.policy.guarantee,
             "pool_below": self.policy.pool_below,
+            "min_probability": self.policy.min_probability,
+            "n_families": self.n_families,
             "guarantee_per_class": {n: c.guarantee for n, c in self.calibration.items()},
             "delta_per_class": self.delta_per_class,
             "temperature": self.temperature,
@@ -324,12 +373,13 @@ class Thresholds:
             },
             policy=PolicyConfig(target=data["target"], delta=data["delta"],
                                 start_counts=cal["start_counts"], guarantee=guarantee,
-                                pool_below=data.get("pool_below")),
+                                pool_below=data.get("pool_below"),
+                                min_probability=data.get("min_probability", 0.0)),
             temperature=float(data.get("temperature", 1.0)),
             method=str(data.get("method", METHOD)),
             n_calibration=int(cal.get("n_samples", 0)),
-            calibration={n: ClassCalibration(**{k: v for k, v in c.items() if k != "guarantee"})
-                         for n, c in cal.get("per_class", {}).items()},
+            calibration={n: _class_calibration(c) for n, c in cal.get("per_class", {}).items()},
+            n_families=int(data.get("n_families", 0)),
             grid=[float(g) for g in data.get("grid", default_grid().tolist())],
             created_at=str(data.get("created_at", "")),
         )
@@ -356,140 +406,31 @@ class Thresholds:
             raise InputFileError(f"{path}: not a usable thresholds file: {err}") from None
 
 
-def _fit_class(
-    confidence: np.ndarray,
-    correct: np.ndarray,
-    n_support: int,
-    grid_desc: np.ndarray,
-    target: float,
-    delta: float,
-    start_counts: Sequence[int],
-) -> tuple[float, ClassCalibration]:
-    """Fixed-sequence tests for one class; see the module docstring."""
-    n_pred = len(confidence)
-    if n_pred == 0:
-        return math.inf, ClassCalibration(NO_PREDICTIONS, 0, n_support)
-    kept, right = counts_above(confidence, correct, grid_desc)
-    counts = [s for s in start_counts if s <= n_pred] or [n_pred]
-    # A start keeping fewer predictions than n/n-correct needs to pass a test at the
-    # per-sequence level could never certify anything: drop it rather than spend delta.
-    n_min = min_samples_for_target(target, delta / len(counts))
-    counts = [s for s in counts if s >= n_min]
-    if not counts:
-        if n_pred < min_samples_for_target(target, delta):
-            return math.inf, ClassCalibration(TOO_FEW, n_pred, n_support)
-        counts = [n_pred]
-    starts = sorted({int(np.flatnonzero(kept >= s)[0]) for s in counts})
-    level = delta / len(starts)
-    bounds = clopper_pearson(right, kept, level)
-    chosen: int | None = None
-    tested: set[int] = set()
-    for start in starts:
-        j = start
-        while j < len(grid_desc):
-            tested.add(j)
-            if bounds[j] < target:  # first failure: this sequence stops here
-                break
-            chosen = j if chosen is None else max(chosen, j)
-            j += 1
-    info = dict(
-        n_predicted=n_pred,
-        n_support=n_support,
-        start_thresholds=[float(grid_desc[j]) for j in starts],
-        delta_per_test=level,
-        n_tests=len(tested),
-    )
-    if chosen is None:
-        best = max(tested, key=lambda j: bounds[j])
-        return math.inf, ClassCalibration(
-            BOUND_BELOW_TARGET,
-            precision=float(right[best] / kept[best]),
-            lower_bound=float(bounds[best]),
-            **info,
-        )
-    return float(grid_desc[chosen]), ClassCalibration(
-        ASSIGNED,
-        n_kept=int(kept[chosen]),
-        n_correct=int(right[chosen]),
-        precision=float(right[chosen] / kept[chosen]),
-        lower_bound=float(bounds[chosen]),
-        **info,
-    )
+def _class_calibration(data: Mapping[str, Any]) -> ClassCalibration:
+    """A :class:`ClassCalibration` from its JSON; files written before the pool's numbers
+    had their own fields kept them in the country's (``n_kept`` ... ``lower_bound``)."""
+    fields_ = {k: v for k, v in data.items() if k != "guarantee"}
+    if fields_.get("status") == POOLED and "pool_lower_bound" not in fields_:
+        for key in ("n_kept", "n_correct", "precision", "lower_bound"):
+            fields_[f"pool_{key}"] = fields_.pop(key, None)
+        fields_["pool_n_kept"] = fields_["pool_n_kept"] or 0
+        fields_["pool_n_correct"] = fields_["pool_n_correct"] or 0
+    return ClassCalibration(**fields_)
 
 
-def fit_thresholds(
-    probs: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    policy: PolicyConfig,
-    *,
-    temperature: float = 1.0,
-    grid: np.ndarray | None = None,
-) -> Thresholds:
-    """Choose each class's threshold on calibration probabilities (see module docstring).
-
-    ``probs`` must already be softmax(logits / temperature); ``temperature`` is only
-    recorded so that :meth:`Thresholds.apply_logits` reproduces them.
-    """
-    probs, labels, names = check_outputs(probs, labels, class_names)
-    grid = default_grid() if grid is None else np.asarray(grid, dtype=np.float64)
-    grid_desc = np.unique(grid)[::-1]
-    delta_c = policy.delta_per_class(len(names))
-    pred = probs.argmax(axis=1)
-    conf = probs.max(axis=1)
-    correct = pred == labels
-    thresholds: dict[str, float] = {}
-    calibration: dict[str, ClassCalibration] = {}
-    n_pred = np.bincount(pred, minlength=len(names))
-    # Which countries are pooled depends only on how often each is *predicted*, never on
-    # whether the predictions are right, so the pooled test stays a valid test (the same
-    # argument as for the start counts).
-    pooled = [c for c, name in enumerate(names) if name != OTHER and policy.pool_below
-              and 0 < n_pred[c] < policy.pool_below]
-    for c, name in enumerate(names):
-        if c in pooled:
-            continue
-        mask = pred == c
-        thresholds[name], calibration[name] = _fit_class(
-            conf[mask], correct[mask], int((labels == c).sum()), grid_desc,
-            policy.target, delta_c, policy.start_counts,
-        )
-    if pooled:
-        mask = np.isin(pred, pooled)
-        t_pool, pool_info = _fit_class(
-            conf[mask], correct[mask], int(np.isin(labels, pooled).sum()), grid_desc,
-            policy.target, delta_c, policy.start_counts,
-        )
-        certified = math.isfinite(t_pool)
-        for c in pooled:
-            thresholds[names[c]] = t_pool
-            calibration[names[c]] = replace(
-                pool_info, status=POOLED if certified else POOL_FAILED, n_predicted=int(n_pred[c]), n_support=int((labels == c).sum()),
-                pool=[names[i] for i in pooled])
-    return Thresholds(
-        class_names=names,
-        thresholds=thresholds,
-        policy=policy,
-        temperature=float(temperature),
-        n_calibration=len(labels),
-        calibration=calibration,
-        grid=[float(g) for g in np.unique(grid)],
-    )
-
-
-def fit_policy(
-    logits: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    policy: PolicyConfig,
-    *,
-    temperature: float | None = None,
-    grid: np.ndarray | None = None,
-) -> Thresholds:
-    """Fit the temperature (unless given), then the per-class thresholds, on calibration
-    logits: the whole abstention policy from one call."""
-    logits, labels, names = check_outputs(logits, labels, class_names)
-    if temperature is None:
-        temperature = fit_temperature(logits, labels)
-    return fit_thresholds(softmax(logits, temperature), labels, names, policy,
-                          temperature=temperature, grid=grid)
+def guarantee_statement(th: Thresholds, name: str) -> str:
+    """The PAC statement a country's threshold carries, in words (per-class table,
+    report, model card)."""
+    kind = th.guarantee(name)
+    conf = f"{1 - th.delta:.0%}"
+    if th.policy.simultaneous:
+        conf += " jointly with every other certified country"
+    if kind == "class":
+        return (f"with probability >= {conf} over the calibration draw, its precision on "
+                f"data like the calibration population is >= {th.target:.0%}")
+    if kind == "pooled":
+        pool = th.calibration[name].pool if name in th.calibration else []
+        return (f"pooled: with probability >= {conf}, the precision of all assignments to "
+                f"the pool ({', '.join(pool)}) together is >= {th.target:.0%}; none for "
+                "this country alone")
+    return "none: never assigned"

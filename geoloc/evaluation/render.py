@@ -105,6 +105,8 @@ def _class_rows(pc: pd.DataFrame, target: float) -> pd.DataFrame:
                 "F1 (argmax)": _pct(r["f1"]),
                 "cal. support": "–" if pd.isna(r["cal_support"]) else int(r["cal_support"]),
                 "cal. bound": _pct(r["cal_lower_bound"]),
+                "pool bound": _pct(r["pool_lower_bound"]) if r["guarantee"] == "pooled"
+                else "–",
             }
         )
     return pd.DataFrame(rows)
@@ -148,6 +150,10 @@ def render_markdown(result: EvaluationResult) -> str:
                         f"{s['countries_total']} in the label set)",
                     ),
                     (
+                        "Countries certified on their own / only as a pooled group",
+                        f"{s['countries_certified_own']} / {s['countries_certified_pooled']}",
+                    ),
+                    (
                         "Countries below target here (flagged)",
                         ", ".join(f"⚠️ **{c}**" for c in result.flagged) or "none",
                     ),
@@ -170,15 +176,27 @@ def render_markdown(result: EvaluationResult) -> str:
         f"`{th.method}`: {METHOD_DESCRIPTION if th.method == METHOD else th.method}. "
         f"Target precision {100 * target:.0f} %, δ = {th.delta:g}"
         + (
-            f" split over {len(th.class_names)} classes (simultaneous)"
+            f" split over the {th.n_families or len(th.class_names)} families tested "
+            "(simultaneous)"
             if th.policy.simultaneous
             else " per class"
         )
         + f". Start counts: {list(th.policy.start_counts)} (a class with fewer predictions than "
-        "the first starts once, with all of them). Guarantee: for each class with a threshold, with "
-        f"probability ≥ {1 - th.delta:g} over the calibration sample, its precision on data "
-        "like the calibration split is ≥ target. Precision measured on this finite split can "
-        "still fall below target by chance; the 95 % interval shows how far.",
+        "the first starts once, with all of them). No threshold is below the floor "
+        f"{th.policy.min_probability:g}.",
+        "",
+        f"**What is guaranteed** (a PAC statement): for each country certified on its own "
+        f"(guarantee `class`), with probability ≥ {1 - th.delta:g} over the draw of the "
+        "calibration sample, its precision on new profiles drawn like the calibration "
+        f"population is ≥ {100 * target:.0f} %"
+        + (" — for all of them at once (simultaneous)" if th.policy.simultaneous else
+           " — for each country separately (per_class): with a dozen countries certified, "
+           "one of them falling short is far likelier than δ; use "
+           "`evaluation.policy.guarantee=simultaneous` for a joint statement")
+        + ". It is not a promise about any one assignment, and it says nothing about a "
+        "population unlike the calibration one (recalibrate there: `geoloc-calibrate`). "
+        "Precision measured on this finite split can still fall below target by chance; "
+        "the 95 % interval shows how far.",
         "",
     ]
     pooled = [n for n, c in th.calibration.items() if c.guarantee == "pooled"]

@@ -23,7 +23,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from geoloc.evaluation.abstention import ASSIGNED, UNCERTAIN_INDEX, Thresholds
+from geoloc.evaluation.abstention import (
+    ASSIGNED,
+    UNCERTAIN_INDEX,
+    Thresholds,
+    guarantee_statement,
+)
 from geoloc.evaluation.calibration import (
     CalibrationSummary,
     calibration_summary,
@@ -148,6 +153,13 @@ def evaluate_split(
     pc["cal_lower_bound"] = [
         ci.lower_bound if ci and ci.lower_bound is not None else np.nan for ci in cal_info
     ]
+    # a pooled country's group numbers, apart from its own (a pool is not a country)
+    for col, attr in (("pool_threshold", "pool_threshold"), ("pool_kept", "pool_n_kept"),
+                      ("pool_precision", "pool_precision"),
+                      ("pool_lower_bound", "pool_lower_bound")):
+        pc[col] = [getattr(ci, attr) if ci and ci.pool and getattr(ci, attr) is not None
+                   else np.nan for ci in cal_info]
+    pc["guarantee_statement"] = [guarantee_statement(thresholds, nm) for nm in names]
     assigned = np.bincount(decisions[decisions >= 0], minlength=c)
     hit = (decisions == labels) & (decisions >= 0)
     assigned_correct = np.bincount(labels[hit], minlength=c)
@@ -210,6 +222,9 @@ def evaluate_split(
         ),
         "countries_total": int(len(countries)),
         "countries_with_threshold": int(np.isfinite(countries["threshold"]).sum()),
+        # certified alone vs. only as members of the pooled group: never added up
+        "countries_certified_own": int((countries["guarantee"] == "class").sum()),
+        "countries_certified_pooled": int((countries["guarantee"] == "pooled").sum()),
         "countries_assigned": int(
             (np.isfinite(countries["threshold"]) & (countries["assigned"] > 0)).sum()
         ),

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from geoloc.evaluation.abstention import PolicyConfig, Thresholds, fit_policy
+from geoloc.evaluation.abstention import PolicyConfig, Thresholds
 from geoloc.evaluation.calibration import calibration_summary
+from geoloc.evaluation.certify import fit_policy
 from geoloc.evaluation.metrics import ECE_BINS, check_outputs
 from geoloc.evaluation.render import log_wandb, write_report
 from geoloc.evaluation.result import EvaluationResult, evaluate_split

@@ -40,8 +40,14 @@ from geoloc.data.readers import (
     iter_numbered_results,
     require_file,
 )
-from geoloc.data.schema import ColumnMapping, ProfileRecord
+from geoloc.data.schema import ColumnMapping, ProfileRecord, profile_text
 from geoloc.errors import JobError, RecordError
+from geoloc.inference.population import (
+    CONFIDENCE_BINS,
+    PopulationProfile,
+    confidence_bin,
+    script_of,
+)
 from geoloc.inference.predictor import (
     EMBEDDING_COLUMN,
     GROUP_COLUMN,
@@ -104,6 +110,13 @@ def _part(parts: Path, k: int, kind: str) -> Path:
     return parts / f"part-{k:06d}.{kind}"
 
 
+def meta_path(output: PathLike) -> Path:
+    """Where the metadata of ``output`` go: ``OUTPUT.meta.json`` (the model that wrote it,
+    its classes, the population check)."""
+    out = Path(output)
+    return out.with_name(out.name + ".meta.json")
+
+
 def check_paths(input_path: PathLike, output: PathLike, overwrite: bool) -> str:
     """Refuse, before any model is loaded, an output that would overwrite a file (the
     output, its errors file, or the input itself) or that has an unknown extension;
@@ -111,7 +124,7 @@ def check_paths(input_path: PathLike, output: PathLike, overwrite: bool) -> str:
     input_path, output = Path(input_path), Path(output)
     out_format = output_format(output)
     require_file(input_path, "input=")
-    for path in (output, errors_path(output)):
+    for path in (output, errors_path(output), meta_path(output)):
         if path.resolve() == input_path.resolve():
             raise JobError(f"output={output}: {path} would be the input file")
         if path.exists() and not overwrite:
@@ -134,6 +147,8 @@ class JobSummary:
     output: Path
     errors_file: Path
     countries: Counter
+    population: PopulationProfile | None = None
+    """The input as the model saw it (predicted mix, confidence, scripts), every row."""
 
     @property
     def uncertain(self) -> int:
@@ -216,6 +231,9 @@ def _predict_chunks(predictor: Predictor, items: Iterator, parts: Path, chunk_ro
         good = [(line, r) for line, r in chunk if not isinstance(r, RecordError)]
         errors = [error_to_dict(e) for _, e in chunk if isinstance(e, RecordError)]
         rows = predictor.predict_records([r for _, r in good], [line for line, _ in good])
+        scripts = Counter(script_of(profile_text(r["bio"], r["captions"])) for _, r in good)
+        with atomic_write(_part(parts, k, "scripts.json")) as fh:
+            json.dump(scripts, fh)
         # fsync: after a power cut a "done" part must not be an empty file
         with atomic_write(_part(parts, k, "errors.jsonl"), fsync=True) as fh:
             fh.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
@@ -238,24 +256,35 @@ def _merge(parts: Path, chunks: int, output: Path, out_format: str, schema: Any
                     efh.write(line)
                     n_err += 1
     with output_table_writer(output, out_format, schema) as write:
-        countries = _write_parts(parts, chunks, write, schema)
+        countries, population = _write_parts(parts, chunks, write, schema)
     n_pred = countries.total()
     return JobSummary(rows=n_pred + n_err, predicted=n_pred, errors=n_err, chunks=chunks,
                       chunks_resumed=0, output=output, errors_file=err_file,
-                      countries=countries)
+                      countries=countries, population=population)
 
 
-def _write_parts(parts: Path, chunks: int, write: Any, schema: Any) -> Counter:
+def _write_parts(parts: Path, chunks: int, write: Any, schema: Any
+                 ) -> tuple[Counter, PopulationProfile]:
     """Stream the prediction parts into the output, in chunk order; returns how many
-    rows went to each country (UNCERTAIN included)."""
+    rows went to each country (UNCERTAIN included) and the input's population summary
+    (argmax and top probability from the parts, scripts from their counts files)."""
     import pyarrow.parquet as pq
 
     countries: Counter = Counter()
+    predicted: Counter = Counter()
+    scripts: Counter = Counter()
+    confidence = [0] * CONFIDENCE_BINS
     for k in range(chunks):
         table = pq.read_table(_part(parts, k, "parquet"), schema=schema)
         countries.update(table.column("country").to_pylist())
+        predicted.update(table.column("argmax").to_pylist())
+        for p in table.column("probability").to_pylist():
+            confidence[confidence_bin(p)] += 1
+        scripts_part = _part(parts, k, "scripts.json")
+        if scripts_part.is_file():  # parts of a run before the check have none
+            scripts.update(json.loads(scripts_part.read_text(encoding="utf-8")))
         write(table)
-    return countries
+    return countries, PopulationProfile.from_counts(predicted, confidence, scripts)
 
 
 @contextmanager

@@ -46,6 +46,8 @@ class CrossFit:
     oof: SplitOutputs
     ngram: dict[float, np.ndarray] | None
     metrics: dict[str, float]
+    texts: list[str] = field(default_factory=list)
+    """The model texts of the out-of-fold rows, in their order (the population record)."""
 
 
 def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) -> CrossFit:
@@ -54,12 +56,13 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
     Fold checkpoints are deleted once their fold is predicted (the refit is deployed);
     the out-of-fold logits are kept in the report folder (``crossfit_oof.npz``).
     """
-    parts, ngram_parts, metrics = [], [], {}
+    parts, ngram_parts, metrics, texts = [], [], {}, []
     for k in range(folds):
         fitted = fit(cfg, loggers=[], fold=CrossFitFold(folds, k), ckpt_subdir=f"fold{k}")
         out = predict_split(fitted.trainer, fitted.module, fitted.datamodule, "calib",
                             fitted.ckpt_path)
         parts.append((out, np.full(len(out.labels), k)))
+        texts.extend(fitted.datamodule.texts("calib", out.rows))
         if fusion is not None:
             ngram_parts.append(ngram_by_c(fusion, fitted.datamodule, "calib", out.rows)[1])
         for key in ("val/acc", "val/macro_f1"):
@@ -81,7 +84,7 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
                         rows=oof.rows, fold=np.concatenate([f for _, f in parts]), **extra)
     metrics["crossfit/folds"] = float(folds)
     metrics["crossfit/calibration_rows"] = float(len(oof.labels))
-    return CrossFit(oof, ngram, metrics)
+    return CrossFit(oof, ngram, metrics, texts)
 
 
 @dataclass

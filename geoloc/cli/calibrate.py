@@ -1,0 +1,124 @@
+"""``geoloc-calibrate model_dir=… input=… output=…``: re-establish the 90 % promise on the
+population the model will be used on.
+
+A thin entry point over :mod:`geoloc.inference.recalibrate` (labels, keyed split, fit,
+audit, the new bundle and its report); see there for what is guaranteed and why the
+temperature is kept by default. Every argument and path is checked before the model is
+loaded or anything is written; bad rows go to ``OUTPUT.errors.jsonl`` beside the new
+model folder, one line each (file, line, field, problem).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from geoloc.bundle import is_bundle
+from geoloc.cli import common
+from geoloc.config import CONF_DIR
+from geoloc.data.readers import require_file
+from geoloc.data.schema import ColumnMapping
+from geoloc.errors import ConfigError, InputFileError
+from geoloc.inference.predictor import Predictor
+from geoloc.inference.recalibrate import (
+    TEMPERATURES,
+    read_labelled,
+    recalibrate,
+    save_recalibrated,
+    write_report,
+)
+from geoloc.io import file_sha256
+
+log = logging.getLogger("geoloc")
+
+
+def _check(cfg: DictConfig) -> tuple[ColumnMapping, Path, Path]:
+    """The column mapping, output folder and errors file, refused before any work."""
+    require_file(Path(str(cfg.input)), "input=")
+    output = Path(str(cfg.output))
+    if output.resolve() == Path(str(cfg.model_dir)).resolve():
+        raise ConfigError(f"output={output}: is the model folder; write the recalibrated "
+                          "model to a new folder")
+    if output.exists() and not (bool(cfg.overwrite) and is_bundle(output)):
+        raise ConfigError(f"output={output}: exists; choose another folder or "
+                          "overwrite=true (only a model folder is replaced)")
+    if str(cfg.temperature) not in TEMPERATURES:
+        raise ConfigError(f"temperature={cfg.temperature}: expected one of "
+                          f"{', '.join(TEMPERATURES)}")
+    columns = OmegaConf.to_container(cfg.columns, resolve=True)
+    if not isinstance(columns, dict):
+        raise ConfigError("columns: expected a mapping of field -> column")
+    label, location = cfg.label_column, cfg.location_column
+    if not (label or location):
+        raise ConfigError("label_column and location_column are both null: name the "
+                          "column the labels come from")
+    mapping = ColumnMapping.from_dict({
+        **{k: v for k, v in columns.items() if k != "group"},
+        "stated_location": None if label else str(location),
+        "country": str(label) if label else None})
+    errors = output.with_name(output.name + ".errors.jsonl")
+    return mapping, output, errors
+
+
+def calibrate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Label, split, refit and audit; write the new bundle and its report."""
+    start = time.perf_counter()
+    with common.option_errors():
+        mapping, output, errors = _check(cfg)
+        bundle = common.model_bundle(cfg)
+        shipped = bundle.thresholds()
+        changes = {k: v for k, v in OmegaConf.to_container(cfg.policy, resolve=True).items()
+                   if v is not None}
+        policy = replace(shipped.policy, **changes)
+        predictor = Predictor.load(bundle, batch_size=int(cfg.batch_size),
+                                   threads=cfg.threads)
+        rows = read_labelled(cfg.input, mapping, bundle.class_names, errors, cfg.format,
+                             float(cfg.min_confidence))
+        if not rows.ids:
+            raise InputFileError(f"{cfg.input}: no labelled rows ({dict(rows.counts)}); "
+                                 "name the label or location column (label_column=, "
+                                 "location_column=)")
+        result = recalibrate(predictor, rows, policy, str(cfg.split_key),
+                             float(cfg.audit_fraction), str(cfg.input),
+                             temperature=str(cfg.temperature))
+        record = {"input": str(Path(str(cfg.input)).resolve()),
+                  "input_sha256": file_sha256(cfg.input), "split_key": str(cfg.split_key),
+                  "audit_fraction": float(cfg.audit_fraction),
+                  "temperature": str(cfg.temperature),
+                  "counts": {k: int(v) for k, v in rows.counts.items()},
+                  "recalibrated_from": str(bundle.folder)}
+        new = save_recalibrated(bundle, result, output, record)
+        report = write_report(result, cfg.report_dir, str(cfg.input), str(bundle.folder),
+                              str(new.folder))
+    metrics = {k: float(v) for k, v in result.scalars.items()}
+    metrics["seconds"] = time.perf_counter() - start
+    s = result.scalars
+    print(f"\n## geoloc-calibrate\n\nrows read:    {rows.counts['rows']} (bad rows "
+          f"{rows.counts['errors']} -> {errors})\nlabelled:     {len(rows.ids)} "
+          f"({int(s['calibration_rows'])} calibration, {int(s['audit_rows'])} audit)\n"
+          f"certified:    {int(s['before/countries_certified_own'])} -> "
+          f"{int(s['after/countries_certified_own'])} countries on their own\n"
+          f"audit:        correct country {100 * s['before/correct_country_rate']:.1f} % -> "
+          f"{100 * s['after/correct_country_rate']:.1f} %\n"
+          f"model:        {new.folder}\nreport:       {report}\n"
+          f"time:         {metrics['seconds']:.1f} s", flush=True)
+    return metrics, {"bundle": new, "result": result}
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="calibrate")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return common.hydra_task("geoloc-calibrate", calibrate, cfg, None)
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""geoloc-calibrate and the population check, with real pieces: a bundle of mE5 cut to 1
+layer with a fitted policy, fusion and population record (``test_bundle._save``), the
+real readers, resolver, policy code and bundle writer, on a small CSV of profiles."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import compose
+from test_bundle import _save
+
+LOCATIONS = {"BR": "São Paulo, Brasil", "US": "Austin, TX", "JP": "Tokyo, Japan",
+             "TR": "Istanbul, Turkey", "FR": "Paris, France"}
+WORDS = {"BR": "bom dia galera obrigado", "US": "howdy y'all game day", "JP": "今日は 東京 ありがとう",
+         "TR": "merhaba teşekkürler arkadaşlar", "FR": "bonjour merci les amis"}
+
+
+def _profiles(path: Path, n: int, seed: int, bad: bool = True) -> Path:
+    """A CSV of n profiles with stated locations (some empty or unresolvable), plus one
+    row without an id (a bad row)."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "bio", "captions", "stated_location"])
+        for i in range(n):
+            c = rng.choice(list(LOCATIONS))
+            words = WORDS[c].split()
+            text = " ".join(rng.choice(words) for _ in range(6))
+            loc = LOCATIONS[c] if rng.random() < 0.9 else rng.choice(["", "somewhere ✨"])
+            w.writerow([f"u{seed}-{i}", text, json.dumps([text]), loc])
+        if bad:
+            w.writerow(["", "no id here", "[]", "Paris"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory) -> Path:
+    return _save(tmp_path_factory.mktemp("shipped") / "model", seed=0)
+
+
+@pytest.mark.slow
+def test_calibrate_refits_audits_and_writes_a_whole_model(shipped, tmp_path):
+    from geoloc.bundle import Bundle
+    from geoloc.cli.calibrate import calibrate
+    from geoloc.cli.common import run_task
+
+    src = _profiles(tmp_path / "profiles.csv", 400, seed=1)
+    out = tmp_path / "recalibrated"
+    cfg = compose([f"model_dir={shipped}", f"input={src}", f"output={out}",
+                   f"paths.output_dir={tmp_path / 'run'}", "policy.target=0.6",
+                   "policy.delta=0.1"], config_name="calibrate")
+    metrics, objects = run_task(calibrate, cfg)
+    new = Bundle.open(out)  # whole: every file listed and verified
+    assert new.population() is not None and new.population().extra["counts"]["errors"] == 1
+    assert new.fusion() is not None  # the fusion is paired with the new policy
+    record = new.info["recalibrated"]
+    assert record["split_key"] == "geoloc-calibrate" and record["counts"]["rows"] == 401
+    result = objects["result"]
+    assert metrics["labelled"] + record["counts"]["no_location"] \
+        + record["counts"]["unresolved"] == 400
+    assert metrics["calibration_rows"] + metrics["audit_rows"] == metrics["labelled"]
+    after = new.thresholds()
+    assert after.policy.min_probability == 0.5 and after.target == 0.6
+    assert all(t >= 0.5 for t in after.thresholds.values())
+    assert after.temperature == Bundle.open(shipped).thresholds().temperature  # kept
+    assert set(result.audit["policy"]) == {"before", "after"}
+    errors = (tmp_path / "recalibrated.errors.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(errors) == 1 and json.loads(errors[0])["field"] == "id"
+    report = tmp_path / "run" / "report"
+    assert (report / "audit.png").stat().st_size > 0
+    text = (report / "report.md").read_text(encoding="utf-8")
+    assert "**Selection.**" in text and "What is guaranteed" in text
+    # the same key gives the same split; the calibration outputs are the new ones
+    cal = np.load(new.calibration_file(), allow_pickle=True)
+    assert len(cal["labels"]) == metrics["calibration_rows"]
+
+    # refusals before any work: the same folder, an existing output, a bad option
+    for overrides, message in (([f"output={shipped}"], "is the model folder"),
+                               ([f"output={out}"], "exists"),
+                               (["temperature=warm", f"output={tmp_path / 'new'}"],
+                                "temperature=warm")):
+        cfg = compose([f"model_dir={shipped}", f"input={src}", f"output={out}",
+                       f"paths.output_dir={tmp_path / 'run2'}", *overrides],
+                      config_name="calibrate")
+        with pytest.raises(Exception, match=message):
+            run_task(calibrate, cfg)
+
+
+@pytest.mark.slow
+def test_predict_checks_the_input_against_the_calibration_population(shipped, tmp_path):
+    """A model recalibrated on one population: more rows of it pass the check, text in
+    another script fires it; both outcomes are in OUTPUT.meta.json."""
+    from geoloc.cli.calibrate import calibrate
+    from geoloc.cli.common import run_task
+    from geoloc.cli.predict import predict
+
+    out = tmp_path / "recalibrated"
+    cfg = compose([f"model_dir={shipped}", f"input={_profiles(tmp_path / 'a.csv', 300, 2)}",
+                   f"output={out}", f"paths.output_dir={tmp_path / 'run'}",
+                   "policy.target=0.6", "policy.delta=0.1"], config_name="calibrate")
+    run_task(calibrate, cfg)
+    same = _profiles(tmp_path / "b.csv", 300, 3, bad=False)
+    shifted = tmp_path / "c.csv"
+    with open(shifted, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "bio", "captions"])
+        for i in range(120):
+            w.writerow([f"x{i}", "Привет друзья из Москвы", "[]"])
+    fired = {}
+    for name, src in (("same", same), ("shifted", shifted)):
+        dst = tmp_path / f"{name}.jsonl"
+        cfg = compose([f"model_dir={out}", f"input={src}", f"output={dst}",
+                       f"paths.output_dir={tmp_path / name}", "progress=false"],
+                      config_name="predict")
+        metrics, _ = run_task(predict, cfg)
+        meta = json.loads((tmp_path / f"{name}.jsonl.meta.json").read_text(encoding="utf-8"))
+        assert meta["class_names"] == ["BR", "US", "JP", "TR", "OTHER"]
+        assert meta["population_check"]["checked"]
+        fired[name] = meta["population_check"]["fired"]
+        assert metrics["population_shift"] == float(fired[name])
+    assert fired == {"same": False, "shifted": True}
+
+
+def test_population_summary_and_check():
+    from geoloc.inference.population import (
+        PopulationProfile,
+        check_population,
+        script_of,
+    )
+
+    assert [script_of(t) for t in ("hello", "Привет", "مرحبا", "東京", "ひらがな", "🙂 12", "안녕")] \
+        == ["latin", "cyrillic", "arabic", "cjk", "hiragana", "none", "hangul"]
+    rng = np.random.default_rng(0)
+    names = ["A", "B", "OTHER"]
+
+    def sample(n, shift=0.0):
+        logits = rng.normal(size=(n, 3))
+        logits[:, 0] += 1.0 - shift * 3
+        texts = ["hola amigos" if rng.random() > shift else "Привет" for _ in range(n)]
+        return PopulationProfile.of(np.exp(logits) / np.exp(logits).sum(1, keepdims=True),
+                                    texts, names)
+
+    reference = sample(4000)
+    assert PopulationProfile.from_dict(reference.to_dict()) == reference
+    false_alarms = sum(check_population(reference, sample(300)).fired for _ in range(20))
+    assert false_alarms == 0
+    shifted = check_population(reference, sample(300, shift=0.5))
+    assert shifted.fired and "geoloc-calibrate" in shifted.message
+    assert not check_population(reference, sample(20, shift=0.5)).checked  # too few rows
+
+
+def test_the_audit_split_is_a_keyed_function_of_the_id():
+    from geoloc.inference.recalibrate import audit_mask
+
+    ids = [f"user{i}" for i in range(2000)]
+    mask = audit_mask(ids, "k", 0.3)
+    assert abs(mask.mean() - 0.3) < 0.04
+    assert (audit_mask(ids[:100], "k", 0.3) == mask[:100]).all()  # adding rows moves none
+    assert (audit_mask(ids, "other key", 0.3) != mask).any()
