@@ -155,7 +155,7 @@ def test_population_summary_and_check():
 
 
 def test_the_audit_split_is_a_keyed_function_of_the_id():
-    from geoloc.inference.recalibrate import audit_mask
+    from geoloc.training.recalibrate import audit_mask
 
     ids = [f"user{i}" for i in range(2000)]
     mask = audit_mask(ids, "k", 0.3)

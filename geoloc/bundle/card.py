@@ -4,6 +4,7 @@ data, the metrics of its run, the guarantee it keeps, and how to use it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from geoloc.bundle.files import FUSION_FILE, MODELING_FILE, ONNX_FILE, ONNX_INT8_FILE
@@ -65,6 +66,11 @@ linear head on a BERT encoder, and the pipeline that fuses the n-gram model, if 
 applies the temperature; read it). The pipeline's scores are the calibrated probabilities
 and its top class is `geoloc-predict`'s `argmax`.
 """ if export else ""
+    recal = info.get("recalibrated")
+    recal = (f" of the population of `{Path(recal['input']).name}` (geoloc-calibrate)"
+             if recal else " (training)")
+    joint = (" — for all certified countries at once" if th.policy.simultaneous else
+             " — for each country separately")
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
@@ -92,10 +98,14 @@ reaches a threshold certified to keep that country's precision >= {th.target:.0%
 
 Calibrated probabilities are `softmax(logits / T)` with T = {th.temperature:.4f}. A
 profile gets its top country c when that probability is >= the threshold t_c below, else
-UNCERTAIN. Method: {th.method}, target {th.target:.0%}, delta {th.delta:g}, fitted on
-{th.n_calibration} calibration profiles. Guarantee kind `class`: with probability
->= 1 - delta, country c alone keeps precision >= target on data like the calibration data;
-`pooled`: the same statement for all `pooled` countries together; `none`: never assigned.
+UNCERTAIN; no threshold is below the floor {th.policy.min_probability:g}. Method:
+{th.method}, target {th.target:.0%}, delta {th.delta:g} ({th.policy.guarantee}), fitted on
+{th.n_calibration} calibration profiles{recal}. What is guaranteed is a PAC statement, not a
+promise about any one assignment: kind `class`: with probability >= 1 - delta over the draw
+of the calibration sample, country c's precision on new profiles drawn like the
+calibration population is >= target{joint}; `pooled`: the same statement for all `pooled`
+countries together, none for each alone; `none`: never assigned. On another population
+it holds only after `geoloc-calibrate` on a labelled sample of that population.
 {fusion_note}
 | class | guarantee | threshold | calibration support |
 |---|---|---|---|

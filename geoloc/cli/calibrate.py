@@ -1,7 +1,7 @@
 """``geoloc-calibrate model_dir=… input=… output=…``: re-establish the 90 % promise on the
 population the model will be used on.
 
-A thin entry point over :mod:`geoloc.inference.recalibrate` (labels, keyed split, fit,
+A thin entry point over :mod:`geoloc.training.recalibrate` (labels, keyed split, fit,
 audit, the new bundle and its report); see there for what is guaranteed and why the
 temperature is kept by default. Every argument and path is checked before the model is
 loaded or anything is written; bad rows go to ``OUTPUT.errors.jsonl`` beside the new
@@ -26,14 +26,14 @@ from geoloc.data.readers import require_file
 from geoloc.data.schema import ColumnMapping
 from geoloc.errors import ConfigError, InputFileError
 from geoloc.inference.predictor import Predictor
-from geoloc.inference.recalibrate import (
+from geoloc.io import file_sha256
+from geoloc.training.recalibrate import (
     TEMPERATURES,
     read_labelled,
     recalibrate,
     save_recalibrated,
     write_report,
 )
-from geoloc.io import file_sha256
 
 log = logging.getLogger("geoloc")
 

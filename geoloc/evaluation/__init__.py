@@ -5,7 +5,7 @@ Modules, in the order data flows through them:
 
 - :mod:`~geoloc.evaluation.runner`: the one path from a finished model (or a baseline's
   logits) to a result: :func:`evaluate_model`, :func:`evaluate_logits`, :func:`predict_split`;
-- :mod:`~geoloc.evaluation.abstention`: the policy: :class:`PolicyConfig` (how to fit),
+- :mod:`~geoloc.evaluation.abstention` and :mod:`~geoloc.evaluation.certify`: the policy: :class:`PolicyConfig` (how to fit),
   :func:`fit_policy`, :class:`Thresholds` (the fitted, saved policy);
 - :mod:`~geoloc.evaluation.result`: what is computed (:func:`evaluate_split` ->
   :class:`EvaluationResult`); :mod:`metrics`, :mod:`calibration`, :mod:`sweep` and

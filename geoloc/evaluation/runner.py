@@ -6,7 +6,7 @@
       ├─ predict_split(…, "calib")   (only when the policy still has to be fitted)
       ├─ predict_split(…, split)
       └─ evaluate_logits(calib, evaluated, class_names, policy, …)
-           ├─ fit_policy                 (abstention.py: temperature + thresholds)
+           ├─ fit_policy                 (certify.py: temperature + thresholds)
            ├─ evaluate_split             (result.py: tables, figures, scalars)
            └─ write_report, log_wandb    (render.py)
 
