@@ -414,11 +414,14 @@ def test_geoloc_audience_recovers_a_planted_mix_from_profiles_and_from_predictio
         model, exported, tmp_path):
     """Two influencers' followers with planted country mixes: geoloc-audience on the raw
     profiles and on geoloc-predict's output (probabilities=true, columns.group) gives the
-    same shares; the recommended estimator's 90 % intervals hold the planted shares."""
+    same shares; EM's 90 % intervals hold the planted shares. (EM, not the recommended
+    PCC: these planted mixes are far from the calibration prior and the tiny model is
+    weak, where PCC, which does not re-weight to the audience's prior, is pulled toward
+    the calibration prior; on the real tweets' deployed model PCC covers best, see
+    experiments/audience/results_deployed.md.)"""
     from geoloc.cli.audience import audience
     from geoloc.cli.common import run_task
     from geoloc.cli.predict import predict
-    from geoloc.inference.audience import RECOMMENDED
     from geoloc.inference.audience_job import OUTPUT_COLUMNS
     from geoloc.synthetic import generate_profiles
 
@@ -459,7 +462,7 @@ def test_geoloc_audience_recovers_a_planted_mix_from_profiles_and_from_predictio
     assert tuple(shares.columns) == OUTPUT_COLUMNS
     names = list(objs["thresholds"].class_names)
     assert len(shares) == 2 * 4 * len(names)
-    best = shares[shares["method"] == RECOMMENDED].set_index(["group", "country"])
+    best = shares[shares["method"] == "em"].set_index(["group", "country"])
     for group, mix in planted.items():
         n = sum(mix.values())
         assert set(best.loc[group, "profiles"]) == {n}
