@@ -154,6 +154,33 @@ def test_population_summary_and_check():
     assert not check_population(reference, sample(20, shift=0.5)).checked  # too few rows
 
 
+def test_a_streamed_summary_equals_the_whole_one_and_predictions_skip_scripts():
+    """geoloc-audience accumulates the summary chunk by chunk; an input of predictions has
+    no texts, so its script mix is not compared (rather than read as all-different)."""
+    from geoloc.inference.population import (
+        PopulationCounter,
+        PopulationProfile,
+        check_population,
+    )
+
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(3), 500)
+    texts = ["hello" if i % 3 else "Привет" for i in range(500)]
+    names = ["A", "B", "OTHER"]
+    counter = PopulationCounter(names)
+    for i in range(0, 500, 128):
+        counter.add(probs[i:i + 128], texts[i:i + 128])
+    whole = PopulationProfile.of(probs, texts, names)
+    streamed = counter.profile()
+    assert streamed.predicted_mix == pytest.approx(whole.predicted_mix)
+    assert streamed.confidence_hist == pytest.approx(whole.confidence_hist)
+    assert streamed.script_mix == pytest.approx(whole.script_mix)
+    no_texts = PopulationCounter(names)
+    no_texts.add(probs)
+    check = check_population(whole, no_texts.profile())
+    assert set(check.distances) == {"predicted_mix", "confidence"} and not check.fired
+
+
 def test_the_audit_split_is_a_keyed_function_of_the_id():
     from geoloc.training.recalibrate import audit_mask
 

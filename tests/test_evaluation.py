@@ -220,7 +220,7 @@ def test_alpha_recycling_is_never_less_powerful_than_an_equal_split() -> None:
     """Every threshold one start's sequence certifies at its share delta / m alone is
     certified by the recycled procedure too, so its threshold is at most as strict."""
     rng = np.random.default_rng(5)
-    for _ in range(20):
+    for _ in range(6):
         top = _rows(US, rng.uniform(0.6, 1.0, 2000), rng.random(2000) < 0.93, rng)
         counts = [50, 100, 300, 1000]
         recycled = fit_thresholds(*top, NAMES, policy(start_counts=counts))
@@ -258,7 +258,8 @@ def test_policy_config_rejects_bad_values(change: dict, message: str) -> None:
 
 
 def test_top_class_rule_and_never_assigned() -> None:
-    th = th_fixed({"US": 0.3, "BR": 0.9, "FR": math.inf, "OTHER": 0.5})
+    th = Thresholds(NAMES, {"US": 0.3, "BR": 0.9, "FR": math.inf, "OTHER": 0.5},
+                    policy(min_probability=0.0))  # no floor: the thresholds alone decide
     probs = np.array(
         [
             [0.35, 0.60, 0.05, 0.00],  # US above its threshold but BR is top and below 0.9
@@ -626,6 +627,10 @@ def test_rare_countries_share_a_pooled_certified_threshold() -> None:
     assert "Pooled rare countries" in render_markdown(result)
     assert result.scalars["countries_certified_own"] == 1
     assert result.scalars["countries_certified_pooled"] == 4
+    # the audit of the evaluated split, per family: countries alone and the pool as one
+    assert result.scalars["pool_assigned"] > 0 and 0 < result.scalars["pool_lower_bound"] < 1
+    assert pc.loc["US", "audit_lower_bound"] <= pc.loc["US", "precision_abstain"]
+    assert "Audit of the `test` split, per family" in render_markdown(result)
 
 
 def test_a_pooled_country_with_enough_support_earns_its_own_threshold() -> None:

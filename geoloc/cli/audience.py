@@ -18,6 +18,7 @@ from geoloc.errors import ConfigError
 from geoloc.inference.audience import check_methods, check_options, load_calibration
 from geoloc.inference.audience_job import audience_file, prediction_batches, profile_batches
 from geoloc.inference.job import check_paths
+from geoloc.inference.population import PopulationCounter
 from geoloc.inference.predictor import Predictor
 
 KINDS = ("profiles", "predictions")
@@ -40,8 +41,10 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         bundle = common.model_bundle(cfg)
         thresholds, calibration = load_calibration(bundle)
         names = list(calibration.class_names)
+        counter = PopulationCounter(names)
         if kind == "predictions":
-            batches = prediction_batches(Path(cfg.input), names, int(cfg.chunk_rows))
+            batches = _counted(prediction_batches(Path(cfg.input), names,
+                                                  int(cfg.chunk_rows)), counter)
         else:
             columns = OmegaConf.to_container(cfg.columns, resolve=True)
             if not isinstance(columns, dict) or not columns.get("group"):
@@ -57,21 +60,33 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 raise ConfigError(f"{bundle.folder}: the model's classes differ from its "
                                   "calibration data's")
             batches = profile_batches(predictor, Path(cfg.input), mapping, cfg.format,
-                                      int(cfg.chunk_rows))
+                                      int(cfg.chunk_rows), counter)
     summary = audience_file(batches, calibration, cfg.input, cfg.output, methods,
                             bootstrap=int(cfg.bootstrap), level=float(cfg.level),
                             seed=int(cfg.seed), buckets=int(cfg.buckets),
                             overwrite=bool(cfg.overwrite), progress=bool(cfg.progress))
+    check = common.population_check("geoloc-audience", bundle, counter.profile(), cfg,
+                                    {"class_names": names, "rows": summary.rows,
+                                     "kind": kind})
     seconds = time.perf_counter() - start
     metrics = {"rows": summary.rows, "errors": summary.errors, "groups": summary.groups,
-               "seconds": seconds}
+               "seconds": seconds,
+               "population_shift": float(check.fired) if check is not None else 0.0}
     print(f"\n## geoloc-audience\n\nrows read:   {summary.rows}\n"
           f"groups:      {summary.groups} -> {summary.output}\n"
           f"bad rows:    {summary.errors} -> {summary.errors_file}\n"
           f"methods:     {', '.join(methods)} ({int(cfg.bootstrap)} bootstrap replicates, "
           f"{100 * float(cfg.level):g} % intervals)\n"
-          f"time:        {seconds:.1f} s", flush=True)
+          f"time:        {seconds:.1f} s\n"
+          f"population:  {common.NOT_CHECKED if check is None else check.message}", flush=True)
     return metrics, {"summary": summary, "thresholds": thresholds}
+
+
+def _counted(batches: Any, counter: PopulationCounter) -> Any:
+    """The batches, each also shown to ``counter`` (predictions carry no texts)."""
+    for batch in batches:
+        counter.add(batch[1])
+        yield batch
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="audience")

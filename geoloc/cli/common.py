@@ -24,7 +24,14 @@ from omegaconf import DictConfig, OmegaConf
 from geoloc.bundle import Bundle, open_model
 from geoloc.config import validate_config
 from geoloc.errors import CONFIG_ERRORS, INPUT_ERRORS, ConfigError
-from geoloc.io import markdown_table
+from geoloc.inference.population import (
+    DEFAULT_MARGIN,
+    PopulationCheck,
+    PopulationProfile,
+    check_population,
+    meta_path,
+)
+from geoloc.io import markdown_table, write_json_atomic
 from geoloc.runs import in_multirun, record_failure
 
 log = logging.getLogger("geoloc")
@@ -187,3 +194,26 @@ def print_summary(title: str, metrics: Mapping[str, float], extra: Mapping[str, 
     table = markdown_table(pd.DataFrame(rows, columns=["metric", "value"]))
     paths = "\n".join(f"{k}: {v}" for k, v in extra.items())
     print(f"\n## {title}\n\n{table}\n\n{paths}", flush=True)
+
+
+NOT_CHECKED = "not checked (the model has no record of its calibration population)"
+
+
+def population_check(prog: str, bundle: Bundle, observed: PopulationProfile | None,
+                     cfg: DictConfig, meta: Mapping[str, Any]) -> PopulationCheck | None:
+    """Compare a job's input with the population the model's policy was calibrated on
+    (:mod:`geoloc.inference.population`): warn in one line when they differ beyond
+    ``population_margin``, and write ``OUTPUT.meta.json`` with ``meta`` (the model's
+    classes, its fingerprint, ...), the input's summary and the check's numbers. None
+    when the model has no record (saved before it existed)."""
+    reference = bundle.population()
+    margin = float(cfg.get("population_margin", DEFAULT_MARGIN))
+    check = (check_population(reference, observed, margin)
+             if reference is not None and observed is not None else None)
+    if check is not None and check.fired:
+        log.warning("%s: %s", prog, check.message)
+    write_json_atomic(meta_path(cfg.output), {
+        "model": str(bundle.folder), **meta,
+        "population": None if observed is None else observed.to_dict(),
+        "population_check": None if check is None else check.to_dict()})
+    return check

@@ -19,13 +19,10 @@ from geoloc.cli import common
 from geoloc.config import CONF_DIR
 from geoloc.data.schema import ColumnMapping
 from geoloc.errors import ConfigError
-from geoloc.inference.job import check_paths, meta_path, predict_file
-from geoloc.inference.population import DEFAULT_MARGIN, check_population
+from geoloc.inference.job import check_paths, predict_file
 from geoloc.inference.predictor import Predictor
-from geoloc.io import write_json_atomic
 
 log = logging.getLogger("geoloc")
-NOT_CHECKED = "not checked (the model has no record of its calibration population)"
 
 
 def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -48,7 +45,10 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         summary = predict_file(predictor, cfg.input, cfg.output, mapping, fmt=cfg.format,
                                chunk_rows=int(cfg.chunk_rows), overwrite=bool(cfg.overwrite),
                                progress=bool(cfg.progress))
-    check = population_check(bundle, summary, cfg, predictor)
+    check = common.population_check(
+        "geoloc-predict", bundle, summary.population, cfg,
+        {"class_names": list(predictor.class_names), "predictor": predictor.fingerprint(),
+         "rows": summary.rows})
     seconds = time.perf_counter() - start
     metrics = {"population_shift": float(check.fired) if check is not None else 0.0,"rows": summary.rows, "predicted": summary.predicted, "errors": summary.errors,
                "uncertain_rate": summary.uncertain / max(summary.predicted, 1),
@@ -61,28 +61,9 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
           f"countries:   {top or 'none'}\n"
           f"chunks:      {summary.chunks} ({summary.chunks_resumed} done by an earlier run)\n"
           f"time:        {seconds:.1f} s ({metrics['profiles_per_second']:.1f} profiles/s)\n"
-          f"population:  {NOT_CHECKED if check is None else check.message}",
+          f"population:  {common.NOT_CHECKED if check is None else check.message}",
           flush=True)
     return metrics, {"predictor": predictor, "summary": summary}
-
-
-def population_check(bundle: Any, summary: Any, cfg: DictConfig, predictor: Predictor
-                     ) -> Any:
-    """Compare the input with the population the model's policy was calibrated on
-    (:mod:`geoloc.inference.population`); warn in one line when they differ, and write
-    ``OUTPUT.meta.json``: the model, its classes and the check's numbers."""
-    reference = bundle.population()
-    margin = float(cfg.get("population_margin", DEFAULT_MARGIN))
-    check = (check_population(reference, summary.population, margin)
-             if reference is not None and summary.population is not None else None)
-    if check is not None and check.fired:
-        log.warning("geoloc-predict: %s", check.message)
-    write_json_atomic(meta_path(cfg.output), {
-        "model": str(bundle.folder), "class_names": list(predictor.class_names),
-        "predictor": predictor.fingerprint(), "rows": summary.rows,
-        "population": None if summary.population is None else summary.population.to_dict(),
-        "population_check": None if check is None else check.to_dict()})
-    return check
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")

@@ -185,6 +185,14 @@ def evaluate_split(
     )
     pc["flagged"] = evaluable & (pc["precision_abstain"].to_numpy() < target)
 
+    # the audit of this split per family (a country certified alone, or the pooled group):
+    # the one-sided lower bound of precision at the policy's delta. Honest only when
+    # nothing was chosen on this split (the real recipe trains fixed epochs for that).
+    pc["audit_lower_bound"] = np.where(none, np.nan, clopper_pearson(
+        assigned_correct, assigned, thresholds.delta, "lower"))
+    pooled = (pc["guarantee"] == "pooled").to_numpy()
+    pool_k, pool_r = int(assigned[pooled].sum()), int(assigned_correct[pooled].sum())
+
     countries = pc[pc["is_country"]]
     flagged = countries.loc[countries["flagged"], "class"].tolist()
     never = {
@@ -230,6 +238,10 @@ def evaluate_split(
         ),
         "countries_meeting_target": int(countries["meets_target"].fillna(False).sum()),
         "countries_below_target": len(flagged),
+        "pool_assigned": pool_k,
+        "pool_precision": pool_r / pool_k if pool_k else math.nan,
+        "pool_lower_bound": float(clopper_pearson(pool_r, pool_k, thresholds.delta))
+        if pool_k else math.nan,
         "countries_never_assigned": int((~np.isfinite(countries["threshold"])).sum()),
     }
     if other_idx is not None:

@@ -50,6 +50,7 @@ from geoloc.inference.job import (
     output_table_writer,
     parts_path,
 )
+from geoloc.inference.population import PopulationCounter
 from geoloc.inference.predictor import GROUP_COLUMN, PROBABILITIES_COLUMN
 from geoloc.io import PathLike
 from geoloc.labels import UNCERTAIN
@@ -95,16 +96,20 @@ def _bucket(group: str, buckets: int) -> int:
 
 
 def profile_batches(predictor: Any, input_path: Path, mapping: ColumnMapping,
-                    fmt: str | None, chunk_rows: int
+                    fmt: str | None, chunk_rows: int, counter: PopulationCounter | None = None
                     ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, list[dict]]]:
     """Raw profiles through the predictor: (groups, probabilities, decisions, error rows)
-    per chunk of input rows."""
+    per chunk of input rows; ``counter`` also sees each chunk's probabilities and texts
+    (the population check)."""
     items = iter_numbered_results(input_path, mapping, fmt=fmt)
     for chunk in _chunks(items, chunk_rows):
         good = [r for _, r in chunk if not isinstance(r, RecordError)]
         errors = [error_to_dict(e) for _, e in chunk if isinstance(e, RecordError)]
         if good:
-            p = predictor.predict_texts([profile_text(r["bio"], r["captions"]) for r in good])
+            texts = [profile_text(r["bio"], r["captions"]) for r in good]
+            p = predictor.predict_texts(texts)
+            if counter is not None:
+                counter.add(p.probabilities, texts)
             yield [r["group"] for r in good], p.probabilities, p.decisions, errors
         else:
             yield [], np.zeros((0, len(predictor.class_names))), np.zeros(0, int), errors

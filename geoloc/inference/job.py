@@ -46,6 +46,7 @@ from geoloc.inference.population import (
     CONFIDENCE_BINS,
     PopulationProfile,
     confidence_bin,
+    meta_path,
     script_of,
 )
 from geoloc.inference.predictor import (
@@ -108,13 +109,6 @@ def parts_path(output: PathLike) -> Path:
 def _part(parts: Path, k: int, kind: str) -> Path:
     """Chunk ``k``'s part: ``kind`` is ``parquet`` (predictions) or ``errors.jsonl``."""
     return parts / f"part-{k:06d}.{kind}"
-
-
-def meta_path(output: PathLike) -> Path:
-    """Where the metadata of ``output`` go: ``OUTPUT.meta.json`` (the model that wrote it,
-    its classes, the population check)."""
-    out = Path(output)
-    return out.with_name(out.name + ".meta.json")
 
 
 def check_paths(input_path: PathLike, output: PathLike, overwrite: bool) -> str:

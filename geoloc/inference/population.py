@@ -32,6 +32,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -140,6 +141,44 @@ class PopulationProfile:
                 "script_mix": self.script_mix}
 
 
+class PopulationCounter:
+    """The summary accumulated over batches of (probabilities, texts): what a streaming
+    job (``geoloc-audience``) sees chunk by chunk. Batches without texts (an input of
+    predictions) count towards the predicted mix and confidence only; with no texts at
+    all the script mix stays empty and the check skips it."""
+
+    def __init__(self, class_names: Sequence[str]) -> None:
+        self.class_names = [str(n) for n in class_names]
+        self.predicted: Counter[str] = Counter()
+        self.confidence = [0] * CONFIDENCE_BINS
+        self.scripts: Counter[str] = Counter()
+
+    def add(self, probs: np.ndarray, texts: Sequence[str] | None = None) -> None:
+        probs = np.asarray(probs)
+        if not len(probs):
+            return
+        self.predicted.update(self.class_names[i] for i in probs.argmax(axis=1))
+        for p in probs.max(axis=1):
+            self.confidence[confidence_bin(float(p))] += 1
+        if texts is not None:
+            self.scripts.update(script_of(t) for t in texts)
+
+    def profile(self, source: str = "") -> PopulationProfile:
+        profile = PopulationProfile.from_counts(self.predicted, self.confidence,
+                                                self.scripts, source)
+        if self.scripts:  # shares of the rows whose texts were seen
+            n = sum(self.scripts.values())
+            profile.script_mix = {k: v / n for k, v in sorted(self.scripts.items())}
+        return profile
+
+
+def meta_path(output: PathLike) -> Path:
+    """Where the metadata of ``output`` go: ``OUTPUT.meta.json`` (the model that wrote it,
+    its classes, the population check)."""
+    out = Path(output)
+    return out.with_name(out.name + ".meta.json")
+
+
 def confidence_bin(p: float) -> int:
     """The histogram bin of a top probability."""
     return min(int(p * CONFIDENCE_BINS), CONFIDENCE_BINS - 1)
@@ -183,6 +222,9 @@ def check_population(reference: PopulationProfile, observed: PopulationProfile,
     the three TV distances exceeds its sampling noise (both samples') by more than
     ``margin``."""
     ref, obs = reference.features(), observed.features()
+    # a feature the input cannot show (the script mix of predictions without texts) is
+    # not compared
+    ref = {k: v for k, v in ref.items() if obs[k]}
     distances = {k: tv_distance(ref[k], obs[k]) for k in ref}
     noise = {k: expected_tv(ref[k], observed.n) + expected_tv(ref[k], reference.n)
              for k in ref}
