@@ -85,3 +85,50 @@ def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
     import shutil
 
     shutil.rmtree(_TMP, ignore_errors=True)
+
+
+TEXTS = ["Bom dia São Paulo 🇧🇷", "howdy y'all from Texas", "東京 今日は", "Merhaba İstanbul"]
+
+
+def save_tiny_bundle(folder: Path, seed: int) -> Path:
+    """A whole bundle of real pieces without training (mE5 cut to 1 layer, a policy fitted
+    on planted logits, a char n-gram fusion, calibration outputs, a population record):
+    what the bundle, calibrate and population tests read."""
+    import numpy as np
+    import torch
+
+    from geoloc.bundle import Bundle
+    from geoloc.evaluation import PolicyConfig, SplitOutputs, fit_policy, softmax
+    from geoloc.inference.population import PopulationProfile
+    from geoloc.model.module import GeolocModule
+    from geoloc.model.ngram import CharNgramLR, Fusion
+
+    torch.manual_seed(seed)
+    module = GeolocModule(backbone="me5_small", encoder_layers=1, pooling="mean",
+                          dropout=0.1, tokenizer_variant="location_emoji",
+                          countries=["BR", "US", "JP", "TR"], freeze_word_embeddings=True,
+                          optimizer={"_target_": "torch.optim.AdamW", "_partial_": True,
+                                     "lr": 1e-4},
+                          warmup_ratio=0.1, compile=False).eval()
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 5, 400)
+    logits = rng.normal(size=(400, 5)).astype(np.float32)
+    logits[np.arange(400), labels] += 3.0
+    names = list(module.class_names)
+    policy = fit_policy(logits, labels, names, PolicyConfig(
+        target=0.6, delta=0.1, start_counts=(20, 50), guarantee="per_class", pool_below=20))
+    ngram = CharNgramLR(n_classes=5, C=1.0).fit(TEXTS * 5, [0, 1, 2, 3] * 5)
+    return Bundle.save(folder, module, policy, data={"max_length": 64, "source": "test"},
+                       calibration=SplitOutputs(logits, labels),
+                       fusion=Fusion(model=ngram, weight=0.5),
+                       metrics={"eval/accuracy": 0.5},
+                       population=PopulationProfile.of(
+                           softmax(logits, policy.temperature), ["hello there"] * 400,
+                           names, source="test")).folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(tmp_path_factory) -> tuple[Path, Path]:
+    """Two tiny bundles (seeds 0 and 1), built once per session; read, never changed."""
+    root = tmp_path_factory.mktemp("bundles")
+    return save_tiny_bundle(root / "a", seed=0), save_tiny_bundle(root / "b", seed=1)

@@ -15,51 +15,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import compose
+from conftest import TEXTS, compose
 
 pytestmark = pytest.mark.slow
 
-TEXTS = ["Bom dia São Paulo 🇧🇷", "howdy y'all from Texas", "東京 今日は", "Merhaba İstanbul"]
-
-
-def _save(folder: Path, seed: int) -> Path:
-    from geoloc.bundle import Bundle
-    from geoloc.evaluation import PolicyConfig, SplitOutputs, fit_policy, softmax
-    from geoloc.inference.population import PopulationProfile
-    from geoloc.model.module import GeolocModule
-    from geoloc.model.ngram import CharNgramLR, Fusion
-
-    torch.manual_seed(seed)
-    module = GeolocModule(backbone="me5_small", encoder_layers=1, pooling="mean",
-                          dropout=0.1, tokenizer_variant="location_emoji",
-                          countries=["BR", "US", "JP", "TR"], freeze_word_embeddings=True,
-                          optimizer={"_target_": "torch.optim.AdamW", "_partial_": True,
-                                     "lr": 1e-4},
-                          warmup_ratio=0.1, compile=False).eval()
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 5, 400)
-    logits = rng.normal(size=(400, 5)).astype(np.float32)
-    logits[np.arange(400), labels] += 3.0
-    names = list(module.class_names)
-    policy = fit_policy(logits, labels, names, PolicyConfig(
-        target=0.6, delta=0.1, start_counts=(20, 50), guarantee="per_class", pool_below=20))
-    ngram = CharNgramLR(n_classes=5, C=1.0).fit(TEXTS * 5, [0, 1, 2, 3] * 5)
-    return Bundle.save(folder, module, policy, data={"max_length": 64, "source": "test"},
-                       calibration=SplitOutputs(logits, labels),
-                       fusion=Fusion(model=ngram, weight=0.5),
-                       metrics={"eval/accuracy": 0.5},
-                       population=PopulationProfile.of(
-                           softmax(logits, policy.temperature), ["hello there"] * 400,
-                           names, source="test")).folder
-
-
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("bundles")
-    return _save(root / "a", seed=0), _save(root / "b", seed=1)
+def bundles(tiny_bundles) -> tuple[Path, Path]:
+    return tiny_bundles
 
 
 def test_a_saved_bundle_opens_and_rebuilds_the_same_network(bundles):

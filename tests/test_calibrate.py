@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import compose
-from test_bundle import _save
 
 LOCATIONS = {"BR": "São Paulo, Brasil", "US": "Austin, TX", "JP": "Tokyo, Japan",
              "TR": "Istanbul, Turkey", "FR": "Paris, France"}
@@ -39,22 +38,33 @@ def _profiles(path: Path, n: int, seed: int, bad: bool = True) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory) -> Path:
-    return _save(tmp_path_factory.mktemp("shipped") / "model", seed=0)
+def shipped(tiny_bundles) -> Path:
+    return tiny_bundles[0]
+
+
+@pytest.fixture(scope="module")
+def recalibrated(shipped, tmp_path_factory):
+    """geoloc-calibrate run once on 400 profiles: (folder, metrics, objects, work dir)."""
+    from geoloc.cli.calibrate import calibrate
+    from geoloc.cli.common import run_task
+
+    root = tmp_path_factory.mktemp("calibrate")
+    src = _profiles(root / "profiles.csv", 400, seed=1)
+    out = root / "recalibrated"
+    cfg = compose([f"model_dir={shipped}", f"input={src}", f"output={out}",
+                   f"paths.output_dir={root / 'run'}", "policy.target=0.6",
+                   "policy.delta=0.1"], config_name="calibrate")
+    metrics, objects = run_task(calibrate, cfg)
+    return out, metrics, objects, root
 
 
 @pytest.mark.slow
-def test_calibrate_refits_audits_and_writes_a_whole_model(shipped, tmp_path):
+def test_calibrate_refits_audits_and_writes_a_whole_model(shipped, recalibrated, tmp_path):
     from geoloc.bundle import Bundle
     from geoloc.cli.calibrate import calibrate
     from geoloc.cli.common import run_task
 
-    src = _profiles(tmp_path / "profiles.csv", 400, seed=1)
-    out = tmp_path / "recalibrated"
-    cfg = compose([f"model_dir={shipped}", f"input={src}", f"output={out}",
-                   f"paths.output_dir={tmp_path / 'run'}", "policy.target=0.6",
-                   "policy.delta=0.1"], config_name="calibrate")
-    metrics, objects = run_task(calibrate, cfg)
+    out, metrics, objects, root = recalibrated
     new = Bundle.open(out)  # whole: every file listed and verified
     assert new.population() is not None and new.population().extra["counts"]["errors"] == 1
     assert new.fusion() is not None  # the fusion is paired with the new policy
@@ -69,17 +79,17 @@ def test_calibrate_refits_audits_and_writes_a_whole_model(shipped, tmp_path):
     assert all(t >= 0.5 for t in after.thresholds.values())
     assert after.temperature == Bundle.open(shipped).thresholds().temperature  # kept
     assert set(result.audit["policy"]) == {"before", "after"}
-    errors = (tmp_path / "recalibrated.errors.jsonl").read_text(encoding="utf-8").splitlines()
+    errors = (root / "recalibrated.errors.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(errors) == 1 and json.loads(errors[0])["field"] == "id"
-    report = tmp_path / "run" / "report"
+    report = root / "run" / "report"
     assert (report / "audit.png").stat().st_size > 0
     text = (report / "report.md").read_text(encoding="utf-8")
     assert "**Selection.**" in text and "What is guaranteed" in text
-    # the same key gives the same split; the calibration outputs are the new ones
     cal = np.load(new.calibration_file(), allow_pickle=True)
     assert len(cal["labels"]) == metrics["calibration_rows"]
 
     # refusals before any work: the same folder, an existing output, a bad option
+    src = root / "profiles.csv"
     for overrides, message in (([f"output={shipped}"], "is the model folder"),
                                ([f"output={out}"], "exists"),
                                (["temperature=warm", f"output={tmp_path / 'new'}"],
@@ -92,18 +102,13 @@ def test_calibrate_refits_audits_and_writes_a_whole_model(shipped, tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_checks_the_input_against_the_calibration_population(shipped, tmp_path):
+def test_predict_checks_the_input_against_the_calibration_population(recalibrated, tmp_path):
     """A model recalibrated on one population: more rows of it pass the check, text in
     another script fires it; both outcomes are in OUTPUT.meta.json."""
-    from geoloc.cli.calibrate import calibrate
     from geoloc.cli.common import run_task
     from geoloc.cli.predict import predict
 
-    out = tmp_path / "recalibrated"
-    cfg = compose([f"model_dir={shipped}", f"input={_profiles(tmp_path / 'a.csv', 300, 2)}",
-                   f"output={out}", f"paths.output_dir={tmp_path / 'run'}",
-                   "policy.target=0.6", "policy.delta=0.1"], config_name="calibrate")
-    run_task(calibrate, cfg)
+    out = recalibrated[0]
     same = _profiles(tmp_path / "b.csv", 300, 3, bad=False)
     shifted = tmp_path / "c.csv"
     with open(shifted, "w", newline="", encoding="utf-8") as fh:
