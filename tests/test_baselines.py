@@ -16,8 +16,8 @@ from geoloc.baselines import (
     COLUMNS,
     CharNgramLR,
     MajorityBaseline,
+    compare,
     evaluate_baseline,
-    main,
     read_summary,
     run_baselines,
 )
@@ -96,7 +96,7 @@ def test_runner_writes_one_side_by_side_table(tmp_path):
     tsv = _tweets(tmp_path / "tweets.tsv")
     overrides = ["data=umass", f"data.source.path={tsv}", "labels.countries=[US,BR,FR,JP]",
                  f"paths.output_dir={tmp_path}"]
-    table = main([*overrides, "--out", str(tmp_path / "a"), "--reports", str(tmp_path / "ra"),
+    table = compare([*overrides, "--out", str(tmp_path / "a"), "--reports", str(tmp_path / "ra"),
                   "--c-grid", "3,10"])
     assert list(table["model"]) == ["majority", "char n-gram LR"]
     # A transformer run's report folder (here: a baseline's) joins the same table.
