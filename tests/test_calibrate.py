@@ -1,5 +1,5 @@
 """geoloc-calibrate and the population check, with real pieces: a bundle of mE5 cut to 1
-layer with a fitted policy, fusion and population record (``test_bundle._save``), the
+layer with a fitted policy, fusion and population record (``conftest.save_tiny_bundle``), the
 real readers, resolver, policy code and bundle writer, on a small CSV of profiles."""
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_bundle import _save
 
 pytestmark = pytest.mark.slow
 
@@ -124,11 +123,11 @@ def test_installed_package_composes_its_configs_and_labels(venv, outside):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, me5_dir) -> Path:  # noqa: ARG001 (the backbone, built)
+def tiny_model(tiny_bundles, me5_dir) -> Path:  # noqa: ARG001 (the backbone, built)
     """A tiny model bundle (mE5 cut to 1 layer, a fitted policy and fusion) saved by the
-    checkout, as tests/test_bundle.py builds it: what is tested is that the installed
-    package reads a bundle, not the model's quality, so nothing is trained."""
-    return _save(tmp_path_factory.mktemp("wheel_model") / "model", seed=0)
+    checkout (conftest.save_tiny_bundle): what is tested is that the installed package
+    reads a bundle, not the model's quality, so nothing is trained."""
+    return tiny_bundles[0]
 
 
 def test_installed_geoloc_predict_runs_a_trained_model(venv, tiny_model, outside):
