@@ -93,12 +93,15 @@ def test_calibrate_refits_audits_and_writes_a_whole_model(shipped, recalibrated,
     for overrides, message in (([f"output={shipped}"], "is the model folder"),
                                ([f"output={out}"], "exists"),
                                (["temperature=warm", f"output={tmp_path / 'new'}"],
-                                "temperature=warm")):
+                                "temperature=warm"),
+                               (["audit_fraction=1.5", f"output={tmp_path / 'new'}"],
+                                "audit_fraction=1.5")):
         cfg = compose([f"model_dir={shipped}", f"input={src}", f"output={out}",
                        f"paths.output_dir={tmp_path / 'run2'}", *overrides],
                       config_name="calibrate")
         with pytest.raises(Exception, match=message):
             run_task(calibrate, cfg)
+        assert not (tmp_path / "new").exists()  # refused before anything was written
 
 
 @pytest.mark.slow

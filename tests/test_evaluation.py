@@ -651,7 +651,28 @@ def test_a_pooled_country_with_enough_support_earns_its_own_threshold() -> None:
     assert th.calibration["BR"].guarantee == "class"
     assert th.calibration["BR"].status == "assigned_from_pool"
     assert th.calibration["BR"].pool == ["BR", "FR"]
-    assert th.calibration["FR"].guarantee == "pooled"
+    # FR failed alone, and the pool's bound was earned mostly by BR, which left: it no
+    # longer covers FR, which is never assigned rather than assigned on BR's bound
+    assert th.calibration["FR"].status == "pool_split"
+    assert th.calibration["FR"].guarantee == "none" and th.thresholds["FR"] == math.inf
+    # simultaneous: the family's level is split between the pool's test and its members'
+    sim = fit_thresholds(np.concatenate(rows), np.concatenate(labels), names,
+                         policy(pool_below=100, guarantee="simultaneous"))
+    assert sim.calibration["BR"].delta_per_test <= sim.delta_per_class / 2 / 2
+
+
+def test_an_old_thresholds_file_is_read_with_the_floor():
+    """A policy file written before the floor (no min_probability) gets the configured
+    default, so its threshold of 0.0 no longer assigns on any argmax."""
+    from geoloc.evaluation.abstention import LEGACY_MIN_PROBABILITY
+
+    assert LEGACY_MIN_PROBABILITY == policy().min_probability
+    raw = Thresholds(NAMES, {"US": 0.0, "BR": 0.9, "FR": math.inf, "OTHER": 0.5},
+                     policy(min_probability=0.0)).to_dict()
+    del raw["min_probability"]
+    old = Thresholds.from_dict(raw)
+    assert old.policy.min_probability == LEGACY_MIN_PROBABILITY
+    assert old.decode(old.apply(np.array([[0.3, 0.2, 0.2, 0.3]]))) == ["UNCERTAIN"]
 
 
 def test_standard_errors() -> None:

@@ -39,6 +39,7 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         methods = check_methods(list(cfg.methods))
         check_paths(cfg.input, cfg.output, bool(cfg.overwrite))  # before loading a model
         bundle = common.model_bundle(cfg)
+        reference, margin = common.population_reference(bundle, cfg)
         thresholds, calibration = load_calibration(bundle)
         names = list(calibration.class_names)
         counter = PopulationCounter(names)
@@ -65,9 +66,10 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                             bootstrap=int(cfg.bootstrap), level=float(cfg.level),
                             seed=int(cfg.seed), buckets=int(cfg.buckets),
                             overwrite=bool(cfg.overwrite), progress=bool(cfg.progress))
-    check = common.population_check("geoloc-audience", bundle, counter.profile(), cfg,
-                                    {"class_names": names, "rows": summary.rows,
-                                     "kind": kind})
+    check = common.population_check("geoloc-audience", reference, margin, counter.profile(),
+                                    str(cfg.output),
+                                    {"model": str(bundle.folder), "class_names": names,
+                                     "rows": summary.rows, "kind": kind})
     seconds = time.perf_counter() - start
     metrics = {"rows": summary.rows, "errors": summary.errors, "groups": summary.groups,
                "seconds": seconds,

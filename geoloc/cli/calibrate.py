@@ -48,6 +48,10 @@ def _check(cfg: DictConfig) -> tuple[ColumnMapping, Path, Path]:
     if output.exists() and not (bool(cfg.overwrite) and is_bundle(output)):
         raise ConfigError(f"output={output}: exists; choose another folder or "
                           "overwrite=true (only a model folder is replaced)")
+    fraction = cfg.audit_fraction
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or \
+            not 0.0 < fraction < 1.0:
+        raise ConfigError(f"audit_fraction={fraction!r}: expected a share in (0, 1)")
     if str(cfg.temperature) not in TEMPERATURES:
         raise ConfigError(f"temperature={cfg.temperature}: expected one of "
                           f"{', '.join(TEMPERATURES)}")
@@ -63,6 +67,12 @@ def _check(cfg: DictConfig) -> tuple[ColumnMapping, Path, Path]:
         "stated_location": None if label else str(location),
         "country": str(label) if label else None})
     errors = output.with_name(output.name + ".errors.jsonl")
+    if errors.is_dir():
+        raise ConfigError(f"{errors}: is a directory (the bad rows of output={output} go "
+                          "there)")
+    report = Path(str(cfg.report_dir))
+    if report.exists() and not report.is_dir():
+        raise ConfigError(f"report_dir={report}: exists and is not a folder")
     return mapping, output, errors
 
 

@@ -199,21 +199,30 @@ def print_summary(title: str, metrics: Mapping[str, float], extra: Mapping[str, 
 NOT_CHECKED = "not checked (the model has no record of its calibration population)"
 
 
-def population_check(prog: str, bundle: Bundle, observed: PopulationProfile | None,
-                     cfg: DictConfig, meta: Mapping[str, Any]) -> PopulationCheck | None:
+def population_reference(bundle: Bundle, cfg: DictConfig
+                         ) -> tuple[PopulationProfile | None, float]:
+    """The record of the population the model's policy was calibrated on (None for a
+    model saved before it existed) and ``population_margin``, read and checked before a
+    job does any work."""
+    margin = cfg.get("population_margin", DEFAULT_MARGIN)
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+        raise ConfigError(f"population_margin={margin!r}: expected a number >= 0")
+    return bundle.population(), float(margin)
+
+
+def population_check(prog: str, reference: PopulationProfile | None, margin: float,
+                     observed: PopulationProfile | None, output: str,
+                     meta: Mapping[str, Any]) -> PopulationCheck | None:
     """Compare a job's input with the population the model's policy was calibrated on
     (:mod:`geoloc.inference.population`): warn in one line when they differ beyond
-    ``population_margin``, and write ``OUTPUT.meta.json`` with ``meta`` (the model's
-    classes, its fingerprint, ...), the input's summary and the check's numbers. None
-    when the model has no record (saved before it existed)."""
-    reference = bundle.population()
-    margin = float(cfg.get("population_margin", DEFAULT_MARGIN))
+    ``margin``, and write ``OUTPUT.meta.json`` with ``meta`` (the model, its classes, its
+    fingerprint, ...), the input's summary and the check's numbers. None when the model
+    has no record (saved before it existed)."""
     check = (check_population(reference, observed, margin)
              if reference is not None and observed is not None else None)
     if check is not None and check.fired:
         log.warning("%s: %s", prog, check.message)
-    write_json_atomic(meta_path(cfg.output), {
-        "model": str(bundle.folder), **meta,
-        "population": None if observed is None else observed.to_dict(),
+    write_json_atomic(meta_path(output), {
+        **meta, "population": None if observed is None else observed.to_dict(),
         "population_check": None if check is None else check.to_dict()})
     return check

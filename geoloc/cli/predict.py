@@ -37,6 +37,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         mapping = ColumnMapping.from_dict({**columns, "stated_location": None,
                                            "country": None})
         bundle = common.model_bundle(cfg)
+        reference, margin = common.population_reference(bundle, cfg)
         predictor = Predictor.load(
             bundle, backend=str(cfg.backend), quantized=bool(cfg.quantized),
             batch_size=int(cfg.batch_size), top_k=int(cfg.top_k), threads=cfg.threads,
@@ -46,9 +47,9 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                                chunk_rows=int(cfg.chunk_rows), overwrite=bool(cfg.overwrite),
                                progress=bool(cfg.progress))
     check = common.population_check(
-        "geoloc-predict", bundle, summary.population, cfg,
-        {"class_names": list(predictor.class_names), "predictor": predictor.fingerprint(),
-         "rows": summary.rows})
+        "geoloc-predict", reference, margin, summary.population, str(cfg.output),
+        {"model": str(bundle.folder), "class_names": list(predictor.class_names),
+         "predictor": predictor.fingerprint(), "rows": summary.rows})
     seconds = time.perf_counter() - start
     metrics = {"population_shift": float(check.fired) if check is not None else 0.0,"rows": summary.rows, "predicted": summary.predicted, "errors": summary.errors,
                "uncertain_rate": summary.uncertain / max(summary.predicted, 1),

@@ -46,10 +46,12 @@ split, for each class c separately,
 **Pooled rare countries** (``pool_below``): countries predicted fewer times than that (a
 label-free rule) are first tested as one group (one shared threshold, certified on their
 pooled predictions). When the group is certified, each of its countries is then tested
-alone (fixed-sequence from the pool down); one that passes gets its own threshold and
-guarantee kind ``class``; the others keep the pool's threshold with kind ``pooled``, a
-statement about all assignments to the pooled countries at that threshold together, not
-about each one. Reports count the two kinds apart.
+alone (from the pool down); one that passes gets its own threshold and guarantee kind
+``class``. If none does, all keep the pool's threshold with kind ``pooled``, a statement
+about all assignments to the pooled countries at that threshold together, not about each
+one. If some do, the others are never assigned: the pool's bound was earned partly by the
+countries that left, and does not cover those that failed alone. Reports count the two
+kinds apart.
 
 **What is guaranteed** (a PAC statement, not a per-assignment promise): for each class
 with guarantee kind ``class``, with probability >= 1 - delta over the draw of the
@@ -96,6 +98,10 @@ METHOD_DESCRIPTION = (
     "an equal share of delta that a rejected threshold passes on to the next (alpha-"
     "recycling); no threshold below the floor min_probability"
 )
+#: The floor a thresholds file written before the floor existed is read with (it has no
+#: ``min_probability``): the configured default (``geoloc/conf/evaluation/default.yaml``),
+#: so an old policy with a threshold of 0.0 no longer assigns on any argmax.
+LEGACY_MIN_PROBABILITY = 0.5
 #: Array value of an UNCERTAIN decision.
 UNCERTAIN_INDEX = -1
 SCHEMA = "geoloc.thresholds/v1"
@@ -109,11 +115,15 @@ POOLED = "pooled"
 #: a pooled country that, after its pool was certified, passed its own test
 POOLED_OWN = "assigned_from_pool"
 POOL_FAILED = "pool_bound_below_target"
+#: a pooled country that failed alone after another country of its pool was certified alone
+POOL_SPLIT = "pool_split"
 STATUS_TEXT = {
     ASSIGNED: "threshold certified on the calibration split",
     POOLED: "rare country: shares the threshold certified for the pooled rare countries",
     POOLED_OWN: "rare country: certified alone after its pool was certified",
     POOL_FAILED: "rare country: the pooled rare countries' bound never reaches the target",
+    POOL_SPLIT: "rare country: failed alone, and its pool's bound was earned partly by a "
+                "country certified alone since, so it no longer covers this one",
     NO_PREDICTIONS: "never predicted on the calibration split",
     TOO_FEW: "too few calibration predictions for the bound to reach the target",
     BOUND_BELOW_TARGET: "lower confidence bound of precision never reaches the target",
@@ -208,7 +218,9 @@ class ClassCalibration:
     start_thresholds: list[float] = field(default_factory=list)
     """Where each fixed sequence started."""
     delta_per_test: float | None = None
-    """Level of each test: delta (/ C when simultaneous) / number of sequences."""
+    """Level of the test at the chosen threshold (for a never-assigned class: at the best
+    bound): delta (/ F when simultaneous) times the shares of the start points whose
+    sequences reached it (alpha-recycling)."""
     n_tests: int = 0
     pool: list[str] = field(default_factory=list)
     """For a pooled country: the countries of its pool."""
@@ -374,11 +386,13 @@ class Thresholds:
             policy=PolicyConfig(target=data["target"], delta=data["delta"],
                                 start_counts=cal["start_counts"], guarantee=guarantee,
                                 pool_below=data.get("pool_below"),
-                                min_probability=data.get("min_probability", 0.0)),
+                                min_probability=data.get("min_probability",
+                                                         LEGACY_MIN_PROBABILITY)),
             temperature=float(data.get("temperature", 1.0)),
             method=str(data.get("method", METHOD)),
             n_calibration=int(cal.get("n_samples", 0)),
-            calibration={n: _class_calibration(c) for n, c in cal.get("per_class", {}).items()},
+            calibration={n: _class_calibration(c, data["thresholds"].get(n))
+                         for n, c in cal.get("per_class", {}).items()},
             n_families=int(data.get("n_families", 0)),
             grid=[float(g) for g in data.get("grid", default_grid().tolist())],
             created_at=str(data.get("created_at", "")),
@@ -406,11 +420,13 @@ class Thresholds:
             raise InputFileError(f"{path}: not a usable thresholds file: {err}") from None
 
 
-def _class_calibration(data: Mapping[str, Any]) -> ClassCalibration:
+def _class_calibration(data: Mapping[str, Any], threshold: Any = None) -> ClassCalibration:
     """A :class:`ClassCalibration` from its JSON; files written before the pool's numbers
-    had their own fields kept them in the country's (``n_kept`` ... ``lower_bound``)."""
+    had their own fields kept them in the country's (``n_kept`` ... ``lower_bound``), and
+    the pool's threshold was the country's."""
     fields_ = {k: v for k, v in data.items() if k != "guarantee"}
     if fields_.get("status") == POOLED and "pool_lower_bound" not in fields_:
+        fields_["pool_threshold"] = threshold
         for key in ("n_kept", "n_correct", "precision", "lower_bound"):
             fields_[f"pool_{key}"] = fields_.pop(key, None)
         fields_["pool_n_kept"] = fields_["pool_n_kept"] or 0

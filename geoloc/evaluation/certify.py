@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from geoloc.evaluation.abstention import (
     BOUND_BELOW_TARGET,
     NO_PREDICTIONS,
     POOL_FAILED,
+    POOL_SPLIT,
     POOLED,
     POOLED_OWN,
     TOO_FEW,
@@ -165,34 +167,8 @@ def fit_thresholds(
         thresholds[names[c]], calibration[names[c]] = test(
             pred == c, int((labels == c).sum()), delta_c)
     if pooled:
-        t_pool, pool = test(np.isin(pred, pooled), int(np.isin(labels, pooled).sum()), delta_c)
-        certified = math.isfinite(t_pool)
-        # From the pool down: only once the pool is certified is each of its countries
-        # tested alone (a simultaneous guarantee splits the pool's level between them).
-        member_delta = delta_c / len(pooled) if policy.simultaneous else delta_c
-        for c in pooled:
-            mask = pred == c
-            support = int((labels == c).sum())
-            pool_fields = dict(pool=[names[i] for i in pooled],
-                               pool_threshold=t_pool if certified else None,
-                               pool_n_kept=pool.n_kept, pool_n_correct=pool.n_correct,
-                               pool_precision=pool.precision,
-                               pool_lower_bound=pool.lower_bound)
-            own_t, own = (test(mask, support, member_delta) if certified
-                          else (math.inf, None))
-            if own is not None and math.isfinite(own_t):
-                thresholds[names[c]] = own_t
-                calibration[names[c]] = replace(own, status=POOLED_OWN, **pool_fields)
-                continue
-            thresholds[names[c]] = t_pool
-            k = int((mask & (conf >= t_pool)).sum()) if certified else 0
-            r = int((mask & (conf >= t_pool) & correct).sum()) if certified else 0
-            calibration[names[c]] = ClassCalibration(
-                POOLED if certified else POOL_FAILED, n_predicted=int(n_pred[c]),
-                n_support=support, n_kept=k, n_correct=r,
-                precision=(r / k) if k else None,
-                start_thresholds=pool.start_thresholds, delta_per_test=pool.delta_per_test,
-                n_tests=pool.n_tests, **pool_fields)
+        _pool_down(pooled, names, pred, conf, correct, labels, n_pred, delta_c, policy,
+                   test, thresholds, calibration)
     return Thresholds(
         class_names=names,
         thresholds=thresholds,
@@ -203,6 +179,54 @@ def fit_thresholds(
         grid=[float(g) for g in grid_all],
         n_families=families,
     )
+
+
+def _pool_down(pooled: list[int], names: list[str], pred: np.ndarray, conf: np.ndarray,
+               correct: np.ndarray, labels: np.ndarray, n_pred: np.ndarray, delta_c: float,
+               policy: PolicyConfig, test: Any, thresholds: dict[str, float],
+               calibration: dict[str, ClassCalibration]) -> None:
+    """The pooled rare countries: the group first, then, once it is certified, each of
+    its countries alone.
+
+    A country that passes alone gets its own threshold (kind ``class``). The pool's
+    certification is about all of its countries together at the shared threshold; once
+    one of them leaves with its own threshold, the countries left behind are exactly those
+    that failed alone, and the pool's bound, earned partly by the one that left, no longer
+    covers them: they are then never assigned (``pool_split``) rather than assigned on a
+    bound that is not theirs. Under ``simultaneous`` the family's level is split in two:
+    half for the pool's test, half over its countries' own tests, so the family's chance
+    of any wrong certification stays <= its level.
+    """
+    simultaneous = policy.simultaneous
+    pool_delta = delta_c / 2 if simultaneous else delta_c
+    member_delta = delta_c / (2 * len(pooled)) if simultaneous else delta_c
+    t_pool, pool = test(np.isin(pred, pooled), int(np.isin(labels, pooled).sum()), pool_delta)
+    certified = math.isfinite(t_pool)
+    pool_fields = dict(pool=[names[i] for i in pooled],
+                       pool_threshold=t_pool if certified else None,
+                       pool_n_kept=pool.n_kept, pool_n_correct=pool.n_correct,
+                       pool_precision=pool.precision, pool_lower_bound=pool.lower_bound)
+    own = {c: test(pred == c, int((labels == c).sum()), member_delta) if certified
+           else (math.inf, None) for c in pooled}
+    split = any(math.isfinite(t) for t, _ in own.values())
+    for c in pooled:
+        mask = pred == c
+        own_t, own_cal = own[c]
+        if own_cal is not None and math.isfinite(own_t):
+            thresholds[names[c]] = own_t
+            calibration[names[c]] = replace(own_cal, status=POOLED_OWN, **pool_fields)
+            continue
+        status = POOL_FAILED if not certified else POOL_SPLIT if split else POOLED
+        keep = status == POOLED
+        thresholds[names[c]] = t_pool if keep else math.inf
+        k = int((mask & (conf >= t_pool)).sum()) if keep else 0
+        r = int((mask & (conf >= t_pool) & correct).sum()) if keep else 0
+        tested = own_cal if own_cal is not None else pool
+        calibration[names[c]] = ClassCalibration(
+            status, n_predicted=int(n_pred[c]), n_support=int((labels == c).sum()),
+            n_kept=k, n_correct=r, precision=(r / k) if k else None,
+            start_thresholds=tested.start_thresholds, delta_per_test=tested.delta_per_test,
+            n_tests=tested.n_tests, **pool_fields)
 
 
 def fit_policy(

@@ -112,9 +112,12 @@ class PopulationProfile:
         """The same summary from counts accumulated over a file's chunks (geoloc-predict
         merges them from its parts, so a resumed run still covers every row)."""
         n = sum(predicted.values())
+        # scripts are shares of the rows whose texts were counted (parts of a run from
+        # before the check have none): never of all rows
+        n_texts = sum(scripts.values())
         return cls(n=n, predicted_mix={k: v / n for k, v in sorted(predicted.items())} if n
                    else {}, confidence_hist=[c / max(n, 1) for c in confidence],
-                   script_mix={k: v / n for k, v in sorted(scripts.items())} if n else {},
+                   script_mix={k: v / n_texts for k, v in sorted(scripts.items())},
                    source=source)
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,12 +167,8 @@ class PopulationCounter:
             self.scripts.update(script_of(t) for t in texts)
 
     def profile(self, source: str = "") -> PopulationProfile:
-        profile = PopulationProfile.from_counts(self.predicted, self.confidence,
-                                                self.scripts, source)
-        if self.scripts:  # shares of the rows whose texts were seen
-            n = sum(self.scripts.values())
-            profile.script_mix = {k: v / n for k, v in sorted(self.scripts.items())}
-        return profile
+        return PopulationProfile.from_counts(self.predicted, self.confidence, self.scripts,
+                                             source)
 
 
 def meta_path(output: PathLike) -> Path:
@@ -226,11 +225,11 @@ def check_population(reference: PopulationProfile, observed: PopulationProfile,
     # not compared
     ref = {k: v for k, v in ref.items() if obs[k]}
     distances = {k: tv_distance(ref[k], obs[k]) for k in ref}
+    if observed.n < MIN_ROWS:  # (no noise figures: infinite for an empty input)
+        return PopulationCheck(False, False, observed.n, distances, {}, margin,
+                               f"population check skipped: {observed.n} rows (< {MIN_ROWS})")
     noise = {k: expected_tv(ref[k], observed.n) + expected_tv(ref[k], reference.n)
              for k in ref}
-    if observed.n < MIN_ROWS:
-        return PopulationCheck(False, False, observed.n, distances, noise, margin,
-                               f"population check skipped: {observed.n} rows (< {MIN_ROWS})")
     excess = {k: distances[k] - noise[k] for k in ref}
     fired = [k for k in ref if excess[k] > margin]
     figures = ", ".join(f"{k.replace('_', ' ')} TV {distances[k]:.2f} (noise "

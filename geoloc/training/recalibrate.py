@@ -172,8 +172,11 @@ def rows_needed(th: Thresholds, probs: np.ndarray, labels: np.ndarray) -> dict[s
         if not k or not p > th.target:
             out[name] = None
             continue
-        m = min_samples_for_target(th.target, th.delta)
-        while clopper_pearson(math.floor(p * m), m, th.delta) < th.target and m < 10**6:
+        # the level a test of it would run at: its family's share of delta, split over the
+        # start points (ignoring what alpha-recycling might add: an upper estimate)
+        level = th.delta_per_class / max(len(th.policy.start_counts), 1)
+        m = min_samples_for_target(th.target, level)
+        while clopper_pearson(math.floor(p * m), m, level) < th.target and m < 10**6:
             m = int(m * 1.1) + 1
         out[name] = int(math.ceil(m * n / k)) if m < 10**6 else None
     return out
