@@ -51,7 +51,7 @@ import pandas as pd  # noqa: E402
 from geoloc.bundle import open_model  # noqa: E402
 from geoloc.data.schema import profile_text  # noqa: E402
 from geoloc.data.sources import UmassTweetsSource  # noqa: E402
-from geoloc.data.splits import record_split  # noqa: E402
+from geoloc.data.splits import keyed_unit, record_split  # noqa: E402
 from geoloc.evaluation.calibration import softmax  # noqa: E402
 from geoloc.evaluation.certify import fit_policy  # noqa: E402
 from geoloc.evaluation.stats import clopper_pearson  # noqa: E402
@@ -64,10 +64,6 @@ from geoloc.synthetic import SyntheticConfig, generate_profiles  # noqa: E402
 HERE = Path(__file__).resolve().parent
 MIN_ASSIGNED = 20
 TARGET = 0.90
-
-
-def _hash01(key: str) -> float:
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
 
 def populations(bundle) -> dict[str, dict]:
@@ -88,7 +84,7 @@ def populations(bundle) -> dict[str, dict]:
                          "ids": afri["id"].tolist()}
     big = {"US", "BR", "ID", "JP"}
     keep = [i for i in val if rows[i]["country"] not in big
-            or _hash01(f"reweight:{rows[i]['id']}") < 0.15]
+            or keyed_unit("reweight", rows[i]["id"]) < 0.15]
     pops["umass_reweighted"] = {"texts": [text[i] for i in keep],
                                 "codes": [rows[i]["country"] for i in keep],
                                 "ids": [str(rows[i]["id"]) for i in keep]}

@@ -25,6 +25,7 @@ from geoloc.config import CONF_DIR
 from geoloc.data.readers import require_file
 from geoloc.data.schema import ColumnMapping
 from geoloc.errors import ConfigError, InputFileError
+from geoloc.inference.job import errors_path
 from geoloc.inference.predictor import Predictor
 from geoloc.io import file_sha256
 from geoloc.training.recalibrate import (
@@ -66,7 +67,7 @@ def _check(cfg: DictConfig) -> tuple[ColumnMapping, Path, Path]:
         **{k: v for k, v in columns.items() if k != "group"},
         "stated_location": None if label else str(location),
         "country": str(label) if label else None})
-    errors = output.with_name(output.name + ".errors.jsonl")
+    errors = errors_path(output)
     if errors.is_dir():
         raise ConfigError(f"{errors}: is a directory (the bad rows of output={output} go "
                           "there)")

@@ -51,7 +51,8 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         {"model": str(bundle.folder), "class_names": list(predictor.class_names),
          "predictor": predictor.fingerprint(), "rows": summary.rows})
     seconds = time.perf_counter() - start
-    metrics = {"population_shift": float(check.fired) if check is not None else 0.0,"rows": summary.rows, "predicted": summary.predicted, "errors": summary.errors,
+    metrics = {"rows": summary.rows, "predicted": summary.predicted, "errors": summary.errors,
+               "population_shift": float(check.fired) if check is not None else 0.0,
                "uncertain_rate": summary.uncertain / max(summary.predicted, 1),
                "seconds": seconds, "profiles_per_second": summary.rows / max(seconds, 1e-9)}
     top = ", ".join(f"{c} {n}" for c, n in summary.countries.most_common(12))

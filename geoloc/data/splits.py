@@ -57,14 +57,21 @@ def validate_eval_split(eval_split: str, fractions: Mapping[str, float]) -> str:
     return eval_split
 
 
+def keyed_unit(key: object, profile_id: str) -> float:
+    """A number in [0, 1) fixed by ``key`` and the id alone (SHA-256 of ``key:id``): the
+    keyed bucket every id-hash split reads (training splits, geoloc-calibrate's audit
+    part), so a row never changes side when others are added."""
+    digest = hashlib.sha256(f"{key}:{profile_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def assign_split(profile_id: str, seed: int, fractions: Mapping[str, float]) -> str:
     """Deterministic split of one profile id under ``seed`` (keyed SHA-256 bucket).
 
     A split with fraction 0 never receives a row (float rounding of the cumulative sum
     falls back to the last split with a positive fraction, not blindly to ``test``).
     """
-    digest = hashlib.sha256(f"{seed}:{profile_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
+    u = keyed_unit(seed, profile_id)
     acc = 0.0
     for name in SPLITS:
         if fractions[name] <= 0:

@@ -43,9 +43,8 @@ from geoloc.data.readers import (
 from geoloc.data.schema import ColumnMapping, ProfileRecord, profile_text
 from geoloc.errors import JobError, RecordError
 from geoloc.inference.population import (
-    CONFIDENCE_BINS,
+    PopulationCounter,
     PopulationProfile,
-    confidence_bin,
     meta_path,
     script_of,
 )
@@ -265,20 +264,17 @@ def _write_parts(parts: Path, chunks: int, write: Any, schema: Any
     import pyarrow.parquet as pq
 
     countries: Counter = Counter()
-    predicted: Counter = Counter()
-    scripts: Counter = Counter()
-    confidence = [0] * CONFIDENCE_BINS
+    population = PopulationCounter([])
     for k in range(chunks):
         table = pq.read_table(_part(parts, k, "parquet"), schema=schema)
         countries.update(table.column("country").to_pylist())
-        predicted.update(table.column("argmax").to_pylist())
-        for p in table.column("probability").to_pylist():
-            confidence[confidence_bin(p)] += 1
+        population.add_top(table.column("argmax").to_pylist(),
+                           table.column("probability").to_pylist())
         scripts_part = _part(parts, k, "scripts.json")
         if scripts_part.is_file():  # parts of a run before the check have none
-            scripts.update(json.loads(scripts_part.read_text(encoding="utf-8")))
+            population.scripts.update(json.loads(scripts_part.read_text(encoding="utf-8")))
         write(table)
-    return countries, PopulationProfile.from_counts(predicted, confidence, scripts)
+    return countries, population.profile()
 
 
 @contextmanager

@@ -160,11 +160,17 @@ class PopulationCounter:
         probs = np.asarray(probs)
         if not len(probs):
             return
-        self.predicted.update(self.class_names[i] for i in probs.argmax(axis=1))
-        for p in probs.max(axis=1):
-            self.confidence[confidence_bin(float(p))] += 1
+        self.add_top([self.class_names[i] for i in probs.argmax(axis=1)],
+                     probs.max(axis=1).tolist())
         if texts is not None:
             self.scripts.update(script_of(t) for t in texts)
+
+    def add_top(self, argmax: Sequence[str], top_probability: Sequence[float]) -> None:
+        """Rows known by their top class and its probability (geoloc-predict's output
+        columns ``argmax`` and ``probability``)."""
+        self.predicted.update(argmax)
+        for p in top_probability:
+            self.confidence[confidence_bin(float(p))] += 1
 
     def profile(self, source: str = "") -> PopulationProfile:
         return PopulationProfile.from_counts(self.predicted, self.confidence, self.scripts,

@@ -25,7 +25,6 @@ module refits the policy on a labelled sample of the user's own population:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections import Counter
@@ -48,6 +47,7 @@ from geoloc.bundle.files import (
 )
 from geoloc.data.readers import error_to_dict, iter_numbered_results
 from geoloc.data.schema import ColumnMapping, profile_text
+from geoloc.data.splits import keyed_unit
 from geoloc.errors import InputFileError, RecordError
 from geoloc.evaluation import PolicyConfig, SplitOutputs, Thresholds, save_calibration_outputs
 from geoloc.evaluation.calibration import softmax
@@ -125,9 +125,7 @@ def audit_mask(ids: list[str], key: str, audit_fraction: float) -> np.ndarray:
     of the id alone, so a row never changes part when others are added."""
     if not 0.0 < audit_fraction < 1.0:
         raise ValueError(f"audit_fraction={audit_fraction}: must be in (0, 1)")
-    u = [int.from_bytes(hashlib.sha256(f"{key}:{i}".encode()).digest()[:8], "big") / 2**64
-         for i in ids]
-    return np.asarray(u) < audit_fraction
+    return np.asarray([keyed_unit(key, i) for i in ids]) < audit_fraction
 
 
 def audit_table(th: Thresholds, probs: np.ndarray, labels: np.ndarray,
