@@ -20,7 +20,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from geoloc.backbones import BUNDLED_BACKBONES, check_backbone_name
 from geoloc.data.sources import MixtureSource, SyntheticSource
-from geoloc.data.splits import CROSSFIT_POOL, record_split, validate_eval_split, validate_splits
+from geoloc.data.splits import record_split, validate_eval_split, validate_splits
 from geoloc.errors import (
     ConfigError,
     DataConfigError,
@@ -43,10 +43,15 @@ CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 def frequent_countries(data: DictConfig, min_profiles: int) -> list[str]:
     """The label set of ``labels=frequent``: every country with at least ``min_profiles``
-    labelled rows in the data's train and calib splits (what the model and its
-    calibration learn from; counting the validation or test rows would pick the label
-    set by the evaluation), most frequent first. The answer to "is adding most other
-    countries feasible?" is then one config change.
+    labelled rows in the data's train split, most frequent first. The answer to "is
+    adding most other countries feasible?" is then one config change.
+
+    Only train rows: counting the validation or test rows would pick the label set by
+    the evaluation, and counting the calib rows would pick the hypotheses the policy
+    tests by the sample that tests them. Under cross-fitting (``crossfit.folds``) every
+    labelled row is also an out-of-fold calibration row, so the label set there depends
+    on calibration rows' labels (never on a prediction): a mild selection, stated here
+    rather than removed, since no labelled row is left that is not a calibration row.
 
     Resolved by OmegaConf (``${frequent_countries:${data},N}``) each time the list is
     read, so it is cached per source file, split rule and threshold.
@@ -71,13 +76,13 @@ def _frequent_countries(path: Path, splits: tuple[tuple[str, float], ...], split
     for rec in read_jsonl(path):
         code = normalize_code(rec.get("country"))
         if code and is_valid_code(code) and \
-                record_split(rec, split_seed, fractions) in CROSSFIT_POOL:
+                record_split(rec, split_seed, fractions) == "train":
             counts[code] += 1
     kept = tuple(c for c, k in sorted(counts.items(), key=lambda x: (-x[1], x[0]))
                  if k >= min_profiles)
     if not kept:
         raise ConfigError(f"labels.min_profiles={min_profiles}: no country of {path} has "
-                          f"that many labelled rows in the train and calib splits (most: "
+                          f"that many labelled rows in the train split (most: "
                           f"{counts.most_common(1)})")
     return kept
 

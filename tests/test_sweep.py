@@ -147,30 +147,26 @@ def test_fingerprint_ignores_setup_but_not_knobs():
     assert config_fingerprint(compose(["paths.output_dir=/x", "seed=7"])) != base
 
 
-def _profiles(path: Path, counts: dict[str, int]) -> Path:
-    rows = []
-    for code, n in counts.items():
-        rows += [{"id": f"{code}{i}", "bio": "", "captions": [f"hello {code} {i}"],
-                  "country": code} for i in range(n)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def test_frequent_label_set_counts_rows_outside_the_evaluated_split(tmp_path):
+def test_frequent_label_set_counts_train_rows_only(tmp_path):
+    """labels=frequent counts the train split: neither the evaluated split nor the calib
+    rows (which test the policy) choose the label set."""
     from geoloc.config import validate_config
     from geoloc.errors import ConfigError
 
-    data = _profiles(tmp_path / "p.jsonl", {"FR": 60, "KE": 30, "NZ": 12, "IS": 3})
+    rows = []
+    for code, splits in {"FR": {"train": 20}, "KE": {"train": 10, "calib": 30},
+                         "NZ": {"train": 12}, "IS": {"train": 3, "val": 40, "test": 40}}.items():
+        for split, n in splits.items():
+            rows += [{"id": f"{code}-{split}-{i}", "bio": "", "split": split,
+                      "captions": [f"hello {code} {i}"], "country": code} for i in range(n)]
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     common = ["data=jsonl", f"data.source.path={data}", "labels=frequent"]
-    cfg = compose([*common, "labels.min_profiles=8"])
-    # ~70 % of each country is outside the test split (splits 0.6/0.1/0.2/0.1 of
-    # data=jsonl): IS (3 rows) falls below 8, NZ (12) keeps ~10
-    assert list(cfg.model.countries) == ["FR", "KE", "NZ"]
-    assert list(compose([*common, "labels.min_profiles=15"]).labels.countries) == ["FR", "KE"]
-    # counted outside the evaluated split: every test row removed, same answer
-    everything = compose([*common, "labels.min_profiles=8", "data.splits.test=0.0",
-                          "data.splits.val=0.2", "data.eval_split=val"])
-    assert list(everything.labels.countries)[:2] == ["FR", "KE"]
+    # KE's 30 calib rows and IS's 80 evaluated rows are not counted
+    assert list(compose([*common, "labels.min_profiles=8"]).model.countries) == \
+        ["FR", "NZ", "KE"]
+    assert list(compose([*common, "labels.min_profiles=11"]).labels.countries) == \
+        ["FR", "NZ"]
     with pytest.raises(ConfigError, match="min_profiles=1000: no country"):
         validate_config(compose([*common, "labels.min_profiles=1000"]))
     with pytest.raises(ConfigError, match="min_profiles=0: expected an integer >= 1"):

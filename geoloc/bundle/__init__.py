@@ -334,14 +334,15 @@ class Bundle:
             raise
         return cls.open(folder)
 
-    def derive(self, folder: PathLike, add: Any) -> Bundle:
-        """A copy of this bundle's own files (an earlier export's are left behind) at
-        ``folder`` with the files ``add(tmp)`` writes (the export's), under a new manifest
+    def derive(self, folder: PathLike, add: Any, keep_export: bool = False) -> Bundle:
+        """A copy of this bundle's own files (an earlier export's are left behind unless
+        ``keep_export``: a recalibrated export keeps its graphs) at ``folder`` with the
+        files ``add(tmp)`` writes (the export's, or a new policy), under a new manifest
         listing them all. The caller decides whether ``folder`` may be replaced."""
 
         def write(tmp: Path) -> None:
             for name in self.manifest["files"]:
-                if name not in EXPORT_FILES:
+                if keep_export or name not in EXPORT_FILES:
                     shutil.copyfile(self.path(name), tmp / name)
             add(tmp)
 

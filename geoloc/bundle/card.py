@@ -53,6 +53,14 @@ def model_card(info: dict[str, Any], th: Thresholds, fusion_weight: float | None
                      "`geoloc-predict model_dir=THIS_FOLDER backend=onnx` uses them. They "
                      "use ONNX Runtime's fused transformer operators (`com.microsoft` "
                      "domain), so they run in ONNX Runtime.\n")
+        if quantized:
+            onnx_note += (
+                f"\nThis folder's thresholds were fitted on {th.scored_with} outputs. The "
+                "certificate is about the graph it was fitted on: `geoloc-predict` pairs "
+                "fp32 thresholds only with PyTorch or the fp32 graph, int8 ones only with "
+                "`backend=onnx quantized=true`, and refuses the rest. For the int8 graph, fit "
+                "them on a labelled sample with `geoloc-calibrate model_dir=THIS_FOLDER "
+                "backend=onnx quantized=true input=LABELLED output=NEW_FOLDER`.\n")
     transformers_use = f"""
 ```python
 from transformers import pipeline
@@ -100,10 +108,11 @@ Calibrated probabilities are `softmax(logits / T)` with T = {th.temperature:.4f}
 profile gets its top country c when that probability is >= the threshold t_c below, else
 UNCERTAIN; no threshold is below the floor {th.policy.min_probability:g}. Method:
 {th.method}, target {th.target:.0%}, delta {th.delta:g} ({th.policy.guarantee}), fitted on
-{th.n_calibration} calibration profiles{recal}. What is guaranteed is a PAC statement, not a
-promise about any one assignment: kind `class`: with probability >= 1 - delta over the draw
-of the calibration sample, country c's precision on new profiles drawn like the
-calibration population is >= target{joint}; `pooled`: the same statement for all `pooled`
+{th.n_calibration} calibration profiles{recal}, scored by the {th.scored_with} graph.
+What is guaranteed is a PAC statement, not a promise about any one assignment: kind
+`class`: with probability >= 1 - delta over the draw of the calibration sample, country
+c's precision on new profiles drawn like the calibration population is >=
+target{joint}; `pooled`: the same statement for all `pooled`
 countries together, none for each alone; `none`: never assigned. On another population
 it holds only after `geoloc-calibrate` on a labelled sample of that population.
 {fusion_note}

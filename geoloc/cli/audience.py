@@ -56,7 +56,8 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             predictor = Predictor.load(
                 bundle, backend=str(cfg.backend), quantized=bool(cfg.quantized),
                 batch_size=int(cfg.batch_size), threads=cfg.threads,
-                max_length=cfg.max_length)
+                max_length=cfg.max_length,
+                allow_precision_mismatch=bool(cfg.allow_precision_mismatch))
             if predictor.class_names != names:
                 raise ConfigError(f"{bundle.folder}: the model's classes differ from its "
                                   "calibration data's")

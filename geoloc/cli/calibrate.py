@@ -87,8 +87,11 @@ def calibrate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         changes = {k: v for k, v in OmegaConf.to_container(cfg.policy, resolve=True).items()
                    if v is not None}
         policy = replace(shipped.policy, **changes)
-        predictor = Predictor.load(bundle, batch_size=int(cfg.batch_size),
-                                   threads=cfg.threads)
+        quantized = bool(cfg.quantized)
+        # the policy is refitted here, so the shipped one may be of the other precision
+        predictor = Predictor.load(bundle, backend=str(cfg.backend), quantized=quantized,
+                                   batch_size=int(cfg.batch_size), threads=cfg.threads,
+                                   allow_precision_mismatch=True)
         rows = read_labelled(cfg.input, mapping, bundle.class_names, errors, cfg.format,
                              float(cfg.min_confidence))
         if not rows.ids:
@@ -97,11 +100,13 @@ def calibrate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                                  "location_column=)")
         result = recalibrate(predictor, rows, policy, str(cfg.split_key),
                              float(cfg.audit_fraction), str(cfg.input),
-                             temperature=str(cfg.temperature))
+                             temperature=str(cfg.temperature),
+                             scored_with="int8" if quantized else "fp32")
         record = {"input": str(Path(str(cfg.input)).resolve()),
                   "input_sha256": file_sha256(cfg.input), "split_key": str(cfg.split_key),
                   "audit_fraction": float(cfg.audit_fraction),
                   "temperature": str(cfg.temperature),
+                  "backend": str(cfg.backend), "quantized": quantized,
                   "counts": {k: int(v) for k, v in rows.counts.items()},
                   "recalibrated_from": str(bundle.folder)}
         new = save_recalibrated(bundle, result, output, record)

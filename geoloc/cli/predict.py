@@ -42,7 +42,8 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             bundle, backend=str(cfg.backend), quantized=bool(cfg.quantized),
             batch_size=int(cfg.batch_size), top_k=int(cfg.top_k), threads=cfg.threads,
             max_length=cfg.max_length, embeddings=bool(cfg.embeddings),
-            probabilities=bool(cfg.probabilities))
+            probabilities=bool(cfg.probabilities),
+            allow_precision_mismatch=bool(cfg.allow_precision_mismatch))
         summary = predict_file(predictor, cfg.input, cfg.output, mapping, fmt=cfg.format,
                                chunk_rows=int(cfg.chunk_rows), overwrite=bool(cfg.overwrite),
                                progress=bool(cfg.progress))

@@ -244,6 +244,10 @@ class ClassCalibration:
             self.status, "none")
 
 
+#: ``Thresholds.scored_with``: the precisions a policy can be fitted on.
+SCORED_WITH = ("fp32", "int8")
+
+
 @dataclass
 class Thresholds:
     """A fitted abstention policy: temperature plus one confidence threshold per class.
@@ -265,6 +269,12 @@ class Thresholds:
     n_families: int = 0
     """How many families (classes tested alone, plus the pool) were tested: what a
     ``simultaneous`` guarantee divides delta by."""
+    scored_with: str = "fp32"
+    """The numeric precision of the graph whose outputs the thresholds were fitted on
+    (``"fp32"``: PyTorch or the fp32 ONNX graph; ``"int8"``: the quantised graph). The
+    certificate is about that graph's probabilities: the int8 graph moves them by up to
+    0.27 on the real validation tweets (``experiments/export/results.md``), so the
+    predictor refuses to pair a policy with a graph of the other precision."""
 
     def __post_init__(self) -> None:
         self.class_names = [str(n) for n in self.class_names]
@@ -281,6 +291,9 @@ class Thresholds:
         if not (isinstance(self.temperature, (int, float))
                 and 0.0 < self.temperature < math.inf):
             raise ValueError(f"temperature {self.temperature!r}: expected a positive number")
+        if self.scored_with not in SCORED_WITH:
+            raise ValueError(f"scored_with {self.scored_with!r}: expected one of "
+                             f"{', '.join(SCORED_WITH)}")
 
     @property
     def target(self) -> float:
@@ -351,6 +364,7 @@ class Thresholds:
             "pool_below": self.policy.pool_below,
             "min_probability": self.policy.min_probability,
             "n_families": self.n_families,
+            "scored_with": self.scored_with,
             "guarantee_per_class": {n: c.guarantee for n, c in self.calibration.items()},
             "delta_per_class": self.delta_per_class,
             "temperature": self.temperature,
@@ -394,6 +408,8 @@ class Thresholds:
             calibration={n: _class_calibration(c, data["thresholds"].get(n))
                          for n, c in cal.get("per_class", {}).items()},
             n_families=int(data.get("n_families", 0)),
+            # files written before the field existed were all fitted on fp32 outputs
+            scored_with=str(data.get("scored_with", "fp32")),
             grid=[float(g) for g in data.get("grid", default_grid().tolist())],
             created_at=str(data.get("created_at", "")),
         )

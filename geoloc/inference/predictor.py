@@ -186,6 +186,29 @@ GROUP_COLUMN = "group"
 PROBABILITIES_COLUMN = "probabilities"
 
 
+def check_precision(thresholds: Any, bundle: Bundle, quantized: bool,
+                    allow: bool) -> None:
+    """Refuse a policy fitted on outputs of another numeric precision than the graph that
+    will score (fp32 thresholds on the int8 graph, or the reverse): its certificate is
+    about the other graph's probabilities. Written by hand: the pairing is geoloc's own."""
+    graph = "int8" if quantized else "fp32"
+    if thresholds.scored_with == graph or allow:
+        return
+    path = bundle.path(THRESHOLDS_FILE)
+    if graph == "int8":
+        raise PredictorError(
+            f"{path}: fitted on fp32 outputs; the int8 graph moves probabilities by up to "
+            "0.27 and changes 10 of 777 decisions on the real validation tweets, so the "
+            "90 % certificate does not carry over. Fit int8 thresholds with geoloc-calibrate "
+            f"model_dir={bundle.folder} backend=onnx quantized=true input=LABELLED "
+            "output=NEW_FOLDER, or pass allow_precision_mismatch=true to decide without "
+            "the certificate")
+    raise PredictorError(
+        f"{path}: fitted on int8 outputs (geoloc-calibrate quantized=true); score with "
+        "backend=onnx quantized=true, or pass allow_precision_mismatch=true to decide "
+        "without the certificate")
+
+
 @dataclass
 class Predictor:
     """Tokenizer + scorer + saved policy (+ fused n-gram model); see the module docstring."""
@@ -238,11 +261,17 @@ class Predictor:
     def load(cls, model: Bundle | PathLike, backend: str = "torch", quantized: bool = False,
              batch_size: int = 64, top_k: int = 3, threads: int | None = None,
              max_length: int | None = None, embeddings: bool = False,
-             probabilities: bool = False) -> Predictor:
+             probabilities: bool = False, allow_precision_mismatch: bool = False
+             ) -> Predictor:
         """A model bundle (:mod:`geoloc.bundle`: what training writes, or an export of
         it), opened and verified here when given as a path. ``backend="torch"`` scores
         with the Lightning module's network (or, in an export, the exported
-        ``transformers`` class: no backbone to build); ``"onnx"`` with an export's graph."""
+        ``transformers`` class: no backbone to build); ``"onnx"`` with an export's graph.
+
+        The policy must have been fitted on outputs of the graph's precision
+        (``Thresholds.scored_with``): fp32 thresholds on the int8 graph, or int8 ones on
+        an fp32 graph, are refused unless ``allow_precision_mismatch`` (the decisions are
+        then made without the certificate; the speed benchmark does this)."""
         if backend not in BACKENDS:
             raise PredictorError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
         if quantized and backend != "onnx":
@@ -251,6 +280,7 @@ class Predictor:
         if threads:
             torch.set_num_threads(int(threads))
         thresholds = bundle.thresholds()
+        check_precision(thresholds, bundle, quantized, allow_precision_mismatch)
         if backend == "onnx":
             name = ONNX_INT8_FILE if quantized else ONNX_FILE
             if not bundle.has(name):

@@ -45,10 +45,12 @@ class RayPredictor:
 
     def __init__(self, model: str, columns: dict | None = None, backend: str = "torch",
                  quantized: bool = False, batch_size: int = 64, top_k: int = 3,
-                 threads: int | None = 1, embeddings: bool = False) -> None:
+                 threads: int | None = 1, embeddings: bool = False,
+                 allow_precision_mismatch: bool = False) -> None:
         self.predictor = Predictor.load(model, backend=backend, quantized=quantized,
                                         batch_size=batch_size, top_k=top_k, threads=threads,
-                                        embeddings=embeddings)
+                                        embeddings=embeddings,
+                                        allow_precision_mismatch=allow_precision_mismatch)
         self.mapping = ColumnMapping.from_dict({**(columns or DEFAULT_COLUMNS),
                                                 "stated_location": None, "country": None})
         self.validate = row_validator("ray-batch", self.mapping)
@@ -75,7 +77,8 @@ def predict_with_ray(model: str, input_path: str, output_dir: str,
                      columns: dict | None = None, actors: int = 2,
                      threads_per_actor: int = 1, batch_rows: int = 1024,
                      backend: str = "torch", quantized: bool = False,
-                     address: str | None = None, embeddings: bool = False) -> int:
+                     address: str | None = None, embeddings: bool = False,
+                     allow_precision_mismatch: bool = False) -> int:
     """Run the predictor over ``input_path`` (Parquet file or folder) with Ray Data and
     write Parquet files to ``output_dir``; returns the number of output rows."""
     import ray
@@ -88,7 +91,7 @@ def predict_with_ray(model: str, input_path: str, output_dir: str,
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         return _run(input_path, output_dir, model, columns, actors, threads_per_actor,
-                    batch_rows, backend, quantized, embeddings)
+                    batch_rows, backend, quantized, embeddings, allow_precision_mismatch)
     finally:
         if started:
             ray.shutdown()
@@ -96,7 +99,7 @@ def predict_with_ray(model: str, input_path: str, output_dir: str,
 
 def _run(input_path: str, output_dir: str, model: str, columns: dict | None, actors: int,
          threads_per_actor: int, batch_rows: int, backend: str, quantized: bool,
-         embeddings: bool) -> int:
+         embeddings: bool, allow_precision_mismatch: bool = False) -> int:
     import ray
 
     cpus = ray.cluster_resources().get("CPU", 0)
@@ -111,7 +114,8 @@ def _run(input_path: str, output_dir: str, model: str, columns: dict | None, act
         RayPredictor,
         fn_constructor_kwargs={"model": str(model), "columns": columns, "backend": backend,
                                "quantized": quantized, "threads": threads_per_actor,
-                               "embeddings": embeddings},
+                               "embeddings": embeddings,
+                               "allow_precision_mismatch": allow_precision_mismatch},
         batch_size=batch_rows, batch_format="pyarrow", concurrency=actors,
         num_cpus=threads_per_actor)
     predictions.write_parquet(output_dir)
@@ -130,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-rows", type=int, default=1024)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--quantized", action="store_true")
+    p.add_argument("--allow-precision-mismatch", action="store_true",
+                   help="score with thresholds fitted on the other precision's outputs "
+                        "(fp32 thresholds on the int8 graph): no certificate")
     p.add_argument("--embeddings", action="store_true",
                    help="also write the pooled profile embedding (column 'embedding')")
     p.add_argument("--address", default=None, help="existing Ray cluster (or RAY_ADDRESS)")
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     n = predict_with_ray(a.model, a.input, a.output, columns=a.columns, actors=a.actors,
                          threads_per_actor=a.threads_per_actor, batch_rows=a.batch_rows,
                          backend=a.backend, quantized=a.quantized, address=a.address,
-                         embeddings=a.embeddings)
+                         embeddings=a.embeddings,
+                         allow_precision_mismatch=a.allow_precision_mismatch)
     print(f"{n} rows -> {a.output}")
 
 

@@ -41,7 +41,10 @@ from geoloc.bundle.files import (
     CALIBRATION_FILE,
     CARD_FILE,
     FUSION_FILE,
+    HF_CONFIG_FILE,
     MODEL_FILE,
+    ONNX_FILE,
+    ONNX_INT8_FILE,
     POPULATION_FILE,
     THRESHOLDS_FILE,
 )
@@ -200,8 +203,8 @@ TEMPERATURES = ("keep", "refit")
 
 
 def recalibrate(predictor: Any, rows: LabelledRows, policy: PolicyConfig, key: str,
-                audit_fraction: float, source: str, temperature: str = "keep"
-                ) -> Recalibration:
+                audit_fraction: float, source: str, temperature: str = "keep",
+                scored_with: str = "fp32") -> Recalibration:
     """Score the labelled rows with the deployed model (fused, as served), fit the
     policy on the calibration part, and audit the old and new policies on the rest.
 
@@ -212,7 +215,11 @@ def recalibrate(predictor: Any, rows: LabelledRows, policy: PolicyConfig, key: s
     probability (1.23 -> 1.67 on the AfriSenti tweets), pushing even its 99.7 %-precise
     OTHER predictions below the floor: nothing is certified. The thresholds alone carry
     the guarantee; the temperature only sets the scale they and the floor are read on
-    (``experiments/shift/results.md``)."""
+    (``experiments/shift/results.md``).
+
+    ``scored_with`` is the precision of the predictor's graph (``"int8"`` for the
+    quantised ONNX graph): the new policy records it, and the predictor pairs it only
+    with a graph of that precision."""
     if temperature not in TEMPERATURES:
         raise ValueError(f"temperature={temperature!r}: expected one of "
                          f"{', '.join(TEMPERATURES)}")
@@ -226,6 +233,7 @@ def recalibrate(predictor: Any, rows: LabelledRows, policy: PolicyConfig, key: s
                              "into calibration and audit parts")
     after = fit_policy(logits[cal], rows.labels[cal], names, policy,
                        temperature=before.temperature if temperature == "keep" else None)
+    after.scored_with = scored_with
     p_before = softmax(logits, before.temperature)
     p_after = softmax(logits, after.temperature)
     table = pd.concat([audit_table(before, p_before[audit], rows.labels[audit], "before"),
@@ -273,11 +281,17 @@ def save_recalibrated(bundle: Bundle, result: Recalibration, folder: PathLike,
         info = dict(bundle.info)
         info["recalibrated"] = record
         write_json_atomic(tmp / MODEL_FILE, info)
+        if bundle.is_export:  # the export's pipeline applies the temperature it records
+            config = json.loads((tmp / HF_CONFIG_FILE).read_text(encoding="utf-8"))
+            config["geoloc"]["temperature"] = result.after.temperature
+            write_json_atomic(tmp / HF_CONFIG_FILE, config)
         (tmp / CARD_FILE).write_text(model_card(
-            info, result.after, fusion_weight=None if fusion is None else fusion.weight),
-            encoding="utf-8")
+            info, result.after, fusion_weight=None if fusion is None else fusion.weight,
+            export=bundle.is_export, onnx=bundle.has(ONNX_FILE),
+            quantized=bundle.has(ONNX_INT8_FILE)), encoding="utf-8")
 
-    return bundle.derive(folder, add)
+    # an export keeps its graphs: int8 thresholds are only usable beside the int8 graph
+    return bundle.derive(folder, add, keep_export=bundle.is_export)
 
 
 SELECTION_NOTE = (
