@@ -52,6 +52,18 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
     return compose_config(overrides or [], config_name)
 
 
+def wandb_summary(run_dir: Path) -> dict:
+    """What an offline W&B run recorded, read back from its transaction log."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(out.stdout)
+
+
 def run_notebook(name: str, cwd: Path, env: dict[str, str], timeout: int = 600):
     """Execute ``notebooks/<name>.ipynb`` in a kernel of this interpreter, in ``cwd``,
     with ``env`` added to the kernel's environment; returns the executed notebook."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose
+from conftest import compose, wandb_summary
 
 LOCATIONS = {"BR": "São Paulo, Brasil", "US": "Austin, TX", "JP": "Tokyo, Japan",
              "TR": "Istanbul, Turkey", "FR": "Paris, France"}
@@ -53,7 +53,7 @@ def recalibrated(shipped, tmp_path_factory):
     out = root / "recalibrated"
     cfg = compose([f"model_dir={shipped}", f"input={src}", f"output={out}",
                    f"paths.output_dir={root / 'run'}", "policy.target=0.6",
-                   "policy.delta=0.1"], config_name="calibrate")
+                   "policy.delta=0.1", "logger=wandb"], config_name="calibrate")
     metrics, objects = run_task(calibrate, cfg)
     return out, metrics, objects, root
 
@@ -87,6 +87,13 @@ def test_calibrate_refits_audits_and_writes_a_whole_model(shipped, recalibrated,
     assert "**Selection.**" in text and "What is guaranteed" in text
     cal = np.load(new.calibration_file(), allow_pickle=True)
     assert len(cal["labels"]) == metrics["calibration_rows"]
+    # logger=wandb: the scalars, the audit and thresholds tables and the figure
+    summary = wandb_summary(next((root / "run" / "wandb").glob("offline-run-*")))["summary"]
+    assert summary["calibrate/after/correct_country_rate"] == pytest.approx(
+        metrics["after/correct_country_rate"])
+    for key, kind in (("audit", "table-file"), ("thresholds", "table-file"),
+                      ("audit_plot", "image-file")):
+        assert summary[f"calibrate/{key}"]["_type"] == kind
 
     # refusals before any work: the same folder, an existing output, a bad option
     src = root / "profiles.csv"

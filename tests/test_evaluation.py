@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import wandb_summary
 from scipy.stats import binomtest
 
 from geoloc.evaluation import (
@@ -409,17 +408,6 @@ def test_flagged_country_below_target(tmp_path: Path) -> None:
     assert "⚠️ **BR**" in md
 
 
-def _leet_summary(run_dir: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(out.stdout)
-
-
 def _outputs(probs: np.ndarray, labels: np.ndarray) -> SplitOutputs:
     return SplitOutputs(np.log(probs).astype(np.float32), labels)
 
@@ -471,7 +459,7 @@ def test_evaluate_logits_writes_report_and_logs_wandb(tmp_path: Path, monkeypatc
     # What W&B recorded, read back from the offline run's transaction log: each scalar
     # under the group that says what it measures.
     run_dir = next((tmp_path / "wandb").glob("offline-run-*"))
-    summary = _leet_summary(run_dir)["summary"]
+    summary = wandb_summary(run_dir)["summary"]
     for key, name in (
         ("eval/accuracy", "accuracy"),
         ("eval/accuracy_se", "accuracy_se"),

@@ -28,8 +28,10 @@ from geoloc.errors import ConfigError, InputFileError
 from geoloc.inference.job import errors_path
 from geoloc.inference.predictor import Predictor
 from geoloc.io import file_sha256
+from geoloc.runs import resolved
 from geoloc.training.recalibrate import (
     TEMPERATURES,
+    log_wandb,
     read_labelled,
     recalibrate,
     save_recalibrated,
@@ -112,6 +114,16 @@ def calibrate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         new = save_recalibrated(bundle, result, output, record)
         report = write_report(result, cfg.report_dir, str(cfg.input), str(bundle.folder),
                               str(new.folder))
+    run = None
+    if cfg.get("logger"):
+        # imported only with a logger: geoloc.training.build loads PyTorch Lightning
+        # (~10 s), which recalibrating an export with ONNX Runtime does without
+        from geoloc.training.build import build_loggers, wandb_run
+
+        run = wandb_run(build_loggers(cfg))
+    if run is not None:
+        run.config.update({**resolved(cfg), "recalibrated": record}, allow_val_change=True)
+        log_wandb(result, run, report)
     metrics = {k: float(v) for k, v in result.scalars.items()}
     metrics["seconds"] = time.perf_counter() - start
     s = result.scalars
@@ -123,6 +135,7 @@ def calibrate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
           f"audit:        correct country {100 * s['before/correct_country_rate']:.1f} % -> "
           f"{100 * s['after/correct_country_rate']:.1f} %\n"
           f"model:        {new.folder}\nreport:       {report}\n"
+          + (f"wandb run:    {Path(run.dir).parent}\n" if run is not None else "") +
           f"time:         {metrics['seconds']:.1f} s", flush=True)
     return metrics, {"bundle": new, "result": result}
 

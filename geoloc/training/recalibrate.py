@@ -413,6 +413,30 @@ def write_report(result: Recalibration, folder: PathLike, source: str,
     return md
 
 
+def log_wandb(result: Recalibration, run: Any, report: PathLike) -> None:
+    """Log the recalibration to a W&B run: the before/after scalars (``calibrate/…``),
+    the audit table (per class and policy, with the 95 % intervals), the thresholds
+    before and after with the rows each country still needs, and the audit figure."""
+    import wandb  # only when a W&B logger is configured
+
+    run.log({f"calibrate/{k}": v for k, v in result.scalars.items()})
+    audit = result.audit.astype({"threshold": float}).replace([np.inf], np.nan)
+    after = result.after
+    thresholds = pd.DataFrame([{
+        "class": n, "threshold_before": _finite(result.before.thresholds[n]),
+        "guarantee_before": result.before.guarantee(n),
+        "threshold_after": _finite(after.thresholds[n]), "guarantee_after": after.guarantee(n),
+        "rows_needed": (0 if after.guarantee(n) == "class" else result.needed.get(n))}
+        for n in after.class_names])
+    run.log({"calibrate/audit": wandb.Table(dataframe=audit),
+             "calibrate/thresholds": wandb.Table(dataframe=thresholds),
+             "calibrate/audit_plot": wandb.Image(str(Path(report).with_name("audit.png")))})
+
+
+def _finite(t: float) -> float | None:
+    return float(t) if math.isfinite(t) else None
+
+
 def _thr(t: float) -> str:
     return "never" if not math.isfinite(t) else f"{t:.3f}"
 
