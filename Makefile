@@ -46,10 +46,12 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check geoloc tests experiments
 
-# geoloc-bench's two parts: model speed (training and inference by depth:
-# experiments/benchmarks/model_speed.md; options in ARGS), then prediction speed against
+# geoloc-bench's three parts: model speed (training and inference by depth:
+# experiments/benchmarks/model_speed.md; options in ARGS), the real recipe's training
+# speed by setting (experiments/benchmarks/train_speed.md; TRAIN_ARGS), then prediction speed against
 # transformers.pipeline, ONNX Runtime and the fp32 matmul limit, with peak memory on 10k
 # and 200k profiles (experiments/benchmarks/results.md; options in PREDICT_ARGS).
 bench: install
 	$(OFFLINE) $(BIN)/geoloc-bench model $(ARGS)
+	$(OFFLINE) $(BIN)/geoloc-bench train $(TRAIN_ARGS)
 	$(OFFLINE) $(BIN)/geoloc-bench predict $(PREDICT_ARGS)

@@ -201,6 +201,9 @@ def validate_config(cfg: DictConfig) -> None:
         if _trains(cfg):
             _check_training_numbers(cfg)
         folds = (cfg.get("crossfit") or {}).get("folds")
+        validate_on = (cfg.get("crossfit") or {}).get("validate", "val")
+        if validate_on not in ("val", "heldout"):
+            raise ConfigError(f"crossfit.validate={validate_on!r}: expected val or heldout")
         if "data" in cfg and "splits" in cfg.data:
             fractions = validate_splits(dict(cfg.data.splits))
             validate_eval_split(str(cfg.data.get("eval_split", "test")), fractions)

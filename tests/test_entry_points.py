@@ -23,13 +23,14 @@ def test_every_console_script_names_a_callable():
         assert callable(getattr(importlib.import_module(module), attr)), name
 
 
-def test_geoloc_bench_runs_both_parts_or_the_one_named(monkeypatch, capsys):
+def test_geoloc_bench_runs_every_part_or_the_one_named(monkeypatch, capsys):
     calls: list[tuple[str, list[str], str]] = []
     monkeypatch.setattr(bench_cli, "PARTS", {
         part: (lambda argv, prog, part=part: calls.append((part, argv, prog)), what)
         for part, (_, what) in bench_cli.PARTS.items()})
     bench_cli.main([])
     assert calls == [("model", [], "geoloc-bench model"),
+                     ("train", [], "geoloc-bench train"),
                      ("predict", [], "geoloc-bench predict")]
     calls.clear()
     bench_cli.main(["predict", "--profiles", "10"])

@@ -1,10 +1,13 @@
 """``geoloc-bench``: the CPU speed benchmarks (what ``make bench`` runs), one command.
 
-Two parts, each a program of its own with its own options and its own table:
+Three parts, each a program of its own with its own options and its own table:
 
 - ``model`` (:mod:`geoloc.bench`): training throughput with the word embeddings frozen or
   trainable, and inference throughput by encoder depth
   (``experiments/benchmarks/model_speed.md``);
+- ``train`` (:mod:`geoloc.training.speed`): the real-tweet recipe's training throughput
+  and minutes, setting by setting, against today's recipe
+  (``experiments/benchmarks/train_speed.md``);
 - ``predict`` (:mod:`geoloc.inference.bench`): ``geoloc-predict`` against
   ``transformers.pipeline``, ONNX Runtime and the fp32 matmul limit, by depth, and its
   peak memory (``experiments/benchmarks/results.md``).
@@ -22,11 +25,14 @@ from collections.abc import Callable, Sequence
 
 from geoloc import bench as model_bench
 from geoloc.inference import bench as predict_bench
+from geoloc.training import speed as train_bench
 
 #: part -> (its main(argv, prog), one line on what it measures)
 PARTS: dict[str, tuple[Callable[..., object], str]] = {
     "model": (model_bench.main, "training and inference throughput by depth "
                                 "(experiments/benchmarks/model_speed.md)"),
+    "train": (train_bench.main, "the real-tweet recipe's training speed by setting "
+                                "(experiments/benchmarks/train_speed.md)"),
     "predict": (predict_bench.main, "prediction speed against transformers.pipeline, ONNX "
                                     "Runtime and the fp32 matmul limit, peak memory "
                                     "(experiments/benchmarks/results.md)"),

@@ -31,6 +31,7 @@ from datasets import Dataset, Features, Value, load_dataset
 from datasets import Sequence as HFSequence
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from geoloc.data.sources import ProfileSource
 from geoloc.data.splits import (
@@ -126,6 +127,7 @@ class ProfileDataModule(pl.LightningDataModule):
         eval_split: str,
         cache: str | None = None,
         fold: CrossFitFold | None = None,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
@@ -141,6 +143,7 @@ class ProfileDataModule(pl.LightningDataModule):
         self.split_seed = int(split_seed)
         self.num_workers = int(num_workers)
         self.fold = fold
+        self.group_by_length = bool(group_by_length)
         self.source = source.bind(label_set=self.label_set, splits=self.fractions,
                                   split_seed=self.split_seed)
         self.cache = Path(cache) if cache else cache_dir("hf_datasets")
@@ -153,6 +156,7 @@ class ProfileDataModule(pl.LightningDataModule):
             "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
             "splits": self.fractions, "split_seed": self.split_seed,
             "source": repr(self.source), "eval_split": self.eval_split,
+            "group_by_length": self.group_by_length,
         }, logger=False)  # the entry points log the whole resolved Hydra config instead
 
     # ---------------------------------------------------------------- preparation
@@ -235,15 +239,29 @@ class ProfileDataModule(pl.LightningDataModule):
         # (right for the bundled backbones, whose position ids assume it).
         collate = DataCollatorWithPadding(self._require_tokenizer(), padding="longest",
                                           return_tensors="pt")
+        sampler = None
+        if shuffle and self.group_by_length:
+            # Random batches pad every tweet to the longest of 32 (~2x the mean length);
+            # transformers' sampler (the Trainer's group_by_length) shuffles, then sorts
+            # by length within mega-batches of 50 batches, so batches are of similar
+            # length and still random. It draws from torch's global RNG, seeded per run.
+            sampler = LengthGroupedSampler(self.batch_size,
+                                           lengths=[len(x) for x in data["input_ids"]])
+            shuffle = False
         return DataLoader(
-            data, batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle, collate_fn=collate, num_workers=self.num_workers,
+            data, batch_size=self.batch_size if sampler or shuffle else self.eval_batch_size,
+            shuffle=shuffle, sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
+        """``val``; for a cross-fit fold model with ``validate_heldout``, its held-out
+        fold (the ``calib`` split of its datamodule): the out-of-fold learning curve."""
+        if self.fold is not None and self.fold.index is not None and \
+                self.fold.validate_heldout:
+            return self._loader("calib", shuffle=False)
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:

@@ -108,10 +108,14 @@ class CrossFitFold:
     are dealt into ``folds`` folds by a second keyed hash. ``index = k``: fold k becomes
     the ``calib`` split (the rows model k predicts out of fold) and the other folds
     ``train``. ``index = None``: the refit on every pooled row (all ``train``, no calib).
+    ``validate_heldout``: fold model k validates each epoch on fold k (its out-of-fold
+    rows) instead of ``val``, so the learning curve the epoch count is chosen on is out
+    of fold and ``val`` stays an audit split.
     """
 
     folds: int
     index: int | None
+    validate_heldout: bool = False
 
     def __post_init__(self) -> None:
         if self.folds < 2:

@@ -22,6 +22,7 @@ checked, not assumed, on the evaluated split, which no model of the cross-fit tr
 from __future__ import annotations
 
 import gc
+import logging
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from geoloc.evaluation import PolicyConfig, SplitOutputs, Thresholds, predict_sp
 from geoloc.model.ngram import Fusion, FusionConfig, oof_key
 from geoloc.training.fit import Fitted, fit
 from geoloc.training.fusion import fit_fusion, ngram_by_c
+
+log = logging.getLogger("geoloc")
 
 
 @dataclass
@@ -56,9 +59,12 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
     Fold checkpoints are deleted once their fold is predicted (the refit is deployed);
     the out-of-fold logits are kept in the report folder (``crossfit_oof.npz``).
     """
-    parts, ngram_parts, metrics, texts = [], [], {}, []
+    parts, ngram_parts, metrics, texts, curves = [], [], {}, [], []
+    heldout = str(cfg.crossfit.get("validate", "val")) == "heldout"
     for k in range(folds):
-        fitted = fit(cfg, loggers=[], fold=CrossFitFold(folds, k), ckpt_subdir=f"fold{k}")
+        fitted = fit(cfg, loggers=[], fold=CrossFitFold(folds, k, validate_heldout=heldout),
+                     ckpt_subdir=f"fold{k}")
+        curves.append(fitted.curve)
         out = predict_split(fitted.trainer, fitted.module, fitted.datamodule, "calib",
                             fitted.ckpt_path)
         parts.append((out, np.full(len(out.labels), k)))
@@ -66,8 +72,9 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
         if fusion is not None:
             ngram_parts.append(ngram_by_c(fusion, fitted.datamodule, "calib", out.rows)[1])
         for key in ("val/acc", "val/macro_f1"):
-            if key in fitted.metrics:
-                metrics[f"crossfit/fold{k}/{key.split('/')[1]}"] = fitted.metrics[key]
+            if key in fitted.metrics:  # on the held-out fold when it is validated on
+                name = ("oof_" if heldout else "") + key.split("/")[1]
+                metrics[f"crossfit/fold{k}/{name}"] = fitted.metrics[key]
         if fitted.ckpt_path:
             shutil.rmtree(Path(fitted.ckpt_path).parent, ignore_errors=True)
         del fitted
@@ -82,9 +89,28 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
     extra = {oof_key(c): v for c, v in (ngram or {}).items()}
     np.savez_compressed(report_dir / "crossfit_oof.npz", logits=oof.logits, labels=oof.labels,
                         rows=oof.rows, fold=np.concatenate([f for _, f in parts]), **extra)
+    if heldout:
+        metrics.update(oof_curve(curves))
     metrics["crossfit/folds"] = float(folds)
     metrics["crossfit/calibration_rows"] = float(len(oof.labels))
     return CrossFit(oof, ngram, metrics, texts)
+
+
+def oof_curve(curves: list[list[dict[str, float]]]) -> dict[str, float]:
+    """The out-of-fold learning curve: each epoch's validation loss on the held-out folds,
+    averaged over the fold models (``crossfit/oof_loss/epochN``, N counted from 1), and
+    the epoch count where it is lowest (``crossfit/oof_best_epochs``): what
+    ``trainer.max_epochs`` is chosen on without looking at ``val``."""
+    n = min((len(c) for c in curves), default=0)
+    losses = [float(np.mean([c[e]["val/loss"] for c in curves])) for e in range(n)
+              if all("val/loss" in c[e] for c in curves)]
+    if not losses:
+        return {}
+    out = {f"crossfit/oof_loss/epoch{e + 1}": v for e, v in enumerate(losses)}
+    out["crossfit/oof_best_epochs"] = float(int(np.argmin(losses)) + 1)
+    log.info("out-of-fold loss by epoch: %s (lowest after %d epochs)",
+             ", ".join(f"{v:.3f}" for v in losses), int(np.argmin(losses)) + 1)
+    return out
 
 
 @dataclass

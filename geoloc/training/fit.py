@@ -29,6 +29,23 @@ class Fitted:
     ckpt_path: str | None
     metrics: dict[str, float] = field(default_factory=dict)
     rank: int = 0
+    curve: list[dict[str, float]] = field(default_factory=list)
+    """The validation metrics (``val/loss``, ``val/acc``, ...) after each epoch: for a
+    cross-fit fold model validating on its held-out fold, the out-of-fold learning curve
+    the recipe's epoch count is chosen on."""
+
+
+class ValidationCurve(pl.Callback):
+    """Keeps every epoch's validation metrics (Lightning keeps only the last)."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking:
+            return
+        self.epochs.append({"epoch": float(trainer.current_epoch), **{
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}})
 
 
 def fit(cfg: DictConfig, loggers: list, fold: CrossFitFold | None = None,
@@ -38,7 +55,8 @@ def fit(cfg: DictConfig, loggers: list, fold: CrossFitFold | None = None,
     pl.seed_everything(cfg.seed, workers=True)
     module = instantiate(cfg.model)
     datamodule = build_datamodule(cfg, module.tokenizer, module.metadata, fold=fold)
-    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
+    curve = ValidationCurve()
+    callbacks = [*build_callbacks(cfg, has_logger=bool(loggers)), curve]
     if ckpt_subdir:  # one checkpoint folder per cross-fit model
         for cb in callbacks:
             if isinstance(cb, pl.callbacks.ModelCheckpoint) and cb.dirpath:
@@ -60,11 +78,24 @@ def fit(cfg: DictConfig, loggers: list, fold: CrossFitFold | None = None,
     rank = trainer.global_rank
     if trainer.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()  # else the next trainer waits on the other processes
-    if trainer.world_size > 1 and rank == 0:
+    serve: dict[str, Any] = {}
+    if trainer.world_size > 1:
         # Multi-process training (trainer=ddp_cpu, ddp): testing, prediction and the
         # policy need every row of a split in one process, and a distributed predict
         # loop would hand each process a shard. So the processes part here: the first
         # goes on with a one-device trainer on the best checkpoint, the others stop
         # (geoloc.cli.train returns after fit for rank > 0).
-        trainer = build_trainer(cfg, loggers, [], devices=1, strategy="auto")
-    return Fitted(module, datamodule, trainer, ckpt or None, metrics, rank)
+        serve.update(devices=1, strategy="auto")
+    if str(cfg.trainer.get("precision", "32-true")) not in FP32:
+        # Trained in reduced precision (trainer.precision=bf16-mixed, faster on CPUs with
+        # AVX512-BF16 or AMX: experiments/benchmarks/train_speed.md) but served in fp32:
+        # the outputs the policy is fitted on, and every evaluation, are the fp32
+        # network's, so prediction and testing get an fp32 trainer.
+        serve.update(precision="32-true")
+    if serve and rank == 0:
+        trainer = build_trainer(cfg, loggers, [], **serve)
+    return Fitted(module, datamodule, trainer, ckpt or None, metrics, rank, curve.epochs)
+
+
+#: Lightning's names of full fp32 precision (what serving uses).
+FP32 = ("32-true", "32")
