@@ -126,3 +126,37 @@ def test_pooling_and_classifier_shapes(me5_dir):
     enc = tok(["hello", "olá mundo"], padding=True, return_tensors="pt")
     assert clf(enc["input_ids"], enc["attention_mask"]).shape == (2, 37)
     assert clf.embed(enc["input_ids"], enc["attention_mask"]).shape == (2, 384)
+
+
+def test_training_loss_options_class_balance_and_focal():
+    """class_balance weights rows by count^-a with mean weight 1 over the rows; the focal
+    loss down-weights confident right answers; both act on the training loss only, so
+    validation stays plain cross-entropy (the out-of-fold learning curve compares)."""
+    import torch.nn.functional as F
+    from conftest import compose
+
+    from geoloc.errors import ConfigError
+    from geoloc.instantiate import instantiate
+    from geoloc.model.module import balanced_weights
+
+    labels = torch.tensor([0, 0, 0, 1])
+    w = balanced_weights(labels, 3, 1.0)
+    assert w[labels].mean().item() == pytest.approx(1.0)
+    assert w[1] / w[0] == pytest.approx(3.0)  # inverse frequency
+    assert torch.equal(balanced_weights(labels, 3, 0.0)[labels], torch.ones(4))
+
+    module = instantiate(compose(["model.encoder_layers=1", "model.focal_gamma=2.0"]).model)
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 3.0], [2.0, 0.0, 0.0]])
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    focal = module._loss(logits, labels, "train")
+    assert focal.item() == pytest.approx(((1 - torch.exp(-ce)) ** 2 * ce).mean().item())
+    assert focal < ce.mean()
+    assert module._loss(logits, labels, "val").item() == pytest.approx(ce.mean().item())
+    module.class_weights = w
+    weighted = module._loss(logits, labels, "train")
+    assert weighted.item() == pytest.approx(
+        ((1 - torch.exp(-ce)) ** 2 * ce * w[labels]).mean().item())
+    for bad in (["model.class_balance=1.5"], ["model.focal_gamma=-1"]):
+        # (Hydra's instantiate wraps the module's ConfigError; the CLI reports its line)
+        with pytest.raises(Exception, match=f"{ConfigError.__name__}.*{bad[0]}"):
+            instantiate(compose(["model.encoder_layers=1", *bad]).model)

@@ -35,7 +35,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import get_linear_schedule_with_warmup
 
 from geoloc.backbones import materialize_backbone
-from geoloc.errors import BackboneMismatchError, CheckpointError
+from geoloc.errors import BackboneMismatchError, CheckpointError, ConfigError
 from geoloc.instantiate import instantiate
 from geoloc.metadata import ModelMetadata
 
@@ -109,6 +109,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def balanced_weights(labels: torch.Tensor, num_classes: int, alpha: float) -> torch.Tensor:
+    """Per-class loss weights count^-alpha (a class without rows counts as one), scaled so
+    that the mean weight over the rows of ``labels`` is 1: the loss keeps its scale and
+    the learning rate its meaning."""
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    weights = counts.clamp(min=1.0) ** -alpha
+    return weights * counts.sum() / (weights * counts).sum()
+
+
 class GeolocModule(pl.LightningModule):
     """Country classifier over bio + captions; see the package README for the knobs."""
 
@@ -125,9 +134,20 @@ class GeolocModule(pl.LightningModule):
         optimizer: Mapping[str, Any],
         warmup_ratio: float,
         compile: bool,
+        class_balance: float = 0.0,
+        focal_gamma: float = 0.0,
     ) -> None:
         """Every option is required: ``geoloc/conf/model/default.yaml`` is where their values
-        live, and a checkpoint's hyper-parameters supply them all on reload."""
+        live, and a checkpoint's hyper-parameters supply them all on reload (the training
+        loss's ``class_balance`` and ``focal_gamma`` default to plain cross-entropy, what
+        models saved before they existed were trained with).
+
+        ``class_balance`` = a: each training row's loss is weighted by its class's
+        training count to the power -a (0: none; 1: inverse frequency), normalised to a
+        mean weight of 1 over the training rows. ``focal_gamma`` = g: the focal loss
+        (1 - p_true)^g x cross-entropy (0: cross-entropy). Both act on the training loss
+        only; validation and test losses stay plain cross-entropy, so the out-of-fold
+        learning curve compares."""
         super().__init__()
         countries = list(_plain(countries))
         optimizer = dict(_plain(optimizer))
@@ -137,6 +157,7 @@ class GeolocModule(pl.LightningModule):
                 "dropout": dropout, "tokenizer_variant": tokenizer_variant,
                 "countries": countries, "freeze_word_embeddings": freeze_word_embeddings,
                 "optimizer": optimizer, "warmup_ratio": warmup_ratio, "compile": compile,
+                "class_balance": float(class_balance), "focal_gamma": float(focal_gamma),
             },
             # The entry points log the whole resolved Hydra config (a superset); logging
             # these flat keys too would overwrite its `backbone`/`tokenizer` groups.
@@ -146,6 +167,12 @@ class GeolocModule(pl.LightningModule):
         self.label_set = self.metadata.label_set
         validate_encoder_layers(encoder_layers, backbone)
         validate_pooling(pooling)
+        if not 0.0 <= float(class_balance) <= 1.0:
+            raise ConfigError(f"model.class_balance={class_balance}: expected 0 .. 1")
+        if not float(focal_gamma) >= 0.0:
+            raise ConfigError(f"model.focal_gamma={focal_gamma}: expected >= 0")
+        # class weights of the training loss, set from the train split at fit start
+        self.register_buffer("class_weights", None, persistent=False)
 
         backbone_dir = materialize_backbone(backbone)
         base_tokenizer = load_base_tokenizer(backbone_dir)
@@ -225,9 +252,29 @@ class GeolocModule(pl.LightningModule):
         """The shared pooled text embedding (before dropout and head)."""
         return self.net.embed(input_ids, attention_mask)
 
+    def on_fit_start(self) -> None:
+        """Class weights of ``class_balance`` from the train split's label counts."""
+        alpha = float(self.hparams.get("class_balance", 0.0))
+        if alpha > 0:
+            labels = torch.as_tensor(self.trainer.datamodule.datasets["train"]["labels"])
+            self.class_weights = balanced_weights(labels, self.label_set.num_classes, alpha)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, stage: str) -> torch.Tensor:
+        """Cross-entropy; in training, weighted by class and focal when configured. The
+        focal loss is written here: torch has it only for binary (sigmoid) outputs."""
+        gamma = float(self.hparams.get("focal_gamma", 0.0))
+        if stage != "train" or (gamma == 0 and self.class_weights is None):
+            return F.cross_entropy(logits, labels)
+        ce = F.cross_entropy(logits.float(), labels, reduction="none")
+        if gamma > 0:
+            ce = (1 - torch.exp(-ce)) ** gamma * ce
+        if self.class_weights is not None:
+            ce = ce * self.class_weights[labels]
+        return ce.mean()
+
     def _step(self, batch: Mapping[str, torch.Tensor], metrics: MetricCollection, stage: str):
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss = F.cross_entropy(logits, batch["labels"])
+        loss = self._loss(logits, batch["labels"], stage)
         metrics.update(logits, batch["labels"])
         bs = batch["labels"].shape[0]
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
