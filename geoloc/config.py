@@ -154,6 +154,42 @@ def _check_training_numbers(cfg: DictConfig) -> None:
         ratio = _number(cfg.model.warmup_ratio, "model.warmup_ratio", 0.0)
         if ratio > 1:
             raise ConfigError(f"model.warmup_ratio={ratio!r}: expected a number in [0, 1]")
+    if "class_balance" in cfg.model:
+        balance = _number(cfg.model.class_balance, "model.class_balance", 0.0)
+        if balance > 1:
+            raise ConfigError(f"model.class_balance={balance!r}: expected a number in [0, 1]")
+    if "focal_gamma" in cfg.model:
+        _number(cfg.model.focal_gamma, "model.focal_gamma", 0.0)
+    precision = str(trainer.get("precision", "32-true"))
+    if precision.endswith("-true") and precision not in ("32-true", "64-true"):
+        # bf16-true / 16-true cast the weights themselves; serving is fp32 (fit gives
+        # prediction an fp32 trainer, which assumes fp32 master weights: the -mixed modes)
+        raise ConfigError(f"trainer.precision={precision}: trains the weights in reduced "
+                          "precision, but the policy is fitted on fp32 outputs; use "
+                          f"{precision.split('-')[0]}-mixed (autocast, fp32 weights)")
+
+
+def _check_heldout_validation(cfg: DictConfig, folds: Any) -> None:
+    """``crossfit.validate=heldout`` makes each fold model validate on the rows it then
+    predicts for calibration: allowed only when nothing is chosen on that validation (no
+    checkpoint monitor, no early stopping), else the out-of-fold outputs would be picked
+    on themselves and the certificate would be optimistic."""
+    validate_on = (cfg.get("crossfit") or {}).get("validate", "val")
+    if validate_on not in ("val", "heldout"):
+        raise ConfigError(f"crossfit.validate={validate_on!r}: expected val or heldout")
+    if validate_on != "heldout":
+        return
+    if not folds:
+        raise ConfigError("crossfit.validate=heldout: only fold models have a held-out "
+                          "fold; set crossfit.folds=K or crossfit.validate=val")
+    for name, cb in (cfg.get("callbacks") or {}).items():
+        target = str(cb.get("_target_", "")) if isinstance(cb, DictConfig) else ""
+        if "EarlyStopping" in target or ("ModelCheckpoint" in target and cb.get("monitor")):
+            raise ConfigError(
+                f"crossfit.validate=heldout with callbacks.{name} choosing on "
+                f"{cb.get('monitor')}: each fold model would pick its epoch on the rows it "
+                f"calibrates on; set callbacks.{name}.monitor=null (fixed epochs) or "
+                "crossfit.validate=val")
 
 
 def _check_training_splits(cfg: DictConfig, fractions: dict[str, float], folds: Any) -> None:
@@ -201,9 +237,7 @@ def validate_config(cfg: DictConfig) -> None:
         if _trains(cfg):
             _check_training_numbers(cfg)
         folds = (cfg.get("crossfit") or {}).get("folds")
-        validate_on = (cfg.get("crossfit") or {}).get("validate", "val")
-        if validate_on not in ("val", "heldout"):
-            raise ConfigError(f"crossfit.validate={validate_on!r}: expected val or heldout")
+        _check_heldout_validation(cfg, folds)
         if "data" in cfg and "splits" in cfg.data:
             fractions = validate_splits(dict(cfg.data.splits))
             validate_eval_split(str(cfg.data.get("eval_split", "test")), fractions)

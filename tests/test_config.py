@@ -71,6 +71,14 @@ def test_default_is_three_layers_of_me5_with_location_emoji(tmp_path):
         ("fusion=char_ngram fusion.weights=[0.5,2]", r"fusion\.weights=\[0\.5, 2\]: values in \[0, 1\]"),
         ("fusion=char_ngram fusion.C_grid=[-1]", r"fusion\.C_grid"),
         ("fusion=char_ngram +evaluation.thresholds=t.json", r"fusion.*saved policy"),
+        ("model.class_balance=1.5", r"model\.class_balance=1\.5"),
+        ("model.focal_gamma=-1", r"model\.focal_gamma"),
+        ("trainer.precision=bf16-true", r"trainer\.precision=bf16-true.*bf16-mixed"),
+        ("crossfit.validate=oof", r"crossfit\.validate='oof'"),
+        ("crossfit.validate=heldout", r"crossfit\.validate=heldout: only fold models"),
+        # each fold model would pick its checkpoint on the rows it calibrates on
+        ("crossfit.folds=3 crossfit.validate=heldout",
+         r"callbacks\.model_checkpoint choosing on val/macro_f1"),
     ],
 )
 def test_bad_options_fail_naming_the_option(override, pattern, tmp_path):

@@ -169,3 +169,45 @@ def test_crossfit_folds_redeal_train_and_calib_only():
     assert all(refit[i] == "train" for i in pool) and "calib" not in refit
     with pytest.raises(DataConfigError, match="crossfit.folds=1"):
         CrossFitFold(1, 0)
+
+
+def test_length_grouped_batches_and_held_out_validation(tmp_path):
+    """group_by_length: every row once per epoch, in batches whose lengths spread less
+    than random batches' do, reshuffled between epochs; a fold model with
+    validate_heldout validates on its held-out fold (its calib split), not on val."""
+    import torch
+
+    from geoloc.data.splits import CrossFitFold
+
+    def spreads(dm: ProfileDataModule) -> tuple[list[int], float]:
+        rows, spread = [], []
+        for batch in dm.train_dataloader():
+            lengths = batch["attention_mask"].sum(dim=1)
+            rows += batch["row"].tolist()
+            spread.append(float(lengths.max() - lengths.min()))
+        return rows, sum(spread) / len(spread)
+
+    source = _real(tmp_path, 400)
+    grouped = ProfileDataModule(source, _tokenizer(), METADATA, max_length=16, batch_size=8,
+                                eval_batch_size=16, splits=FRACTIONS, split_seed=0,
+                                num_workers=0, eval_split="val", cache=str(tmp_path / "hf"),
+                                group_by_length=True)
+    grouped.setup()
+    plain = _datamodule(source, tmp_path / "hf")
+    plain.setup()
+    torch.manual_seed(0)
+    first, grouped_spread = spreads(grouped)
+    second, _ = spreads(grouped)
+    rows, random_spread = spreads(plain)
+    assert sorted(first) == sorted(rows) == sorted(grouped.datasets["train"]["row"])
+    assert first != second  # a new order each epoch
+    assert grouped_spread < random_spread / 2
+
+    fold = ProfileDataModule(source, _tokenizer(), METADATA, max_length=16, batch_size=8,
+                             eval_batch_size=16, splits=FRACTIONS, split_seed=0,
+                             num_workers=0, eval_split="val", cache=str(tmp_path / "hf"),
+                             fold=CrossFitFold(2, 0, validate_heldout=True))
+    fold.setup()
+    held_out = [r for b in fold.val_dataloader() for r in b["row"].tolist()]
+    assert sorted(held_out) == sorted(fold.datasets["calib"]["row"])
+    assert len(held_out) != len(fold.datasets["val"])

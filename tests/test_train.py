@@ -275,7 +275,8 @@ def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
     cfg = compose([*TINY, "logger=none", "crossfit.folds=2", "evaluation.policy.pool_below=50",
                    "fusion=char_ngram", "fusion.C_grid=[3.0,30.0]", "fusion.weights=[0,0.5,1]",
                    "data.group_by_length=true", "trainer.precision=bf16-mixed",
-                   "crossfit.validate=heldout", f"paths.output_dir={tmp_path}"])
+                   "crossfit.validate=heldout", "callbacks.model_checkpoint.monitor=null",
+                   f"paths.output_dir={tmp_path}"])
     metrics, objects = run_task(train, cfg)
     sizes = objects["datamodule"].split_sizes()
     assert sizes["calib"] == 0  # the refit trains on every pooled row

@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> str:
     predictor = Predictor.load(a.model, threads=2)
     pred = predictor.predict_texts(texts)
     names = list(predictor.class_names)
+    if names != [*cfg.labels.countries, names[-1]]:  # the labels index the recipe's classes
+        raise SystemExit(f"{a.model}: its classes differ from experiment=real_umass's")
     langs = [py3langid.classify(t)[0] for t in texts]
     counts = pd.Series(langs).value_counts()
     kept = set(counts[counts >= a.min_tweets].index)

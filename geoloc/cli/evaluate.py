@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from geoloc.cli import common
 from geoloc.config import CONF_DIR
 from geoloc.evaluation import evaluate_model
+from geoloc.inference.predictor import check_precision
 from geoloc.runs import resolved
 from geoloc.training.build import (
     build_datamodule,
@@ -37,6 +38,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     other = cfg.evaluation.get("thresholds")
     with common.option_errors():  # one line each: a bad folder names the file (bad input),
         bundle = common.model_bundle(cfg)  # another policy than the fused model's (option)
+        if not other:  # PyTorch scores here: an int8-fitted policy is not about its outputs
+            check_precision(bundle.thresholds(), bundle, quantized=False,
+                            allow=bool(cfg.get("allow_precision_mismatch", False)))
         fusion = bundle.fusion(str(other) if other else None)
         module = bundle.load_module()
     policy = build_policy(cfg) if other else bundle.thresholds()

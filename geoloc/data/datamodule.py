@@ -249,7 +249,8 @@ class ProfileDataModule(pl.LightningDataModule):
                                            lengths=[len(x) for x in data["input_ids"]])
             shuffle = False
         return DataLoader(
-            data, batch_size=self.batch_size if sampler or shuffle else self.eval_batch_size,
+            data, batch_size=(self.batch_size if sampler is not None or shuffle
+                              else self.eval_batch_size),
             shuffle=shuffle, sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
         )
 

@@ -153,6 +153,11 @@ def export(model: PathLike | Bundle, out: PathLike, onnx: bool = False,
     if quantize and not onnx:
         raise ExportError("quantize=true needs onnx=true (it quantises the ONNX graph)")
     bundle = model if isinstance(model, Bundle) else open_model(model)
+    if bundle.thresholds().scored_with == "int8" and not quantize:
+        # (dynamic quantisation of the same weights rebuilds the same int8 graph)
+        raise ExportError(f"{bundle.folder}: its thresholds were fitted on int8 outputs "
+                          "(geoloc-calibrate quantized=true); an export without the int8 "
+                          "graph could not use them: export with onnx=true quantize=true")
     out = Path(out)
     if out.exists() and not overwrite:
         raise ExportError(f"output={out} exists; choose another folder or overwrite=true")

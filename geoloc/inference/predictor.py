@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from geoloc.errors import PredictorError
 from geoloc.inference.modeling_geoloc import GeolocForSequenceClassification
 from geoloc.io import PathLike
 from geoloc.labels import UNCERTAIN
+
+if TYPE_CHECKING:  # geoloc.evaluation loads torchmetrics (~1.3 s): types only
+    from geoloc.evaluation import Thresholds
 
 log = logging.getLogger("geoloc")
 
@@ -186,7 +189,7 @@ GROUP_COLUMN = "group"
 PROBABILITIES_COLUMN = "probabilities"
 
 
-def check_precision(thresholds: Any, bundle: Bundle, quantized: bool,
+def check_precision(thresholds: Thresholds, bundle: Bundle, quantized: bool,
                     allow: bool) -> None:
     """Refuse a policy fitted on outputs of another numeric precision than the graph that
     will score (fp32 thresholds on the int8 graph, or the reverse): its certificate is
@@ -280,12 +283,13 @@ class Predictor:
         if threads:
             torch.set_num_threads(int(threads))
         thresholds = bundle.thresholds()
-        check_precision(thresholds, bundle, quantized, allow_precision_mismatch)
         if backend == "onnx":
             name = ONNX_INT8_FILE if quantized else ONNX_FILE
             if not bundle.has(name):
                 raise PredictorError(f"{bundle.path(name)}: missing; export the model with "
                                      "onnx=true" + (" quantize=true" if quantized else ""))
+        check_precision(thresholds, bundle, quantized, allow_precision_mismatch)
+        if backend == "onnx":
             weights = bundle.path(name)
             scorer: Scorer = OnnxScorer(weights, threads)
             tokenizer = bundle.tokenizer()

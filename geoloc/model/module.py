@@ -167,6 +167,7 @@ class GeolocModule(pl.LightningModule):
         self.label_set = self.metadata.label_set
         validate_encoder_layers(encoder_layers, backbone)
         validate_pooling(pooling)
+        # (geoloc.config checks both before any work; this guards direct construction)
         if not 0.0 <= float(class_balance) <= 1.0:
             raise ConfigError(f"model.class_balance={class_balance}: expected 0 .. 1")
         if not float(focal_gamma) >= 0.0:
@@ -257,7 +258,8 @@ class GeolocModule(pl.LightningModule):
         alpha = float(self.hparams.get("class_balance", 0.0))
         if alpha > 0:
             labels = torch.as_tensor(self.trainer.datamodule.datasets["train"]["labels"])
-            self.class_weights = balanced_weights(labels, self.label_set.num_classes, alpha)
+            self.class_weights = balanced_weights(
+                labels, self.label_set.num_classes, alpha).to(self.device)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor, stage: str) -> torch.Tensor:
         """Cross-entropy; in training, weighted by class and focal when configured. The

@@ -3,6 +3,7 @@ best checkpoint's model ready for testing, calibration and evaluation."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from omegaconf import DictConfig
 from geoloc.data.splits import CrossFitFold
 from geoloc.instantiate import instantiate
 from geoloc.training.build import build_callbacks, build_datamodule, build_trainer
+
+log = logging.getLogger("geoloc")
+#: Lightning's names of full fp32 precision (what serving uses).
+FP32 = ("32-true", "32")
 
 
 @dataclass
@@ -53,6 +58,7 @@ def fit(cfg: DictConfig, loggers: list, fold: CrossFitFold | None = None,
     """Build module, datamodule and trainer from ``cfg`` and fit (``fold``: a cross-fit
     fold model, whose checkpoints go to ``ckpt_subdir``)."""
     pl.seed_everything(cfg.seed, workers=True)
+    warn_slow_bf16(cfg)
     module = instantiate(cfg.model)
     datamodule = build_datamodule(cfg, module.tokenizer, module.metadata, fold=fold)
     curve = ValidationCurve()
@@ -97,5 +103,18 @@ def fit(cfg: DictConfig, loggers: list, fold: CrossFitFold | None = None,
     return Fitted(module, datamodule, trainer, ckpt or None, metrics, rank, curve.epochs)
 
 
-#: Lightning's names of full fp32 precision (what serving uses).
-FP32 = ("32-true", "32")
+def warn_slow_bf16(cfg: DictConfig) -> None:
+    """One warning when bf16 autocast is asked for on a CPU whose flags show neither
+    AVX512-BF16 nor AMX-BF16: there it emulates bf16 and was 5-30x slower than fp32."""
+    trainer = cfg.get("trainer") or {}
+    if not str(trainer.get("precision", "")).startswith("bf16") or \
+            trainer.get("accelerator") != "cpu":
+        return
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:  # not Linux: nothing to read the flags from
+        return
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        log.warning("trainer.precision=%s on a CPU without AVX512-BF16 or AMX: bf16 is "
+                    "emulated there and training may be several times slower; set "
+                    "trainer.precision=32-true", trainer.get("precision"))

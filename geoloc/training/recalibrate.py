@@ -25,6 +25,7 @@ module refits the policy on a labelled sample of the user's own population:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -231,9 +232,10 @@ def recalibrate(predictor: Any, rows: LabelledRows, policy: PolicyConfig, key: s
     if cal.sum() < 2 or audit.sum() < 1:
         raise InputFileError(f"{source}: {len(rows.ids)} labelled rows; too few to split "
                              "into calibration and audit parts")
-    after = fit_policy(logits[cal], rows.labels[cal], names, policy,
-                       temperature=before.temperature if temperature == "keep" else None)
-    after.scored_with = scored_with
+    after = dataclasses.replace(  # replace: __post_init__ checks scored_with
+        fit_policy(logits[cal], rows.labels[cal], names, policy,
+                   temperature=before.temperature if temperature == "keep" else None),
+        scored_with=scored_with)
     p_before = softmax(logits, before.temperature)
     p_after = softmax(logits, after.temperature)
     table = pd.concat([audit_table(before, p_before[audit], rows.labels[audit], "before"),
