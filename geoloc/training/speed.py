@@ -22,13 +22,11 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
+
+from tqdm import tqdm
 
 OUT = Path(__file__).resolve().parents[2] / "experiments" / "benchmarks" / "train_speed.md"
 
@@ -49,79 +47,18 @@ ROWS: list[tuple[str, list[str], dict[str, str]]] = [
 ]
 
 
-def measure(overrides: list[str], batches: int, warmup: int, threads: int) -> dict[str, Any]:
-    """Train ``batches`` batches of the first fold model of ``experiment=real_umass`` +
-    ``overrides`` with the real trainer; samples/s over the batches after ``warmup``."""
-    import pytorch_lightning as pl
-    import torch
-
-    from geoloc.config import compose_config
-    from geoloc.data.splits import CrossFitFold
-    from geoloc.instantiate import instantiate
-    from geoloc.training.build import build_datamodule, build_trainer
-
-    torch.set_num_threads(threads)
-    out = tempfile.mkdtemp(prefix="geoloc-train-speed-")  # the trainer's root; removed below
-    cfg = compose_config(["experiment=real_umass", "logger=none", f"paths.output_dir={out}",
-                          *overrides])
-    pl.seed_everything(int(cfg.seed), workers=True)
-    folds = int(cfg.crossfit.folds)
-    module = instantiate(cfg.model)
-    dm = build_datamodule(cfg, module.tokenizer, module.metadata, fold=CrossFitFold(folds, 0))
-
-    class Clock(pl.Callback):
-        """Samples and seconds of the timed batches (after the warm-up)."""
-
-        def __init__(self) -> None:
-            self.samples, self.start, self.end = 0, 0.0, 0.0
-
-        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any,
-                                 batch_idx: int) -> None:
-            if batch_idx == warmup:
-                self.start = time.perf_counter()
-
-        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
-                               batch_idx: int) -> None:
-            if batch_idx >= warmup:
-                self.samples += int(batch["labels"].shape[0])
-                self.end = time.perf_counter()
-
-    clock = Clock()
-    trainer = build_trainer(cfg, [], [clock], max_epochs=1, limit_train_batches=batches,
-                            limit_val_batches=0, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(module, datamodule=dm)
-    fold_rows = len(dm.datasets["train"])
-    refit = build_datamodule(cfg, module.tokenizer, module.metadata,
-                             fold=CrossFitFold(folds, None))
-    refit.prepare_data()
-    refit.setup("fit")
-    shutil.rmtree(out, ignore_errors=True)
-    return {"samples_per_s": clock.samples / (clock.end - clock.start),
-            "epochs": int(cfg.trainer.max_epochs),
-            "recipe_samples": int(cfg.trainer.max_epochs) * (
-                folds * fold_rows + len(refit.datasets["train"]))}
-
-
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # a row, in its own process
     args = parser.parse_args(argv)
-    if args.one:
-        print(json.dumps(measure(json.loads(args.one), args.batches, args.warmup,
-                                 args.threads)))
-        return
-    from tqdm import tqdm
 
     results = []
     for label, overrides, env in tqdm(ROWS, desc="train speed"):
-        cmd = [sys.executable, "-m", "geoloc.training.speed", "--one", json.dumps(overrides),
-               "--batches", str(args.batches), "--warmup", str(args.warmup),
-               "--threads", str(args.threads)]
+        cmd = [sys.executable, "-m", "geoloc.training.speed_row", json.dumps(overrides),
+               str(args.batches), str(args.warmup), str(args.threads)]
         done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env},
                               check=False)
         if done.returncode:
@@ -133,7 +70,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         "",
         f"`geoloc-bench train` ({args.batches} batches of the first fold model of "
         f"`experiment=real_umass`, {args.warmup} untimed, {args.threads} threads, torch "
-        f"{_torch_version()}, {platform.processor() or platform.machine()}, every row in "
+        f"{results[0][3]['torch']}, {platform.processor() or platform.machine()}, every row in "
         "the same run). *minutes per recipe*: every training sample of the cross-fit "
         "(3 fold models + the refit, `max_epochs` each) at the row's speed; prediction, "
         "calibration and evaluation are not in it.",
@@ -152,12 +89,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table, encoding="utf-8")
     print(f"written to {args.out}")
-
-
-def _torch_version() -> str:
-    import torch
-
-    return torch.__version__
 
 
 if __name__ == "__main__":
