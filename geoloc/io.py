@@ -14,6 +14,7 @@ import glob
 import hashlib
 import json
 import os
+import platform
 import re
 import socket
 import tempfile
@@ -152,3 +153,20 @@ def log_experiment(group: str, config: dict[str, Any], tables: Mapping[str, Any]
     run.log({**{f"{group}/{k}": wandb.Table(dataframe=v) for k, v in tables.items()},
              **{f"{group}/{k}": wandb.Image(str(v)) for k, v in images.items()}})
     run.finish()
+
+
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and instruction-set flags from ``/proc/cpuinfo`` (the
+    platform's name and no flags where there is none): what decides whether bf16 or
+    int8 kernels are fast here."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:  # not Linux
+        pass
+    return name, flags

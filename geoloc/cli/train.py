@@ -40,7 +40,7 @@ from geoloc.training.build import (
     wandb_run_dir,
 )
 from geoloc.training.calibrate import calibration_outputs, crossfit
-from geoloc.training.fit import fit
+from geoloc.training.fit import fit, warn_slow_bf16
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                  "not training it again", cfg.paths.output_dir)
         return finished, {}
     start_run(cfg)
+    warn_slow_bf16(cfg)  # once per job, not once per fold model
     started = time.time()
     folds = int(cfg.get("crossfit", {}).get("folds") or 0)
     policy = build_policy(cfg)

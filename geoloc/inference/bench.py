@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from tqdm import tqdm
 
 from geoloc.data.readers import read_profiles
 from geoloc.data.schema import ColumnMapping, profile_text
-from geoloc.io import markdown_table, write_text_atomic
+from geoloc.io import cpu_info, markdown_table, write_text_atomic
 from geoloc.labels import DEFAULT_COUNTRIES
 from geoloc.resources import umass_dev_path
 from geoloc.synthetic import generate_profiles
@@ -197,16 +196,7 @@ def cpu_description() -> str:
     """The CPU model and its int8 dot-product instructions: the int8 row's speedup
     depends on them (VNNI or AMX multiply int8 in one instruction; without them ONNX
     Runtime's int8 kernels gain little over fp32), so a reader comparing runs needs them."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
+    name, flags = cpu_info()
     int8 = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
     return f"{name} ({', '.join(int8) if int8 else 'no VNNI/AMX int8 instructions'})"
 

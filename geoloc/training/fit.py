@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from geoloc.data.splits import CrossFitFold
 from geoloc.instantiate import instantiate
+from geoloc.io import cpu_info
 from geoloc.training.build import build_callbacks, build_datamodule, build_trainer
 
 log = logging.getLogger("geoloc")
@@ -58,7 +59,6 @@ def fit(cfg: DictConfig, loggers: list, fold: CrossFitFold | None = None,
     """Build module, datamodule and trainer from ``cfg`` and fit (``fold``: a cross-fit
     fold model, whose checkpoints go to ``ckpt_subdir``)."""
     pl.seed_everything(cfg.seed, workers=True)
-    warn_slow_bf16(cfg)
     module = instantiate(cfg.model)
     datamodule = build_datamodule(cfg, module.tokenizer, module.metadata, fold=fold)
     curve = ValidationCurve()
@@ -110,11 +110,7 @@ def warn_slow_bf16(cfg: DictConfig) -> None:
     if not str(trainer.get("precision", "")).startswith("bf16") or \
             trainer.get("accelerator") != "cpu":
         return
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:  # not Linux: nothing to read the flags from
-        return
-    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+    if not cpu_info()[1] & {"avx512_bf16", "amx_bf16"}:
         log.warning("trainer.precision=%s on a CPU without AVX512-BF16 or AMX: bf16 is "
                     "emulated there and training may be several times slower; set "
                     "trainer.precision=32-true", trainer.get("precision"))
