@@ -31,7 +31,11 @@ from geoloc.errors import (
 from geoloc.instantiate import check_targets, instantiate
 from geoloc.io import read_jsonl
 from geoloc.labels import LabelSet, is_valid_code, normalize_code
-from geoloc.model.encoder import validate_encoder_layers, validate_pooling
+from geoloc.model.encoder import (
+    validate_encoder_layers,
+    validate_pooling,
+    validate_text_pooling,
+)
 from geoloc.model.tokenization import TOKENIZER_VARIANTS
 from geoloc.runs import in_multirun, run_dirname
 
@@ -234,6 +238,7 @@ def validate_config(cfg: DictConfig) -> None:
                 )
             validate_encoder_layers(cfg.model.encoder_layers, backbone)
             validate_pooling(cfg.model.pooling)
+            validate_text_pooling(cfg.model.get("text_pooling"))
         if _trains(cfg):
             _check_training_numbers(cfg)
         folds = (cfg.get("crossfit") or {}).get("folds")

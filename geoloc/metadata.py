@@ -25,12 +25,16 @@ class ModelMetadata:
     label_set: LabelSet
     backbone: str
     tokenizer_variant: str
+    per_text: bool = False
+    """Whole-profile model: each text (bio, caption) is its own token sequence
+    (``model.text_pooling``), so the datamodule tokenises the texts one by one."""
 
     @classmethod
-    def create(cls, countries: Sequence[str], backbone: str, tokenizer_variant: str
-               ) -> ModelMetadata:
+    def create(cls, countries: Sequence[str], backbone: str, tokenizer_variant: str,
+               per_text: bool = False) -> ModelMetadata:
         """Validate the codes and build the object."""
-        return cls(LabelSet.from_codes(list(countries)), str(backbone), str(tokenizer_variant))
+        return cls(LabelSet.from_codes(list(countries)), str(backbone), str(tokenizer_variant),
+                   bool(per_text))
 
     @property
     def countries(self) -> tuple[str, ...]:
@@ -49,8 +53,9 @@ class ModelMetadata:
 
     def to_dict(self) -> dict[str, Any]:
         return {"countries": list(self.countries), "backbone": self.backbone,
-                "tokenizer_variant": self.tokenizer_variant}
+                "tokenizer_variant": self.tokenizer_variant, "per_text": self.per_text}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelMetadata:
-        return cls.create(data["countries"], data["backbone"], data["tokenizer_variant"])
+        return cls.create(data["countries"], data["backbone"], data["tokenizer_variant"],
+                          bool(data.get("per_text", False)))

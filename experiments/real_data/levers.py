@@ -45,6 +45,8 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "focal": ("focal loss, gamma 2", ["model.focal_gamma=2.0"]),
     "synthetic_mix": ("synthetic profiles in train, 0.25 per real row",
                       ["data=umass_mix", "data.source.synthetic_ratio=0.25"]),
+    "unfrozen": ("word embeddings trained too (not frozen)",
+                 ["model.freeze_word_embeddings=false"]),
 }
 
 

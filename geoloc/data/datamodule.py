@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from datasets import Dataset, Features, Value, load_dataset
 from datasets import Sequence as HFSequence
 from torch.utils.data import DataLoader
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from geoloc.data.sources import ProfileSource
@@ -45,6 +46,7 @@ from geoloc.errors import DataConfigError
 from geoloc.io import read_jsonl
 from geoloc.labels import LabelSet
 from geoloc.metadata import ModelMetadata
+from geoloc.model.tokenization import encode_texts, pad_ids, token_count
 from geoloc.paths import cache_dir
 
 #: What the datamodule reads: the canonical fields (:class:`geoloc.data.schema.ProfileRecord`)
@@ -93,6 +95,24 @@ def labelled_splits(
         out[split]["text"].append(text)
         out[split]["labels"].append(label)
     return out
+
+
+class PadCollator:
+    """Feature dicts (``input_ids`` and int fields) -> a batch of padded long tensors,
+    with the ``attention_mask`` (:func:`geoloc.model.tokenization.pad_ids`: one sequence
+    per row, or texts x tokens for a whole-profile model). A class, not a closure, so
+    DataLoader workers can pickle it."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = int(pad_id)
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        ids, mask = pad_ids([f["input_ids"] for f in features], self.pad_id)
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        for key in features[0]:
+            if key != "input_ids":
+                batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+        return batch
 
 
 def _key(*parts: Any) -> str:
@@ -187,13 +207,15 @@ class ProfileDataModule(pl.LightningDataModule):
         if stage in (None, "fit"):  # what training needs; evaluation reads its split only
             self._check_rows(path, ds["split"], ds["labels"])
         ds = ds.add_column("row", list(range(len(ds))), new_fingerprint=f"row-{base_key}")
-        tok, max_length = self.tokenizer, self.max_length
+        tok, max_length, per_text = self.tokenizer, self.max_length, self.metadata.per_text
 
         def tokenize(batch: dict[str, list]) -> dict[str, list]:
-            enc = tok(batch["text"], truncation=True, max_length=max_length)
-            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+            # (a whole-profile model: one id list per text, each truncated on its own;
+            # the mask is all ones before padding, so the collator makes it)
+            return {"input_ids": encode_texts(tok, batch["text"], max_length, per_text)}
 
-        tok_key = _key(base_key, self.metadata.tokenizer_id, max_length)
+        # "t2": the mask is no longer stored (the collators build it from the ids)
+        tok_key = _key(base_key, self.metadata.tokenizer_id, max_length, per_text, "t2")
         ds = ds.map(tokenize, batched=True, new_fingerprint=f"tok-{tok_key}", desc="tokenize")
         for name in SPLITS:
             self.datasets[name] = ds.filter(
@@ -232,13 +254,13 @@ class ProfileDataModule(pl.LightningDataModule):
         return self.tokenizer
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        columns = ["input_ids", "attention_mask", "labels", "row"]
+        columns = ["input_ids", "labels", "row"]
         data = self.datasets[split].select_columns(columns)
-        # Dynamic padding to the batch's longest row keeps short tweets cheap; ``labels``
-        # and ``row`` ride along as long tensors. The tokenizer's padding side applies
-        # (right for the bundled backbones, whose position ids assume it).
-        collate = DataCollatorWithPadding(self._require_tokenizer(), padding="longest",
-                                          return_tensors="pt")
+        # Dynamic padding to the batch's longest row (a whole-profile model's: longest
+        # text, most texts) keeps short tweets cheap; ``labels`` and ``row`` ride along as
+        # long tensors. Padding is on the right, as the bundled backbones' position ids
+        # assume.
+        collate = PadCollator(self._require_tokenizer().pad_token_id)
         sampler = None
         if shuffle and self.group_by_length:
             # Random batches pad every tweet to the longest of 32 (~2x the mean length);
@@ -246,7 +268,7 @@ class ProfileDataModule(pl.LightningDataModule):
             # by length within mega-batches of 50 batches, so batches are of similar
             # length and still random. It draws from torch's global RNG, seeded per run.
             sampler = LengthGroupedSampler(self.batch_size,
-                                           lengths=[len(x) for x in data["input_ids"]])
+                                           lengths=[token_count(x) for x in data["input_ids"]])
             shuffle = False
         return DataLoader(
             data, batch_size=(self.batch_size if sampler is not None or shuffle

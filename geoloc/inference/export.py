@@ -67,6 +67,7 @@ def hf_model_from_module(module: Any) -> GeolocForSequenceClassification:
            if k not in ("architectures", "model_type", "transformers_version", "id2label",
                         "label2id", "auto_map", "dtype", "torch_dtype")},
         pooling=module.net.pooling,
+        text_pooling=module.net.text_pooling,
     )
     config.vocab_size = int(table.shape[0])
     config.num_labels = len(names)
@@ -79,6 +80,9 @@ def hf_model_from_module(module: Any) -> GeolocForSequenceClassification:
             continue  # frozen + trainable rows of PartiallyFrozenEmbedding, joined below
         state[f"bert.{key}"] = value
     state["bert.embeddings.word_embeddings.weight"] = table
+    if module.net.text_attention is not None:
+        for key, value in module.net.text_attention.state_dict().items():
+            state[f"text_attention.{key}"] = value
     state["classifier.weight"] = module.net.head.weight.detach()
     state["classifier.bias"] = module.net.head.bias.detach()
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -108,6 +112,11 @@ def export_onnx(model: GeolocForSequenceClassification, folder: Path, quantize: 
     ids = torch.randint(5, 1000, (2, 16))
     mask = torch.ones_like(ids)
     mask[1, 10:] = 0
+    axes = {0: "batch", 1: "sequence"}
+    if model.config.text_pooling:  # a whole-profile model: batch x texts x tokens
+        ids, mask = ids.view(2, 1, 16).repeat(1, 3, 1), mask.view(2, 1, 16).repeat(1, 3, 1)
+        mask[1, 2] = 0  # the second profile has two texts
+        axes = {0: "batch", 1: "texts", 2: "sequence"}
     path = folder / ONNX_FILE
     # Traced with BERT's eager attention: that subgraph is what ONNX Runtime's transformer
     # optimizer recognises (the SDPA path traces to one it does not), so below it fuses
@@ -120,8 +129,7 @@ def export_onnx(model: GeolocForSequenceClassification, folder: Path, quantize: 
         torch.onnx.export(
             Logits(model).eval(), (ids, mask), str(path),
             input_names=["input_ids", "attention_mask"], output_names=["logits", "embedding"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                          "attention_mask": {0: "batch", 1: "sequence"},
+            dynamic_axes={"input_ids": axes, "attention_mask": axes,
                           "logits": {0: "batch"}, "embedding": {0: "batch"}},
             opset_version=ONNX_OPSET, dynamo=False,
         )

@@ -22,6 +22,7 @@ executes code from an export folder.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,72 @@ except ImportError:  # pragma: no cover - scikit-learn is a geoloc dependency
     TfidfVectorizer = None
 
 POOLINGS = ("mean", "cls")
+#: model.text_pooling of a whole-profile model (None: one concatenated sequence)
+TEXT_POOLINGS = ("mean", "attention")
+#: geoloc.data.schema's CAPTION_SEPARATOR and MAX_CAPTIONS + 1 (the bio): this file runs
+#: without geoloc, so they are repeated here; a test checks they agree.
+PROFILE_SEPARATOR = " | "
+MAX_TEXTS = 6
+
+
+def split_profile_text(text: str) -> list[str]:
+    """The texts of a profile's model text (bio and captions joined with ' | '), as a
+    whole-profile model reads them. Why from the joined string and not from the record:
+    every consumer (the fused n-gram model, the baselines, geoloc-predict, this file's
+    pipeline) passes that one string, so a whole-profile model keeps the one input
+    format. A caption that itself holds the separator is cut too; past ``MAX_TEXTS``
+    parts the rest stays joined in the last text, so no word is dropped before
+    truncation."""
+    return text.split(PROFILE_SEPARATOR, MAX_TEXTS - 1)
+
+
+class TextAttention(nn.Module):
+    """Additive attention over a profile's texts (Yang et al. 2016, "Hierarchical
+    attention networks"): a score per text embedding, a softmax over the texts present.
+    So one telling caption can outweigh five that say nothing, where a mean dilutes it."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(hidden, hidden)
+        self.score = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, texts: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        scores = self.score(torch.tanh(self.proj(texts))).squeeze(-1)
+        scores = scores.masked_fill(~present, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=1) * present.to(scores.dtype)  # no text: 0
+        return (texts * weights.unsqueeze(-1)).sum(dim=1)
+
+
+def pool_texts(texts: torch.Tensor, present: torch.Tensor,
+               attention: TextAttention | None) -> torch.Tensor:
+    """Profile embeddings (batch x H) from text embeddings (batch x texts x H): attention
+    when given, else the mean over the texts ``present`` (batch x texts, bool)."""
+    if attention is not None:
+        return attention(texts, present)
+    m = present.to(texts.dtype).unsqueeze(-1)
+    return (texts * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+
+def embed_profiles(embed_texts: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                   attention: TextAttention | None, input_ids: torch.Tensor,
+                   attention_mask: torch.Tensor) -> torch.Tensor:
+    """Profile embeddings of a batch x texts x tokens batch: ``embed_texts`` (ids, mask
+    -> one embedding per sequence) on the texts that exist only (a profile of 2 texts in a
+    batch padded to 6 costs 2 encodings), then :func:`pool_texts`. Under ONNX export every
+    slot is encoded (the graph then has no data-dependent shapes; empty slots are masked
+    out of the pooling all the same)."""
+    b, t, n = input_ids.shape
+    ids, mask = input_ids.reshape(b * t, n), attention_mask.reshape(b * t, n)
+    present = mask[:, 0] > 0  # a text's first token is its [CLS]/<s>
+    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        texts = embed_texts(ids, mask)
+    else:
+        index = present.nonzero().squeeze(1)
+        kept = mask[index]
+        width = max(int(kept.sum(dim=1).max()), 1) if len(index) else 1
+        found = embed_texts(ids[index, :width], kept[:, :width])
+        texts = found.new_zeros((b * t, found.shape[-1])).index_copy(0, index, found)
+    return pool_texts(texts.view(b, t, -1), present.view(b, t), attention)
 
 
 class GeolocConfig(BertConfig):
@@ -44,11 +111,16 @@ class GeolocConfig(BertConfig):
 
     model_type = "geoloc_bert"
 
-    def __init__(self, pooling: str = "mean", **kwargs) -> None:
+    def __init__(self, pooling: str = "mean", text_pooling: str | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r}: expected one of {POOLINGS}")
+        if text_pooling is not None and text_pooling not in TEXT_POOLINGS:
+            raise ValueError(f"text_pooling={text_pooling!r}: expected None or one of "
+                             f"{TEXT_POOLINGS}")
         self.pooling = pooling
+        self.text_pooling = text_pooling
 
 
 class GeolocForSequenceClassification(BertPreTrainedModel):
@@ -60,6 +132,8 @@ class GeolocForSequenceClassification(BertPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=False)
+        self.text_attention = (TextAttention(config.hidden_size)
+                               if getattr(config, "text_pooling", None) == "attention" else None)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -67,9 +141,12 @@ class GeolocForSequenceClassification(BertPreTrainedModel):
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The pooled profile embedding the head reads (batch x hidden size): the
-        representation other classifiers can reuse."""
+        representation other classifiers can reuse. A whole-profile model
+        (``config.text_pooling``) also takes batch x texts x tokens inputs."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        if input_ids.dim() == 3:
+            return embed_profiles(self.embed, self.text_attention, input_ids, attention_mask)
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
                            token_type_ids=token_type_ids).last_hidden_state
         if self.config.pooling == "cls":
@@ -171,7 +248,22 @@ class GeolocTextClassificationPipeline(TextClassificationPipeline):
         if not isinstance(inputs, str):
             raise ValueError("geoloc's pipeline classifies plain strings (bio and captions "
                              f"joined with ' | '), got {type(inputs).__name__}")
-        model_inputs = dict(super().preprocess(inputs, **tokenizer_kwargs))
+        if getattr(self.model.config, "text_pooling", None):
+            # A whole-profile model: each text its own sequence, 1 x MAX_TEXTS x
+            # max_length, so that the pipeline's collator (which pads 3-D inputs along
+            # one axis only) can batch profiles; the model skips the empty slots.
+            width = int(tokenizer_kwargs.get("max_length") or self.tokenizer.model_max_length)
+            kwargs = {**tokenizer_kwargs, "max_length": width}
+            enc = self.tokenizer(split_profile_text(inputs), padding="max_length",
+                                 return_tensors="pt", **kwargs)
+            model_inputs = {}
+            for key, fill in (("input_ids", self.tokenizer.pad_token_id),
+                              ("attention_mask", 0)):
+                full = torch.full((1, MAX_TEXTS, width), fill, dtype=enc[key].dtype)
+                full[0, :enc[key].shape[0]] = enc[key]
+                model_inputs[key] = full
+        else:
+            model_inputs = dict(super().preprocess(inputs, **tokenizer_kwargs))
         if self.ngram is not None:
             model_inputs["ngram_log_proba"] = torch.from_numpy(self.ngram.log_proba([inputs]))
         return model_inputs

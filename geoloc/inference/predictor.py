@@ -42,6 +42,7 @@ from geoloc.errors import PredictorError
 from geoloc.inference.modeling_geoloc import GeolocForSequenceClassification
 from geoloc.io import PathLike
 from geoloc.labels import UNCERTAIN
+from geoloc.model.tokenization import encode_texts, pad_ids, token_count
 
 if TYPE_CHECKING:  # geoloc.evaluation loads torchmetrics (~1.3 s): types only
     from geoloc.evaluation import Thresholds
@@ -107,28 +108,22 @@ class OnnxScorer:
 
 
 def length_sorted_batches(tokenizer: Any, texts: Sequence[str], max_length: int,
-                          batch_size: int, sort: bool = True
+                          batch_size: int, sort: bool = True, per_text: bool = False
                           ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(rows, input_ids, attention_mask)`` batches covering ``texts``: tokenised once
-    without padding, ordered by length (when ``sort``) and padded only to each batch's
-    longest row; ``rows`` are the batch's positions in ``texts``. No library batcher
+    without padding (``per_text``: each text of a profile on its own, batches of
+    rows x texts x tokens), ordered by token count (when ``sort``) and padded only to each
+    batch's longest; ``rows`` are the batch's positions in ``texts``. No library batcher
     does this for plain arrays (``DataCollatorWithPadding`` pads but does not sort)."""
     n = len(texts)
     if n == 0:
         return
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length,
-                    add_special_tokens=True)["input_ids"]
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+    ids = encode_texts(tokenizer, texts, max_length, per_text)
+    lengths = np.fromiter((token_count(x) for x in ids), dtype=np.int64, count=n)
     order = np.argsort(lengths, kind="stable") if sort else np.arange(n)
-    pad = tokenizer.pad_token_id
     for start in range(0, n, batch_size):
         rows = order[start:start + batch_size]
-        width = int(lengths[rows].max())
-        batch = np.full((len(rows), width), pad, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for j, r in enumerate(rows):
-            batch[j, : lengths[r]] = ids[r]
-            mask[j, : lengths[r]] = 1
+        batch, mask = pad_ids([ids[r] for r in rows], tokenizer.pad_token_id)
         yield rows, batch, mask
 
 
@@ -237,6 +232,9 @@ class Predictor:
     the one shared representation other classifiers can reuse."""
     probabilities: bool = False
     """Also return every class's calibrated probability (``geoloc-audience`` reads them)."""
+    per_text: bool = False
+    """A whole-profile model (``model.text_pooling``): each text of a profile is its own
+    sequence of up to ``max_length`` tokens."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -311,7 +309,8 @@ class Predictor:
                    fusion=fusion, batch_size=batch_size, top_k=top_k,
                    source=str(bundle.folder), identity=identity,
                    model_sha256={name: bundle.sha256(name) for name in files},
-                   embeddings=embeddings, probabilities=probabilities)
+                   embeddings=embeddings, probabilities=probabilities,
+                   per_text=bundle.hparams.get("text_pooling") is not None)
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -330,7 +329,8 @@ class Predictor:
         if n == 0:
             return out, (np.zeros((0, 0), dtype=np.float32) if embeddings else None)
         for rows, batch, mask in length_sorted_batches(
-                self.tokenizer, texts, self.max_length, self.batch_size, self.sort_by_length):
+                self.tokenizer, texts, self.max_length, self.batch_size, self.sort_by_length,
+                self.per_text):
             logits, pooled = self.scorer(batch, mask, embeddings)
             out[rows] = logits
             if pooled is not None:

@@ -18,6 +18,10 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from geoloc.backbones import bundled_num_layers
 from geoloc.errors import ModelConfigError
 
+# The whole-profile pieces live in the export's model file, which must run without
+# geoloc: one definition, so the exported network pools texts exactly as the trained one.
+from geoloc.inference.modeling_geoloc import TEXT_POOLINGS, TextAttention, embed_profiles
+
 POOLINGS = ("cls", "mean")
 
 
@@ -53,6 +57,13 @@ def validate_pooling(pooling: str) -> str:
     if pooling not in POOLINGS:
         raise ModelConfigError(f"model.pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
     return pooling
+
+
+def validate_text_pooling(text_pooling: str | None) -> str | None:
+    if text_pooling is not None and text_pooling not in TEXT_POOLINGS:
+        raise ModelConfigError(f"model.text_pooling={text_pooling!r}: expected null (one "
+                               f"concatenated sequence) or one of {', '.join(TEXT_POOLINGS)}")
+    return text_pooling
 
 
 def load_encoder(backbone_dir: str | Path, encoder_layers: int) -> PreTrainedModel:
@@ -139,21 +150,35 @@ class ProfileClassifier(nn.Module):
     """Encoder -> pooled embedding -> dropout -> linear head over the classes.
 
     ``embed`` is exposed on its own so other tasks can reuse the shared text embedding.
+    With ``text_pooling`` (``mean`` or ``attention``) the inputs may be batch x texts x
+    tokens: each text (bio, captions) is encoded as its own sequence and the text
+    embeddings are pooled into the profile's, so no text is cut by the ones before it.
+    A 2-D batch is one text per profile, which every text pooling passes through as is.
     """
 
     def __init__(
         self, encoder: PreTrainedModel, num_classes: int, pooling: str = "mean",
-        dropout: float = 0.1,
+        dropout: float = 0.1, text_pooling: str | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.pooling = validate_pooling(pooling)
+        self.text_pooling = validate_text_pooling(text_pooling)
+        self.text_attention = (TextAttention(encoder.config.hidden_size)
+                               if text_pooling == "attention" else None)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_classes)
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _embed_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                     ) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(hidden, attention_mask, self.pooling)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if input_ids.dim() == 2:
+            return self._embed_texts(input_ids, attention_mask)
+        return embed_profiles(self._embed_texts, self.text_attention, input_ids,
+                              attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(input_ids, attention_mask)))

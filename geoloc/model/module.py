@@ -45,6 +45,7 @@ from geoloc.model.encoder import (
     load_encoder,
     validate_encoder_layers,
     validate_pooling,
+    validate_text_pooling,
 )
 from geoloc.model.encoder import freeze_word_embeddings as freeze_embedding_rows
 from geoloc.model.tokenization import build_tokenizer, extend_embeddings, load_base_tokenizer
@@ -136,6 +137,7 @@ class GeolocModule(pl.LightningModule):
         compile: bool,
         class_balance: float = 0.0,
         focal_gamma: float = 0.0,
+        text_pooling: str | None = None,
     ) -> None:
         """Every option is required: ``geoloc/conf/model/default.yaml`` is where their values
         live, and a checkpoint's hyper-parameters supply them all on reload (the training
@@ -147,7 +149,12 @@ class GeolocModule(pl.LightningModule):
         mean weight of 1 over the training rows. ``focal_gamma`` = g: the focal loss
         (1 - p_true)^g x cross-entropy (0: cross-entropy). Both act on the training loss
         only; validation and test losses stay plain cross-entropy, so the out-of-fold
-        learning curve compares."""
+        learning curve compares.
+
+        ``text_pooling`` (``mean`` or ``attention``; None, the default and what older
+        checkpoints hold: one concatenated sequence) makes a whole-profile model: the bio
+        and each caption are encoded as their own sequences of up to ``data.max_length``
+        tokens and pooled into the profile embedding (:class:`ProfileClassifier`)."""
         super().__init__()
         countries = list(_plain(countries))
         optimizer = dict(_plain(optimizer))
@@ -158,15 +165,18 @@ class GeolocModule(pl.LightningModule):
                 "countries": countries, "freeze_word_embeddings": freeze_word_embeddings,
                 "optimizer": optimizer, "warmup_ratio": warmup_ratio, "compile": compile,
                 "class_balance": float(class_balance), "focal_gamma": float(focal_gamma),
+                "text_pooling": text_pooling,
             },
             # The entry points log the whole resolved Hydra config (a superset); logging
             # these flat keys too would overwrite its `backbone`/`tokenizer` groups.
             logger=False,
         )
-        self.metadata = ModelMetadata.create(countries, backbone, tokenizer_variant)
+        self.metadata = ModelMetadata.create(countries, backbone, tokenizer_variant,
+                                             per_text=text_pooling is not None)
         self.label_set = self.metadata.label_set
         validate_encoder_layers(encoder_layers, backbone)
         validate_pooling(pooling)
+        validate_text_pooling(text_pooling)
         # (geoloc.config checks both before any work; this guards direct construction)
         if not 0.0 <= float(class_balance) <= 1.0:
             raise ConfigError(f"model.class_balance={class_balance}: expected 0 .. 1")
@@ -184,7 +194,8 @@ class GeolocModule(pl.LightningModule):
         extend_embeddings(encoder, base_tokenizer, self.tokenizer, self.added_tokens)
         if freeze_word_embeddings:
             freeze_embedding_rows(encoder, trainable_from=len(base_tokenizer))
-        self.net = ProfileClassifier(encoder, self.label_set.num_classes, pooling, dropout)
+        self.net = ProfileClassifier(encoder, self.label_set.num_classes, pooling, dropout,
+                                     text_pooling)
         # from_pretrained returns the encoder in eval mode and Lightning keeps each
         # submodule's mode, so without this the encoder's dropout would stay off in training.
         self.net.train()

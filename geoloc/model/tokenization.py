@@ -15,12 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from tokenizers import AddedToken
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from geoloc.errors import TokenizerVariantError
+
+# (the export's model file repeats no geoloc code: the split lives there, one definition)
+from geoloc.inference.modeling_geoloc import split_profile_text
 from geoloc.labels import flag_emoji
 
 TOKENIZER_VARIANTS = ("base", "location_emoji")
@@ -113,3 +118,56 @@ def extend_embeddings(
             new_id = tokenizer.convert_tokens_to_ids(token)
             src = piece_ids(base_tokenizer, token)
             weight[new_id] = weight[torch.tensor(src)].mean(dim=0)
+
+
+# -- whole profiles: each text its own sequence ------------------------------------------
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int,
+                 per_text: bool = False) -> list:
+    """Token ids of model texts, with special tokens and truncated to ``max_length``: one
+    list per text (concatenated profiles), or with ``per_text`` one list per part of
+    ``split_profile_text`` (at most ``MAX_TEXTS``, each truncated on its own, so a
+    long caption never cuts the ones after it). One tokenizer call for the whole batch
+    either way."""
+    if not per_text:
+        return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    parts = [split_profile_text(t) for t in texts]
+    flat = tokenizer([p for ps in parts for p in ps], truncation=True,
+                     max_length=max_length)["input_ids"]
+    out, start = [], 0
+    for ps in parts:
+        out.append(flat[start:start + len(ps)])
+        start += len(ps)
+    return out
+
+
+def token_count(ids: Sequence) -> int:
+    """Tokens of one encoded row of :func:`encode_texts` (either shape): what batches are
+    grouped and sorted by."""
+    return sum(len(x) for x in ids) if ids and isinstance(ids[0], list) else len(ids)
+
+
+def pad_ids(rows: Sequence[Sequence], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(input_ids, attention_mask)`` int64 arrays of encoded rows, padded to the longest:
+    rows x tokens for concatenated profiles, rows x texts x tokens for per-text rows (a
+    missing text is all padding, mask 0). Written here because the tokenizer's ``pad``
+    and ``DataCollatorWithPadding`` handle one sequence per row only."""
+    nested = bool(rows) and bool(rows[0]) and isinstance(rows[0][0], list)
+    if not nested:
+        width = max((len(r) for r in rows), default=0)
+        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = r
+            mask[i, :len(r)] = 1
+        return ids, mask
+    texts = max(len(r) for r in rows)
+    width = max(len(t) for r in rows for t in r)
+    ids = np.full((len(rows), texts, width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), texts, width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        for j, t in enumerate(r):
+            ids[i, j, :len(t)] = t
+            mask[i, j, :len(t)] = 1
+    return ids, mask
