@@ -7,6 +7,7 @@ that names the option and the allowed values instead of 10 minutes in.
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
@@ -164,6 +165,14 @@ def _check_training_numbers(cfg: DictConfig) -> None:
             raise ConfigError(f"model.class_balance={balance!r}: expected a number in [0, 1]")
     if "focal_gamma" in cfg.model:
         _number(cfg.model.focal_gamma, "model.focal_gamma", 0.0)
+    if "language_balance" in cfg.model:
+        balance = _number(cfg.model.language_balance, "model.language_balance", 0.0)
+        if balance > 1:
+            raise ConfigError(f"model.language_balance={balance!r}: expected a number in "
+                              "[0, 1]")
+        if balance > 0 and importlib.util.find_spec("py3langid") is None:
+            raise ConfigError("model.language_balance needs py3langid: pip install "
+                              "'geoloc[analysis]'")
     precision = str(trainer.get("precision", "32-true"))
     if precision.endswith("-true") and precision not in ("32-true", "64-true"):
         # bf16-true / 16-true cast the weights themselves; serving is fp32 (fit gives

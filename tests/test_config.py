@@ -73,6 +73,8 @@ def test_default_is_three_layers_of_me5_with_location_emoji(tmp_path):
         ("fusion=char_ngram +evaluation.thresholds=t.json", r"fusion.*saved policy"),
         ("model.class_balance=1.5", r"model\.class_balance=1\.5"),
         ("model.focal_gamma=-1", r"model\.focal_gamma"),
+        ("model.language_balance=2", r"model\.language_balance=2"),
+        ("model.text_pooling=max", r"model\.text_pooling='max'"),
         ("trainer.precision=bf16-true", r"trainer\.precision=bf16-true.*bf16-mixed"),
         ("crossfit.validate=oof", r"crossfit\.validate='oof'"),
         ("crossfit.validate=heldout", r"crossfit\.validate=heldout: only fold models"),

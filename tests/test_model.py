@@ -160,3 +160,33 @@ def test_training_loss_options_class_balance_and_focal():
         # (Hydra's instantiate wraps the module's ConfigError; the CLI reports its line)
         with pytest.raises(Exception, match=f"{ConfigError.__name__}.*{bad[0]}"):
             instantiate(compose(["model.encoder_layers=1", *bad]).model)
+
+
+def test_language_balance_weights_each_languages_majority_country_down():
+    """language_balance b: a row's weight is P(country | language)^-b, mean 1; a language
+    that names one country leaves its rows alike; the weights act through the batch's
+    ``row`` on the training loss only."""
+    import torch.nn.functional as F
+    from conftest import compose
+
+    from geoloc.instantiate import instantiate
+    from geoloc.model.module import detect_languages, language_weights
+
+    langs = ["en", "en", "en", "en", "ru", "ru"]
+    labels = [0, 0, 0, 1, 2, 2]  # English: 3 US, 1 GB; Russian: RU only
+    w = language_weights(langs, labels, 1.0)
+    assert w.mean().item() == pytest.approx(1.0)
+    assert w[3] / w[0] == pytest.approx(3.0)  # P = 1/4 against 3/4
+    assert w[4] == pytest.approx(w[5]) and w[4] < w[0]  # P = 1 weighs least
+    assert torch.equal(language_weights(langs, labels, 0.0), torch.ones(6))
+    assert detect_languages(["Bu akşam İstanbul'da maç var", "Где ты сегодня вечером?"]) == \
+        ["tr", "ru"]
+
+    module = instantiate(compose(["model.encoder_layers=1", "model.language_balance=1.0"]).model)
+    logits = torch.randn(4, 37)
+    y, rows = torch.tensor([0, 1, 2, 3]), torch.tensor([5, 2, 0, 1])
+    module.row_weights = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    ce = F.cross_entropy(logits, y, reduction="none")
+    assert module._loss(logits, y, "train", rows).item() == pytest.approx(
+        (ce * torch.tensor([6.0, 3.0, 1.0, 2.0])).mean().item(), rel=1e-5)
+    assert module._loss(logits, y, "val", rows).item() == pytest.approx(ce.mean().item())

@@ -117,9 +117,3 @@ def test_a_whole_profile_model_trains_predicts_and_exports(tmp_path):
                 assert entry["score"] == pytest.approx(want[i, names.index(entry["label"])],
                                                        abs=1e-5)
 
-
-def test_text_pooling_is_checked_before_any_work():
-    from geoloc.config import validate_config
-
-    with pytest.raises(ValueError, match="model.text_pooling='max'"):
-        validate_config(compose(["model.text_pooling=max"]))

@@ -47,6 +47,10 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
                       ["data=umass_mix", "data.source.synthetic_ratio=0.25"]),
     "unfrozen": ("word embeddings trained too (not frozen)",
                  ["model.freeze_word_embeddings=false"]),
+    "whole_profile": ("whole-profile encoding (attention over texts, 64 tokens each; a "
+                      "tweet is one text)", ["model.text_pooling=attention"]),
+    "language_balance": ("language-balanced loss: rows weighted P(country | language)^-0.5",
+                         ["model.language_balance=0.5"]),
 }
 
 
