@@ -59,7 +59,7 @@ def test_default_is_three_layers_of_me5_with_location_emoji(tmp_path):
         ("model.encoder_layers=13", r"model\.encoder_layers=13.*1 to 12"),
         ("model.encoder_layers=0", r"model\.encoder_layers=0"),
         ("model.pooling=max", r"model\.pooling='max'.*cls, mean"),
-        ("tokenizer.variant=bpe", r"tokenizer\.variant='bpe'.*base, location_emoji"),
+        ("tokenizer.variant=bpe", r"tokenizer\.variant='bpe'.*base, location_emoji, tweet"),
         ("labels.countries=[US,XX]", r"labels\.countries: 'XX'"),
         ("backbone.name=./no/such/folder", r"backbone\.name=.*no such folder"),
         ("backbone.name=me5_large", r"backbone\.name=me5_large: expected me5_small"),

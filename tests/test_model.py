@@ -76,6 +76,24 @@ def test_location_emoji_variant_makes_every_flag_one_token(me5_dir):
     assert len(added) >= len(DEFAULT_COUNTRIES)
 
 
+def test_tweet_variant_normalises_links_mentions_and_elongations_in_tokenizer_json(
+        me5_dir, tmp_path):
+    """The tweet variant: the location_emoji tokens plus links -> http, @handles -> @user,
+    letters cut to two repeats; a check-in "(@ Place)" and the flags stay; the rewrite
+    is in the saved tokenizer.json, so a reloaded tokenizer (an export) does the same."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok, added = build_tokenizer(me5_dir, "tweet", DEFAULT_COUNTRIES)
+    emoji, _ = build_tokenizer(me5_dir, "location_emoji", DEFAULT_COUNTRIES)
+    assert added == emoji.convert_ids_to_tokens(list(range(len(emoji) - len(added),
+                                                          len(emoji))))
+    text = f"Shopping! (@ Kohl's) http://t.co/I8ZkQHT9 @Mela_1 sooooo goood {flag_emoji('BR')}"
+    want = emoji.tokenize(f"Shopping! (@ Kohl's) http @user soo good {flag_emoji('BR')}")
+    assert tok.tokenize(text) == want
+    tok.save_pretrained(tmp_path)
+    assert PreTrainedTokenizerFast.from_pretrained(tmp_path).tokenize(text) == want
+
+
 def test_new_rows_are_mean_of_old_pieces_not_random(me5_dir):
     base = load_base_tokenizer(me5_dir)
     tok, added = build_tokenizer(me5_dir, "location_emoji", DEFAULT_COUNTRIES)

@@ -51,6 +51,11 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
                       "tweet is one text)", ["model.text_pooling=attention"]),
     "language_balance": ("language-balanced loss: rows weighted P(country | language)^-0.5",
                          ["model.language_balance=0.5"]),
+    "tweet_normalisation": ("tweet normalisation in the tokenizer: links, @handles, "
+                            "elongations (tokenizer=tweet)", ["tokenizer=tweet"]),
+    "layers6_folds2": ("6 encoder layers, 2 folds instead of 3 (fold models on half the "
+                       "rows; the same training time as 3 folds of 3 layers)",
+                       ["model.encoder_layers=6", "crossfit.folds=2"]),
 }
 
 

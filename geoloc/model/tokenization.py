@@ -9,6 +9,13 @@ becomes a direct, cheap cue, which is what the reference system did.
 The new embedding rows start at the mean of the embeddings of the pieces the old
 tokenizer split the token into, so a new token starts where the model already "reads"
 it instead of at random noise that the first steps would have to undo.
+
+``tweet`` is ``location_emoji`` plus tweet normalisation (:data:`TWEET_NORMALIZATION`):
+links become ``http``, user mentions ``@user`` and a letter repeated more than twice is
+cut to two (``soooo`` -> ``soo``). It is part of the tokenizer's own normaliser, so it
+travels in ``tokenizer.json``: training, ``geoloc-predict``, the export's pipeline and
+ONNX serving all see the same text with no step of their own (the fused char n-gram
+model reads the text as written).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tokenizers import AddedToken
+from tokenizers import AddedToken, Regex, normalizers
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from geoloc.errors import TokenizerVariantError
@@ -28,7 +35,19 @@ from geoloc.errors import TokenizerVariantError
 from geoloc.inference.modeling_geoloc import split_profile_text
 from geoloc.labels import flag_emoji
 
-TOKENIZER_VARIANTS = ("base", "location_emoji")
+TOKENIZER_VARIANTS = ("base", "location_emoji", "tweet")
+
+#: The ``tweet`` variant's rewrites (regex, replacement), run before the backbone's own
+#: normaliser. A link's characters are noise (t.co hashes); a handle names a person, not a
+#: place, in all but a few tweets; elongations multiply spellings of one word. The
+#: Foursquare check-in "(@ Place)" has a space after the @ and is kept.
+TWEET_NORMALIZATION: tuple[tuple[str, str], ...] = (
+    (r"https?://\S+", "http"),
+    (r"@\w+", "@user"),
+    # a letter that follows two copies of itself (the tokenizers library's Replace has no
+    # group substitution, so the third and later copies are matched and deleted)
+    (r"(?<=(\p{L})\1)\1", ""),
+)
 
 # Common location emoji. Several carry U+FE0F (emoji presentation), which the base
 # tokenizer otherwise emits as a separate piece.
@@ -77,6 +96,12 @@ def build_tokenizer(
     tok.add_tokens([AddedToken(t, normalized=False, single_word=False) for t in wanted])
     new_vocab = tok.get_vocab()  # one call: it builds a 250k-entry dict each time
     added = [t for t in wanted if t in new_vocab]
+    if variant == "tweet":
+        backend = tok.backend_tokenizer
+        rewrites = [normalizers.Replace(Regex(pattern), content)
+                    for pattern, content in TWEET_NORMALIZATION]
+        backend.normalizer = normalizers.Sequence(
+            rewrites + ([backend.normalizer] if backend.normalizer is not None else []))
     return tok, added
 
 
