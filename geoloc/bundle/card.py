@@ -74,6 +74,9 @@ linear head on a BERT encoder, and the pipeline that fuses the n-gram model, if 
 applies the temperature; read it). The pipeline's scores are the calibrated probabilities
 and its top class is `geoloc-predict`'s `argmax`.
 """ if export else ""
+    reading = (f"the bio and each caption read as their own sequences of up to "
+               f"{data['max_length']} tokens, pooled by {hp['text_pooling']}"
+               if hp.get("text_pooling") else f"maximum {data['max_length']} tokens")
     recal = info.get("recalibrated")
     recal = (f" of the population of `{Path(recal['input']).name}` (geoloc-calibrate)"
              if recal else " (training)")
@@ -93,7 +96,7 @@ reaches a threshold certified to keep that country's precision >= {th.target:.0%
 
 - Backbone: `{hp['backbone']}` cut to {hp['encoder_layers']} layers, `{hp['pooling']}`
   pooling, tokenizer variant `{hp['tokenizer_variant']}` ({len(info.get('added_tokens', []))}
-  added flag and location-emoji tokens), maximum {data['max_length']} tokens.
+  added flag and location-emoji tokens), {reading}.
 - Classes: {len(th.class_names)} ({', '.join(th.class_names)}).
 - Training data: `{data.get('source', 'unknown')}`, splits {data.get('splits')}.
 - Written {datetime.now(UTC).isoformat(timespec='seconds')}.
