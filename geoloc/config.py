@@ -182,11 +182,17 @@ def _check_training_numbers(cfg: DictConfig) -> None:
                           f"{precision.split('-')[0]}-mixed (autocast, fp32 weights)")
 
 
-def _check_heldout_validation(cfg: DictConfig, folds: Any) -> None:
-    """``crossfit.validate=heldout`` makes each fold model validate on the rows it then
+def _check_crossfit(cfg: DictConfig, folds: Any) -> None:
+    """``crossfit.deploy=soup`` needs fold models. ``crossfit.validate=heldout`` makes each fold model validate on the rows it then
     predicts for calibration: allowed only when nothing is chosen on that validation (no
     checkpoint monitor, no early stopping), else the out-of-fold outputs would be picked
     on themselves and the certificate would be optimistic."""
+    deploy = (cfg.get("crossfit") or {}).get("deploy", "refit")
+    if deploy not in ("refit", "soup"):
+        raise ConfigError(f"crossfit.deploy={deploy!r}: expected refit or soup")
+    if deploy == "soup" and not folds:
+        raise ConfigError("crossfit.deploy=soup averages the fold models' weights: set "
+                          "crossfit.folds=K")
     validate_on = (cfg.get("crossfit") or {}).get("validate", "val")
     if validate_on not in ("val", "heldout"):
         raise ConfigError(f"crossfit.validate={validate_on!r}: expected val or heldout")
@@ -251,7 +257,7 @@ def validate_config(cfg: DictConfig) -> None:
         if _trains(cfg):
             _check_training_numbers(cfg)
         folds = (cfg.get("crossfit") or {}).get("folds")
-        _check_heldout_validation(cfg, folds)
+        _check_crossfit(cfg, folds)
         if "data" in cfg and "splits" in cfg.data:
             fractions = validate_splits(dict(cfg.data.splits))
             validate_eval_split(str(cfg.data.get("eval_split", "test")), fractions)

@@ -77,6 +77,8 @@ def test_default_is_three_layers_of_me5_with_location_emoji(tmp_path):
         ("model.text_pooling=max", r"model\.text_pooling='max'"),
         ("trainer.precision=bf16-true", r"trainer\.precision=bf16-true.*bf16-mixed"),
         ("crossfit.validate=oof", r"crossfit\.validate='oof'"),
+        ("crossfit.deploy=soup", r"crossfit\.deploy=soup.*crossfit\.folds=K"),
+        ("crossfit.folds=3 crossfit.deploy=ensemble", r"crossfit\.deploy='ensemble'"),
         ("crossfit.validate=heldout", r"crossfit\.validate=heldout: only fold models"),
         # each fold model would pick its checkpoint on the rows it calibrates on
         ("crossfit.folds=3 crossfit.validate=heldout",

@@ -306,6 +306,50 @@ def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
         "class", "pooled", "none"}
 
 
+def test_crossfit_soup_deploys_the_fold_models_averaged_weights(tmp_path, monkeypatch):
+    """crossfit.deploy=soup: no refit is trained; the deployed network's weights are the
+    element-wise mean of the fold models' (each taken after it predicted its held-out
+    fold), the frozen table left out of the average; the bundle serves it, and
+    geoloc-eval on the bundle reproduces the run's figures."""
+    import torch
+
+    from geoloc.cli.common import run_task
+    from geoloc.cli.evaluate import evaluate
+    from geoloc.cli.train import train
+    from geoloc.training import calibrate
+
+    a = {"w": torch.tensor([1.0, 3.0]), "ids": torch.tensor([0, 1])}
+    b = {"w": torch.tensor([3.0, 5.0]), "ids": torch.tensor([0, 1])}
+    avg = calibrate.average_states([a, b])
+    assert torch.equal(avg["w"], torch.tensor([2.0, 4.0])) and torch.equal(avg["ids"], a["ids"])
+
+    seen = []
+    real = calibrate.average_states
+    monkeypatch.setattr(calibrate, "average_states",
+                        lambda states: seen.append(states) or real(states))
+    cfg = compose([*TINY, "logger=none", "crossfit.folds=2", "crossfit.deploy=soup",
+                   "evaluation.policy.pool_below=50", f"paths.output_dir={tmp_path}"])
+    metrics, objects = run_task(train, cfg)
+    (states,) = seen
+    assert len(states) == 2 and objects["ckpt_path"] is None
+    deployed = objects["bundle"].load_module().state_dict()
+    frozen = "net.encoder.embeddings.word_embeddings.frozen"
+    assert frozen not in states[0]
+    head = "net.head.weight"
+    assert not torch.equal(states[0][head], states[1][head])
+    torch.testing.assert_close(deployed[head], (states[0][head] + states[1][head]) / 2)
+    assert "val/acc" in metrics and objects["datamodule"].split_sizes()["calib"] == 0
+
+    cfg = compose([f"model_dir={objects['bundle'].folder}", "logger=none",
+                   "data.source.n=400", f"paths.output_dir={tmp_path / 'eval'}"],
+                  config_name="eval")
+    run_task(evaluate, cfg)
+    saved = json.loads((tmp_path / "report" / "summary.json").read_text())["scalars"]
+    fresh = json.loads((tmp_path / "eval" / "report" / "summary.json").read_text())["scalars"]
+    for key in ("accuracy", "uncertain_rate", "correct_country_rate"):
+        assert fresh[key] == pytest.approx(saved[key], abs=1e-6), key
+
+
 def test_checkpoint_leaves_the_frozen_backbone_out_and_checks_its_hash(trained, tmp_path):
     """A checkpoint holds what training changed, not the frozen 96 M-row embedding table
     (restored from the backbone on load, proven identical by its SHA-256); a checkpoint

@@ -56,6 +56,10 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "layers6_folds2": ("6 encoder layers, 2 folds instead of 3 (fold models on half the "
                        "rows; the same training time as 3 folds of 3 layers)",
                        ["model.encoder_layers=6", "crossfit.folds=2"]),
+    "soup": ("the fold models' weights averaged (a model soup) deployed instead of a refit",
+             ["crossfit.deploy=soup"]),
+    "layers6_soup": ("6 encoder layers, the fold models' averaged weights deployed (no refit)",
+                     ["model.encoder_layers=6", "crossfit.deploy=soup"]),
 }
 
 

@@ -9,7 +9,8 @@ functions (:mod:`geoloc.training`).
 
 With ``crossfit.folds=K`` the policy is fitted on the out-of-fold predictions of K fold
 models and applied to a refit on all their rows (:mod:`geoloc.training.calibrate` says
-why the thresholds carry over). With ``fusion=char_ngram`` a character n-gram model is
+why the thresholds carry over), or with ``crossfit.deploy=soup`` to the fold models'
+averaged weights (no refit). With ``fusion=char_ngram`` a character n-gram model is
 fitted on the same rows (and folds), its weight chosen on the calibration outputs, and
 the fused log-probabilities are what the policy is fitted on and applied to
 (:mod:`geoloc.training.fusion`); it is saved in the bundle with the thresholds.
@@ -40,7 +41,7 @@ from geoloc.training.build import (
     wandb_run_dir,
 )
 from geoloc.training.calibrate import calibration_outputs, crossfit
-from geoloc.training.fit import fit, warn_slow_bf16
+from geoloc.training.fit import fit, soup, warn_slow_bf16
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     loggers = build_loggers(cfg)
     for lg in loggers:
         lg.log_hyperparams(resolved(cfg))
-    fitted = fit(cfg, loggers, fold=CrossFitFold(folds, None) if folds else None)
+    if cross is not None and cross.soup is not None:  # crossfit.deploy=soup
+        fitted = soup(cfg, loggers, cross.soup, folds)
+    else:
+        fitted = fit(cfg, loggers, fold=CrossFitFold(folds, None) if folds else None)
     metrics.update(fitted.metrics)
     metrics["cost/train_minutes"] = round((time.time() - started) / 60, 3)
     if fitted.rank != 0:  # multi-process training: the first process goes on (fit)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from geoloc.data.splits import CrossFitFold
@@ -51,6 +52,26 @@ class CrossFit:
     metrics: dict[str, float]
     texts: list[str] = field(default_factory=list)
     """The model texts of the out-of-fold rows, in their order (the population record)."""
+    soup: dict[str, torch.Tensor] | None = None
+    """With ``crossfit.deploy=soup``: the fold models' trained tensors averaged."""
+
+
+#: crossfit.deploy: what is deployed after the fold models
+DEPLOYS = ("refit", "soup")
+
+
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts of one architecture (integer buffers, such as
+    position ids, are taken from the first). A "model soup" (Wortsman et al. 2022): the
+    fold models are fine-tuned from one initialisation (the same seed builds the same
+    head), so their weights average into one network that serves like any other."""
+    out = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            out[key] = torch.stack([s[key].float() for s in states]).mean(0).to(first.dtype)
+        else:
+            out[key] = first.clone()
+    return out
 
 
 def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) -> CrossFit:
@@ -59,8 +80,9 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
     Fold checkpoints are deleted once their fold is predicted (the refit is deployed);
     the out-of-fold logits are kept in the report folder (``crossfit_oof.npz``).
     """
-    parts, ngram_parts, metrics, texts, curves = [], [], {}, [], []
+    parts, ngram_parts, metrics, texts, curves, states = [], [], {}, [], [], []
     heldout = str(cfg.crossfit.get("validate", "val")) == "heldout"
+    soup = str(cfg.crossfit.get("deploy", "refit")) == "soup"
     for k in range(folds):
         fitted = fit(cfg, loggers=[], fold=CrossFitFold(folds, k, validate_heldout=heldout),
                      ckpt_subdir=f"fold{k}")
@@ -68,6 +90,10 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
         out = predict_split(fitted.trainer, fitted.module, fitted.datamodule, "calib",
                             fitted.ckpt_path)
         parts.append((out, np.full(len(out.labels), k)))
+        if soup:  # the predicted (checkpoint's) weights, without the frozen table
+            frozen = set(fitted.module.frozen_parameter_names())
+            states.append({n: t.detach().clone() for n, t in
+                           fitted.module.state_dict().items() if n not in frozen})
         texts.extend(fitted.datamodule.texts("calib", out.rows))
         if fusion is not None:
             ngram_parts.append(ngram_by_c(fusion, fitted.datamodule, "calib", out.rows)[1])
@@ -93,7 +119,7 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
         metrics.update(oof_curve(curves))
     metrics["crossfit/folds"] = float(folds)
     metrics["crossfit/calibration_rows"] = float(len(oof.labels))
-    return CrossFit(oof, ngram, metrics, texts)
+    return CrossFit(oof, ngram, metrics, texts, average_states(states) if soup else None)
 
 
 def oof_curve(curves: list[list[dict[str, float]]]) -> dict[str, float]:

@@ -103,6 +103,27 @@ def fit(cfg: DictConfig, loggers: list, fold: CrossFitFold | None = None,
     return Fitted(module, datamodule, trainer, ckpt or None, metrics, rank, curve.epochs)
 
 
+def soup(cfg: DictConfig, loggers: list, state: dict[str, Any], folds: int) -> Fitted:
+    """The deployed model of ``crossfit.deploy=soup``: the fold models' averaged weights
+    (:func:`geoloc.training.calibrate.average_states`) in a fresh module, with the refit's
+    datamodule (every pooled row is train, the evaluated split is the same) and an fp32
+    trainer; validated once, so its ``val/*`` metrics stand where a refit's would. No
+    training: this replaces the refit, a quarter of a 3-fold cross-fit's training time."""
+    pl.seed_everything(cfg.seed, workers=True)
+    module = instantiate(cfg.model)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    frozen = set(module.frozen_parameter_names())
+    if unexpected or set(missing) - frozen:
+        raise RuntimeError(f"fold models' weights do not fit the model: missing "
+                           f"{sorted(set(missing) - frozen)}, unexpected {unexpected}")
+    datamodule = build_datamodule(cfg, module.tokenizer, module.metadata,
+                                  fold=CrossFitFold(folds, None))
+    trainer = build_trainer(cfg, loggers, [], precision="32-true")
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return Fitted(module, datamodule, trainer, None, metrics)
+
+
 def warn_slow_bf16(cfg: DictConfig) -> None:
     """One warning when bf16 autocast is asked for on a CPU whose flags show neither
     AVX512-BF16 nor AMX-BF16: there it emulates bf16 and was 5-30x slower than fp32."""
