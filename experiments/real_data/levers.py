@@ -60,6 +60,9 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
              ["crossfit.deploy=soup"]),
     "layers6_soup": ("6 encoder layers, the fold models' averaged weights deployed (no refit)",
                      ["model.encoder_layers=6", "crossfit.deploy=soup"]),
+    "mix_soup": ("synthetic profiles in train (0.25 per real row), the fold models' averaged "
+                 "weights deployed (no refit)",
+                 ["data=umass_mix", "data.source.synthetic_ratio=0.25", "crossfit.deploy=soup"]),
 }
 
 
