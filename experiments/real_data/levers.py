@@ -160,6 +160,11 @@ def main(argv: list[str] | None = None) -> None:
             "their held-out folds; correct country: the saved policy on its own "
             "out-of-fold calibration rows, optimistic but alike for every lever; – for "
             "runs made before the fold models validated on their held-out folds).\n\n"
+            "**The choice rule** (written before the last rows ran): the recommended "
+            "recipe is the row with the highest out-of-fold correct-country share whose "
+            "out-of-fold loss is no worse than the recipe's and whose run takes at most "
+            "13.5 minutes (so that `run.sh`, with its baselines, stays within 15); `val` "
+            "only reports. Minutes of rows run beside other work are marked *.\n\n"
             + table + "\n")
     TABLE.write_text(text, encoding="utf-8")
     print(text)
