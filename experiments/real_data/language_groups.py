@@ -60,12 +60,13 @@ def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", nargs="?", default=str(ROOT / "outputs/real_data/real_only/model"))
     p.add_argument("--min-tweets", type=int, default=15)
+    p.add_argument("--name", default="language_groups", help="stem of the .md and .png "
+                   "written beside this file (another model: another name)")
     a = p.parse_args(argv)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import py3langid
 
     from geoloc.config import compose_config
     from geoloc.data.datamodule import labelled_splits
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> str:
     from geoloc.inference.population import script_of
     from geoloc.inference.predictor import Predictor
     from geoloc.io import markdown_table
+    from geoloc.model.module import detect_languages
 
     cfg = compose_config(["experiment=real_umass"])
     val = labelled_splits(UmassTweetsSource(), list(cfg.labels.countries),
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> str:
     names = list(predictor.class_names)
     if names != [*cfg.labels.countries, names[-1]]:  # the labels index the recipe's classes
         raise SystemExit(f"{a.model}: its classes differ from experiment=real_umass's")
-    langs = [py3langid.classify(t)[0] for t in texts]
+    langs = detect_languages(texts)  # what model.language_balance weights by
     counts = pd.Series(langs).value_counts()
     kept = set(counts[counts >= a.min_tweets].index)
     langs = [lang if lang in kept else "(other)" for lang in langs]
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> str:
     for axis in ax:
         axis.tick_params(axis="x", rotation=60)
     fig.tight_layout()
-    fig.savefig(HERE / "language_groups.png", dpi=110)
+    fig.savefig(HERE / f"{a.name}.png", dpi=110)
     plt.close(fig)
 
     text = "\n".join([
@@ -123,9 +125,9 @@ def main(argv: list[str] | None = None) -> str:
         "## All tweets", "", markdown_table(whole), "",
         "## By detected language", "", markdown_table(by_lang), "",
         "## By writing system", "", markdown_table(by_script), "",
-        "![accuracy and wrong-answer confidence by language](language_groups.png)", "",
+        f"![accuracy and wrong-answer confidence by language]({a.name}.png)", "",
     ])
-    (HERE / "language_groups.md").write_text(text, encoding="utf-8")
+    (HERE / f"{a.name}.md").write_text(text, encoding="utf-8")
     print(text)
     return text
 
