@@ -49,7 +49,7 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
                  ["model.freeze_word_embeddings=false"]),
     "whole_profile": ("whole-profile encoding (attention over texts, 64 tokens each; a "
                       "tweet is one text)", ["model.text_pooling=attention"]),
-    "language_balance": ("language-balanced loss: rows weighted P(country | language)^-0.5",
+    "language_balance": ("language-balanced loss: rows weighted P(country given language)^-0.5",
                          ["model.language_balance=0.5"]),
     "tweet_normalisation": ("tweet normalisation in the tokenizer: links, @handles, "
                             "elongations (tokenizer=tweet)", ["tokenizer=tweet"]),
