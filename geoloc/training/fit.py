@@ -108,7 +108,8 @@ def soup(cfg: DictConfig, loggers: list, state: dict[str, Any], folds: int) -> F
     (:func:`geoloc.training.calibrate.average_states`) in a fresh module, with the refit's
     datamodule (every pooled row is train, the evaluated split is the same) and an fp32
     trainer; validated once, so its ``val/*`` metrics stand where a refit's would. No
-    training: this replaces the refit, a quarter of a 3-fold cross-fit's training time."""
+    training: this replaces the refit, a third of a 3-fold cross-fit's training steps
+    (6 layers on the real tweets: 19.1 minutes with a refit, 14.8 without)."""
     pl.seed_everything(cfg.seed, workers=True)
     module = instantiate(cfg.model)
     missing, unexpected = module.load_state_dict(state, strict=False)
