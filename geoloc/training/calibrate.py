@@ -17,6 +17,10 @@ precision at a given confidence threshold is, if anything, higher for the refit:
 guarantee holds for the fold models exactly and carries over to the refit under this
 stability assumption (as in cross-conformal prediction and CV+, Barber et al. 2021). It is
 checked, not assumed, on the evaluated split, which no model of the cross-fit trains on.
+
+With ``crossfit.deploy=soup`` no refit is trained: the deployed network is the fold
+models' weights averaged (:func:`average_states`). The same assumption carries the
+thresholds over: a network at least as good as each fold model on new rows.
 """
 
 from __future__ import annotations
