@@ -66,7 +66,7 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
 }
 
 #: Rows whose run shared the 2 cores with tests for a few minutes: their minutes are high.
-DISTURBED = {"focal", "synthetic_mix"}
+DISTURBED = {"focal", "synthetic_mix", "tweet_normalisation"}
 
 
 def run(name: str, out: Path) -> Path:
