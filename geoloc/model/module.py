@@ -301,6 +301,8 @@ class GeolocModule(pl.LightningModule):
         weights of ``language_balance`` from its texts' detected languages."""
         alpha = float(self.hparams.get("class_balance", 0.0))
         beta = float(self.hparams.get("language_balance", 0.0))
+        if alpha == 0 and beta == 0:
+            return
         train = self.trainer.datamodule.datasets["train"]
         if alpha > 0:
             labels = torch.as_tensor(train["labels"])

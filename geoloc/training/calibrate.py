@@ -60,10 +60,6 @@ class CrossFit:
     """With ``crossfit.deploy=soup``: the fold models' trained tensors averaged."""
 
 
-#: crossfit.deploy: what is deployed after the fold models
-DEPLOYS = ("refit", "soup")
-
-
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The element-wise mean of state dicts of one architecture (integer buffers, such as
     position ids, are taken from the first). A "model soup" (Wortsman et al. 2022): the
