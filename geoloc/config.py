@@ -183,7 +183,8 @@ def _check_training_numbers(cfg: DictConfig) -> None:
 
 
 def _check_crossfit(cfg: DictConfig, folds: Any) -> None:
-    """``crossfit.deploy=soup`` needs fold models. ``crossfit.validate=heldout`` makes each fold model validate on the rows it then
+    """``crossfit.deploy=soup`` needs fold models. ``crossfit.validate=heldout`` makes
+    each fold model validate on the rows it then
     predicts for calibration: allowed only when nothing is chosen on that validation (no
     checkpoint monitor, no early stopping), else the out-of-fold outputs would be picked
     on themselves and the certificate would be optimistic."""
