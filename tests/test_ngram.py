@@ -15,6 +15,7 @@ from geoloc.model.ngram import (
     Fusion,
     FusionConfig,
     fuse,
+    place_evidence,
     select_fusion,
 )
 
@@ -73,25 +74,95 @@ def test_select_fusion_follows_the_informative_model():
     informative = np.eye(4)[labels] * 3 + rng.normal(size=(600, 4))
     noise = rng.normal(size=(600, 4))
     # transformer informative, n-gram noise: all weight on the transformer
-    c, w, trials = select_fusion(informative, {1.0: log_softmax(noise, axis=1)}, labels,
-                                 [0.0, 0.5, 1.0])
-    assert (c, w) == (1.0, 1.0) and len(trials) == 3
+    c, w, a, trials = select_fusion(informative, {1.0: log_softmax(noise, axis=1)}, labels,
+                                    [0.0, 0.5, 1.0])
+    assert (c, w, a) == (1.0, 1.0, 0.0) and len(trials) == 3
     # the reverse: all weight on the better of two n-gram models
-    c, w, _ = select_fusion(noise, {1.0: log_softmax(noise, axis=1),
-                                    10.0: log_softmax(informative, axis=1)},
-                            labels, [0.0, 0.5, 1.0])
+    c, w, _, _ = select_fusion(noise, {1.0: log_softmax(noise, axis=1),
+                                       10.0: log_softmax(informative, axis=1)},
+                               labels, [0.0, 0.5, 1.0])
     assert (c, w) == (10.0, 0.0)
     # two equally informative, independent views: a mix beats either alone
     other = np.eye(4)[labels] * 3 + rng.normal(size=(600, 4))
-    _, w, _ = select_fusion(informative, {1.0: log_softmax(other, axis=1)}, labels,
-                            [0.0, 0.5, 1.0])
+    _, w, _, _ = select_fusion(informative, {1.0: log_softmax(other, axis=1)}, labels,
+                               [0.0, 0.5, 1.0])
     assert w == 0.5
+
+
+def test_select_fusion_weighs_place_evidence_by_what_it_is_worth():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, 600)
+    weak = np.eye(4)[labels] * 1.0 + rng.normal(size=(600, 4))
+    ngram = log_softmax(rng.normal(size=(600, 4)), axis=1)
+    # a third of the rows name a place of their own country: a weight > 0 is chosen
+    named = np.where((rng.random(600) < 0.33)[:, None], np.eye(4)[labels], 0.0)
+    _, w, a, trials = select_fusion(weak, {1.0: ngram}, labels, [0.5, 1.0], named,
+                                    [0.0, 1.0, 3.0])
+    assert a > 0 and len(trials) == 6
+    assert {t["place_weight"] for t in trials} == {0.0, 1.0, 3.0}
+    # places unrelated to the label: no weight
+    unrelated = np.where((rng.random(600) < 0.33)[:, None],
+                         np.eye(4)[rng.integers(0, 4, 600)], 0.0)
+    _, _, a, _ = select_fusion(weak, {1.0: ngram}, labels, [0.5, 1.0], unrelated,
+                               [0.0, 1.0, 3.0])
+    assert a == 0.0
+    with pytest.raises(ValueError, match="place evidence"):
+        fuse(weak, ngram, 0.5, None, 1.0)
+
+
+def test_place_evidence_lays_the_named_places_on_the_classes():
+    names = ["US", "BR", "PT", "OTHER"]
+    ev = place_evidence(["Bom dia Lisboa 🇵🇹", "nothing here at all", "Sunset in Reykjavík",
+                         "Bom dia Lisboa 🇵🇹"], names)
+    assert ev.shape == (4, 4) and ev.dtype == np.float32
+    assert ev[0].argmax() == names.index("PT") and ev[0].sum() == pytest.approx(1.0)
+    assert not ev[1].any()  # no place named: no evidence
+    assert ev[2, names.index("OTHER")] == pytest.approx(1.0)  # Iceland is not a class
+    np.testing.assert_array_equal(ev[0], ev[3])
+    # without OTHER, a country outside the label set is no evidence
+    assert not place_evidence(["Sunset in Reykjavík"], ["US", "BR"]).any()
+
+
+def test_a_saved_place_expert_restores_the_same_predictions(tmp_path):
+    """The place weight, the class names and the gazetteer's version travel in the JSON;
+    the export's scorer (which runs without geoloc but for this step) adds the same
+    evidence."""
+    from geoloc.inference.modeling_geoloc import CharNgramScorer
+    from geoloc.location.gazetteer import index_version
+
+    texts, labels = _texts(200)
+    names = ["BR", "FR", "US", "JP"]
+    model = CharNgramLR(n_classes=4, C=30.0).fit(texts, labels)
+    with pytest.raises(ValueError, match="class names"):
+        Fusion(model=model, weight=0.6, place_weight=2.0)
+    fusion = Fusion(model=model, weight=0.6, place_weight=2.0, class_names=names)
+    path = tmp_path / "geoloc_fusion.json"
+    fusion.save(path)
+    meta = json.loads(path.read_text())
+    assert (meta["place_weight"], meta["class_names"]) == (2.0, names)
+    assert meta["gazetteer"] == index_version()
+    loaded = Fusion.load(path)
+    probe = ["bonjour Paris", "howdy from Austin, TX", "saudade 🇧🇷", "kawaii"]
+    logits = np.random.default_rng(2).normal(size=(4, 4)).astype(np.float32)
+    got = loaded.apply(logits, probe)
+    np.testing.assert_allclose(got, fusion.apply(logits, probe), atol=1e-6)
+    without = fuse(logits, model.log_proba(probe), 0.6)
+    assert (got - without)[2, names.index("BR")] == pytest.approx(2.0, abs=1e-4)  # a flag
+    assert (got - without)[0, names.index("FR")] > 1.9  # Paris: mostly France
+    assert got[3].tolist() == pytest.approx(without[3].tolist(), abs=1e-6)  # no place
+    with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
+        scorer = CharNgramScorer(meta, dict(arrays))
+    exported = (0.6 * log_softmax(logits.astype(np.float64), axis=1)
+                + 0.4 * scorer.log_proba(probe) + scorer.place_weight * scorer.places(probe))
+    np.testing.assert_allclose(exported, got, atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"weights": (1.5,)}, "fusion.weights"),
     ({"weights": ()}, "fusion.weights"),
     ({"C_grid": (0.0,)}, "fusion.C_grid"),
+    ({"place_weights": (-1.0,)}, "fusion.place_weights"),
+    ({"place_weights": ()}, "fusion.place_weights"),
 ])
 def test_fusion_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):

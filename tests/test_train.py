@@ -264,7 +264,9 @@ def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
     the saved fusion and policy and reproduces the headline figures. The recipe's speed
     settings: length-grouped batches and bf16 autocast in training, yet the policy is
     fitted on fp32 outputs (geoloc-eval's fp32 trainer reproduces them to 1e-6); the fold
-    models validate on their held-out folds (the out-of-fold learning curve)."""
+    models validate on their held-out folds (the out-of-fold learning curve). The fusion
+    has a place expert (one weight, so it is used), which geoloc-eval applies again; the
+    fold models' ensemble is reported beside the refit."""
     import numpy as np
 
     from geoloc.bundle.files import FUSION_FILE, THRESHOLDS_FILE
@@ -274,7 +276,7 @@ def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
 
     cfg = compose([*TINY, "logger=none", "crossfit.folds=2", "evaluation.policy.pool_below=50",
                    "fusion=char_ngram", "fusion.C_grid=[3.0,30.0]", "fusion.weights=[0,0.5,1]",
-                   "data.group_by_length=true", "trainer.precision=bf16-mixed",
+                   "fusion.place_weights=[2.0]", "data.group_by_length=true", "trainer.precision=bf16-mixed",
                    "crossfit.validate=heldout", "callbacks.model_checkpoint.monitor=null",
                    f"paths.output_dir={tmp_path}"])
     metrics, objects = run_task(train, cfg)
@@ -285,7 +287,12 @@ def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
     assert oof["ngram_C3"].shape == oof["ngram_C30"].shape == oof["logits"].shape
     assert metrics["fusion/C"] in (3.0, 30.0) and metrics["fusion/weight"] in (0.0, 0.5, 1.0)
     bundle = objects["bundle"]
-    assert len(json.loads(bundle.path(FUSION_FILE).read_text())["trials"]) == 6
+    saved_fusion = json.loads(bundle.path(FUSION_FILE).read_text())
+    assert len(saved_fusion["trials"]) == 6
+    assert saved_fusion["place_weight"] == metrics["fusion/place_weight"] == 2.0
+    assert saved_fusion["class_names"] == list(objects["module"].class_names)
+    for key in ("accuracy", "macro_f1", "correct_country_rate"):
+        assert 0.0 <= metrics[f"ensemble/{key}"] <= 1.0, key
 
     eval_dir = tmp_path / "eval"
     cfg = compose([f"model_dir={bundle.folder}", "logger=none", "data.source.n=400",
@@ -304,6 +311,31 @@ def test_crossfit_calibrates_on_out_of_fold_predictions(tmp_path):
     saved = json.loads(bundle.path(THRESHOLDS_FILE).read_text())
     assert saved["pool_below"] == 50 and set(saved["guarantee_per_class"].values()) <= {
         "class", "pooled", "none"}
+
+
+def test_fold_ensemble_averages_log_probabilities_row_by_row():
+    """The fold ensemble is the mean of the members' log-softmax on the same rows, whatever
+    order each member predicted them in; members on different rows are refused."""
+    import numpy as np
+    from scipy.special import log_softmax
+
+    from geoloc.evaluation import SplitOutputs
+    from geoloc.training.calibrate import fold_ensemble
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 3)).astype(np.float32)
+    b = rng.normal(size=(5, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1])
+    rows = np.array([10, 11, 12, 13, 14])
+    perm = np.array([3, 0, 4, 1, 2])
+    ens = fold_ensemble([SplitOutputs(a, labels, rows),
+                         SplitOutputs(b[perm], labels[perm], rows[perm])])
+    np.testing.assert_array_equal(ens.rows, rows)
+    np.testing.assert_array_equal(ens.labels, labels)
+    np.testing.assert_allclose(ens.logits, (log_softmax(a, axis=1) + log_softmax(b, axis=1)) / 2,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="different rows"):
+        fold_ensemble([SplitOutputs(a, labels, rows), SplitOutputs(b, labels, rows + 1)])
 
 
 def test_crossfit_soup_deploys_the_fold_models_averaged_weights(tmp_path, monkeypatch):

@@ -53,7 +53,7 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "language_balance": ("language-balanced loss: rows weighted P(country given language)^-0.5",
                          ["model.language_balance=0.5"]),
     "tweet_normalisation": ("tweet normalisation in the tokenizer: links, @handles, "
-                            "elongations (tokenizer=tweet; the recommended recipe now)",
+                            "elongations (tokenizer=tweet)",
                             ["tokenizer=tweet"]),
     "layers6_folds2": ("6 encoder layers, 2 folds instead of 3 (fold models on half the "
                        "rows; the same training time as 3 folds of 3 layers)",
@@ -65,11 +65,15 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "mix_soup": ("synthetic profiles in train (0.25 per real row), the fold models' averaged "
                  "weights deployed (no refit)",
                  ["data=umass_mix", "data.source.synthetic_ratio=0.25", "crossfit.deploy=soup"]),
+    "places": ("place evidence as a third fusion expert: the countries of the places a "
+               "tweet names (the location resolver's gazetteer), weight chosen out of fold "
+               "in 0-6; on the tweet tokenizer (the recommended recipe now)", ["tokenizer=tweet",
+                                                  "fusion.place_weights=[0,0.5,1,2,3,4,6]"]),
 }
 
 #: The recipe the rows changed one lever of: experiment=real_umass as it was before the
-#: table chose the tweet tokenizer (row tweet_normalisation is the recipe now).
-BASE = ["tokenizer=location_emoji"]
+#: table chose the tweet tokenizer and then the place expert (row places is the recipe now).
+BASE = ["tokenizer=location_emoji", "fusion.place_weights=[0]"]
 
 #: Rows whose run shared the 2 cores with tests for a few minutes: their minutes are high.
 DISTURBED = {"focal", "synthetic_mix", "tweet_normalisation"}
@@ -105,8 +109,9 @@ def row(name: str, folder: Path) -> dict:
     low = pc[(pc["is_country"]) & (pc["assigned"] >= 20) & (pc["precision_abstain"] < 0.9)]
     oof_acc, oof_loss, oof_correct = _out_of_fold(folder)
     wall = folder / "wall_seconds.txt"
-    minutes = (float(wall.read_text()) / 60 if wall.is_file() else
-               json.loads((folder / "metrics.json").read_text()).get("minutes", float("nan")))
+    m = json.loads((folder / "metrics.json").read_text())
+    minutes = float(wall.read_text()) / 60 if wall.is_file() else m.get("minutes", float("nan"))
+    fused_loss = m["metrics"].get("fusion/calib_nll")
     return {
         "lever": name, "what": LEVERS[name][0],
         "accuracy": f"{100 * s['accuracy']:.1f} ± {100 * s['accuracy_se']:.1f}",
@@ -118,8 +123,28 @@ def row(name: str, folder: Path) -> dict:
         "certified alone": int(s["countries_certified_own"]),
         "≥ 20 assigned, < 90 %": ", ".join(low["class"]) or "none",
         "out-of-fold: accuracy / loss / correct country": f"{oof_acc} / {oof_loss} / {oof_correct}",
+        "fused out-of-fold loss": f"{fused_loss:.3f}" if fused_loss is not None else "–",
         "minutes": f"{minutes:.1f}" + ("*" if name in DISTURBED else ""),
     }
+
+
+def ensemble_row(name: str, folder: Path) -> dict | None:
+    """The fold ensemble's figures next to the deployed model's (None for runs made
+    before the ensemble was measured)."""
+    m = json.loads((folder / "metrics.json").read_text())["metrics"]
+    if "ensemble/accuracy" not in m:
+        return None
+    keys = {"accuracy": ("eval/accuracy", "ensemble/accuracy"),
+            "macro-F1": ("eval/macro_f1", "ensemble/macro_f1"),
+            "correct country": ("abstain/correct_country_rate",
+                                "ensemble/correct_country_rate"),
+            "precision": ("abstain/country_precision", "ensemble/country_precision")}
+    out = {"lever": name}
+    for label, (deployed, ensemble) in keys.items():
+        pair = [m.get(deployed), m.get(ensemble)]
+        out[f"{label}: deployed → ensemble"] = " → ".join(
+            "–" if v is None else f"{100 * v:.1f}" for v in pair)
+    return out
 
 
 def _out_of_fold(folder: Path) -> tuple[str, str, str]:
@@ -160,8 +185,16 @@ def main(argv: list[str] | None = None) -> None:
     if not a.table_only:
         for name in a.names or list(LEVERS):
             run(name, a.out)
-    rows = [row(n, a.out / n) for n in LEVERS if (a.out / n / "metrics.json").is_file()]
-    table = pd.DataFrame(rows).to_markdown(index=False)
+    done = [n for n in LEVERS if (a.out / n / "metrics.json").is_file()]
+    table = pd.DataFrame([row(n, a.out / n) for n in done]).to_markdown(index=False)
+    ensembles = [r for r in (ensemble_row(n, a.out / n) for n in done) if r]
+    if ensembles:
+        table += ("\n\n## The fold models' ensemble beside the deployed model\n\n"
+                  "Runs since the fold ensemble was measured (`ensemble/*` metrics): the K "
+                  "fold models' mean log-probabilities on `val`, fused and thresholded like "
+                  "the deployed model (which is a refit, or the soup where the row says "
+                  "so). K networks to serve instead of one.\n\n"
+                  + pd.DataFrame(ensembles).to_markdown(index=False))
     text = ("# Levers on the real recipe (validation split, 777 tweets)\n\n"
             "`python experiments/real_data/levers.py` (see its docstring). One lever per row "
             "against the recommended recipe; ± one standard error. *correct country*: "
@@ -171,9 +204,12 @@ def main(argv: list[str] | None = None) -> None:
             "*out-of-fold*: what a lever is chosen on without `val` (the fold models on "
             "their held-out folds; correct country: the saved policy on its own "
             "out-of-fold calibration rows, optimistic but alike for every lever; – for "
-            "runs made before the fold models validated on their held-out folds).\n\n"
+            "runs made before the fold models validated on their held-out folds); *fused "
+            "out-of-fold loss*: the temperature-scaled log-loss of the fused outputs the "
+            "policy is fitted on (what the fusion's weights are chosen by).\n\n"
             "**The choice rule** (written before the last rows ran; it chose the tweet "
-            "tokenizer, the recipe of `experiment=real_umass` since): the recommended "
+            "tokenizer, then the place expert on top of it, the recipe of "
+            "`experiment=real_umass` since): the recommended "
             "recipe is the row with the highest out-of-fold correct-country share whose "
             "out-of-fold loss is no worse than the recipe's and whose run takes at most "
             "13.5 minutes (so that `run.sh`, with its baselines, stays within 15); `val` "

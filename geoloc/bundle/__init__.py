@@ -304,7 +304,7 @@ class Bundle:
                 fusion.thresholds_sha256 = file_sha256(tmp / THRESHOLDS_FILE)
                 fusion.save(tmp / FUSION_FILE)
             write_text_atomic(tmp / CARD_FILE, model_card(
-                info, thresholds, fusion_weight=None if fusion is None else fusion.weight))
+                info, thresholds, fusion))
 
         return cls._write(folder, write)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from geoloc.bundle.files import FUSION_FILE, MODELING_FILE, ONNX_FILE, ONNX_INT8_FILE
 from geoloc.evaluation import Thresholds
+from geoloc.model.ngram import Fusion
 
 #: The run metrics the card shows (full metric names), with their labels.
 CARD_METRICS = {
@@ -20,10 +21,10 @@ CARD_METRICS = {
 }
 
 
-def model_card(info: dict[str, Any], th: Thresholds, fusion_weight: float | None,
+def model_card(info: dict[str, Any], th: Thresholds, fusion: Fusion | None,
                export: bool = False, onnx: bool = False, quantized: bool = False) -> str:
     """The card of a bundle whose model description is ``info`` (see
-    :mod:`geoloc.bundle`) and policy ``th``; ``export`` when the folder also holds what
+    :mod:`geoloc.bundle`), policy ``th`` and fusion ``fusion``; ``export`` when the folder also holds what
     plain ``transformers`` loads, ``onnx``/``quantized`` when it holds the graphs."""
     hp, data, summary = info["module"], info["data"], info.get("metrics") or {}
     metrics = "\n".join(f"| {label} | {summary[k]:.4g} |" for k, label in CARD_METRICS.items()
@@ -37,13 +38,18 @@ def model_card(info: dict[str, Any], th: Thresholds, fusion_weight: float | None
         rows.append(f"| {name} | {th.guarantee(name)} | "
                     f"{'never assigned' if t == float('inf') else f'{t:.4f}'}"
                     f" | {cal.n_support if cal else ''} |")
-    fusion_note = (
-        f"\n**Fused model.** The thresholds apply to the transformer fused with a char "
-        f"n-gram model (`{FUSION_FILE}`, weight {fusion_weight:g} on the transformer). "
-        "An export's `text-classification` pipeline applies both (it needs "
-        "scikit-learn); `AutoModelForSequenceClassification` alone returns the "
-        "transformer's part.\n"
-        if fusion_weight is not None else "")
+    fusion_note = ""
+    if fusion is not None:
+        places = (f" and with place evidence (weight {fusion.place_weight:g}: the countries "
+                  "of the places a text names, from geoloc's gazetteer)"
+                  if fusion.place_weight else "")
+        needs = ("all three (it needs scikit-learn, and geoloc for the places)" if places
+                 else "both (it needs scikit-learn)")
+        fusion_note = (
+            f"\n**Fused model.** The thresholds apply to the transformer fused with a char "
+            f"n-gram model (`{FUSION_FILE}`, weight {fusion.weight:g} on the transformer)"
+            f"{places}. An export's `text-classification` pipeline applies {needs}; "
+            "`AutoModelForSequenceClassification` alone returns the transformer's part.\n")
     onnx_note = ""
     if onnx:
         onnx_note = (f"\n`{ONNX_FILE}` (fp32)" + (f" and `{ONNX_INT8_FILE}` (int8 dynamic "

@@ -30,8 +30,15 @@ from geoloc.bundle import Bundle, is_bundle
 from geoloc.cli import common
 from geoloc.config import CONF_DIR
 from geoloc.data.splits import CrossFitFold
-from geoloc.evaluation import PolicyConfig, evaluate_logits
+from geoloc.evaluation import (
+    PolicyConfig,
+    SplitOutputs,
+    Thresholds,
+    evaluate_logits,
+    evaluate_split,
+)
 from geoloc.inference.population import PopulationProfile
+from geoloc.model.ngram import Fusion
 from geoloc.runs import finished_metrics, resolved, save_run_metrics, start_run
 from geoloc.training.build import (
     build_fusion,
@@ -103,9 +110,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                              ids=datamodule.ids(split, evaluated.rows))
     evaluation = result.metrics()
     metrics.update(evaluation)
+    if cross is not None and cross.ensemble is not None and result.fitted:
+        metrics.update(ensemble_metrics(cross.ensemble, calibrated.fusion, result.thresholds,
+                                        datamodule, split))
     if run is not None:
         run.summary.update({k: v for k, v in metrics.items()
-                            if k.startswith(("crossfit/", "fusion/"))})
+                            if k.startswith(("crossfit/", "fusion/", "ensemble/"))})
 
     # 4. save the bundle: everything a later command needs, in one folder, with the
     #    record of the population the policy was fitted on (geoloc-predict checks inputs)
@@ -144,6 +154,28 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     )
     return metrics, {"module": module, "datamodule": datamodule, "trainer": trainer,
                      "result": result, "ckpt_path": fitted.ckpt_path, "bundle": bundle}
+
+
+#: What the fold ensemble is reported on: ensemble/<name> <- the evaluation's <key>.
+ENSEMBLE_METRICS = {"accuracy": "eval/accuracy", "macro_f1": "eval/macro_f1",
+                    "correct_country_rate": "abstain/correct_country_rate",
+                    "country_precision": "abstain/country_precision"}
+
+
+def ensemble_metrics(ensemble: SplitOutputs, fusion: Fusion | None, thresholds: Thresholds,
+                     datamodule: Any, split: str) -> dict[str, float]:
+    """The K fold models' ensemble on the evaluated split (fused like the deployed model,
+    under the same policy): issue 22's fold-ensemble lever, measured in every cross-fit
+    beside the refit or soup that is deployed, so choosing between them needs no extra
+    run. Reported only; the policy was fitted on single fold models' outputs, which the
+    ensemble averages, so it is the deployed network's certificate, not this one's."""
+    logits = ensemble.logits
+    if fusion is not None:
+        logits = fusion.apply(logits, datamodule.texts(split, ensemble.rows))
+    got = evaluate_split(logits, ensemble.labels, list(thresholds.class_names), thresholds,
+                         split=split).metrics()
+    return {f"ensemble/{name}": float(got[key]) for name, key in ENSEMBLE_METRICS.items()
+            if got.get(key) is not None}
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

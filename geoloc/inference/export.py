@@ -208,7 +208,7 @@ def export_bundle(bundle: Bundle, module: Any, out: Path, onnx: bool, quantize: 
         if onnx:
             export_onnx(model, tmp, quantize)
         write_text_atomic(tmp / CARD_FILE, model_card(
-            bundle.info, thresholds, None if fusion is None else fusion.weight,
+            bundle.info, thresholds, fusion,
             export=True, onnx=onnx, quantized=quantize))
 
     folder = bundle.derive(out, add).folder

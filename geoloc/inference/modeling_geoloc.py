@@ -203,6 +203,20 @@ class CharNgramScorer:
         self.coef = np.asarray(arrays["coef"])
         self.intercept = np.asarray(arrays["intercept"])
         self.classes = np.asarray(arrays["classes"], dtype=np.int64)
+        self.place_weight = float(meta.get("place_weight", 0.0))
+        self.class_names = meta.get("class_names")
+
+    def places(self, texts: list[str]) -> np.ndarray:
+        """The place expert's evidence. It comes from geoloc's gazetteer (built from the
+        gazetteer packages that geoloc installs, far too much to carry in this file), so
+        this one step needs geoloc installed."""
+        try:
+            # here, not at the top: this file runs without geoloc everywhere else
+            from geoloc.model.ngram import place_evidence
+        except ImportError as err:
+            raise ImportError("this export's fusion adds place evidence from geoloc's "
+                              "gazetteer: install geoloc to use it") from err
+        return place_evidence(texts, self.class_names)
 
     @classmethod
     def from_pretrained(cls, folder: str, name: str) -> CharNgramScorer:
@@ -229,7 +243,8 @@ class CharNgramScorer:
 
 class GeolocTextClassificationPipeline(TextClassificationPipeline):
     """``text-classification`` as geoloc scores it: transformer logits fused with the char
-    n-gram model when the export has one (``w · log_softmax(logits) + (1 - w) · log p_ngram``),
+    n-gram model when the export has one (``w · log_softmax(logits) + (1 - w) · log p_ngram``,
+    plus ``a · place evidence`` when the fusion has a place expert),
     divided by the saved temperature. Scores are then the calibrated probabilities that
     ``geoloc-predict`` reports; the per-country thresholds (UNCERTAIN) are not applied
     here. Plain strings only: a geoloc profile is one text, never a pair."""
@@ -274,13 +289,18 @@ class GeolocTextClassificationPipeline(TextClassificationPipeline):
             model_inputs = dict(super().preprocess(inputs, **tokenizer_kwargs))
         if self.ngram is not None:
             model_inputs["ngram_log_proba"] = torch.from_numpy(self.ngram.log_proba([inputs]))
+            if self.ngram.place_weight:
+                model_inputs["place_evidence"] = torch.from_numpy(self.ngram.places([inputs]))
         return model_inputs
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         ngram = model_inputs.pop("ngram_log_proba", None)
+        places = model_inputs.pop("place_evidence", None)
         logits = self.model(**model_inputs).logits.double()
         if ngram is not None:
             w = self.ngram.weight
             logits = w * torch.log_softmax(logits, dim=-1) + (1.0 - w) * ngram.double()
+        if places is not None:
+            logits = logits + self.ngram.place_weight * places.double()
         # geoloc fuses in float64 and scores in float32, as here
         return {"logits": (logits.float() / self.temperature)}

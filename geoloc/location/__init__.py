@@ -3,7 +3,7 @@
 :mod:`.resolver` matches a string against the index and lets the evidence vote (how and
 why: its docstring); :mod:`.gazetteer` builds that index from pip-installed gazetteers and
 the hand-written tables of ``geoloc/resources/location/resolver.yaml``. This package's
-API is what ``geoloc-label`` and the experiments use.
+API is what ``geoloc-label``, the fusion's place expert and the experiments use.
 """
 
 from geoloc.location.gazetteer import Gazetteer, build_gazetteer, get_gazetteer
@@ -11,6 +11,7 @@ from geoloc.location.resolver import (
     DEFAULT_MIN_CONFIDENCE,
     LocationMatch,
     explain,
+    place_shares,
     resolve_country,
     resolve_location,
     resolve_many,
@@ -23,6 +24,7 @@ __all__ = [
     "build_gazetteer",
     "explain",
     "get_gazetteer",
+    "place_shares",
     "resolve_country",
     "resolve_location",
     "resolve_many",

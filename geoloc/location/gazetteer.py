@@ -339,7 +339,9 @@ def build_gazetteer() -> Gazetteer:
                      max_tokens=min(max_tokens, 8), max_nospace=min(max_nospace, 12))
 
 
-def _versions() -> str:
+def index_version() -> str:
+    """What the index is built from (its format, the hand-written tables, the gazetteer
+    packages' versions): the cache key, and what a fused place expert records."""
     from importlib.metadata import version
 
     # the hand-written tables are part of the index: editing them must not serve a stale one
@@ -365,7 +367,7 @@ def get_gazetteer() -> Gazetteer:
     use_disk = os.environ.get("GEOLOC_GAZETTEER_CACHE", "1") != "0"
     path: Path | None = None
     if use_disk:
-        path = geoloc_home() / "gazetteer" / f"index_{_versions()}.json"
+        path = geoloc_home() / "gazetteer" / f"index_{index_version()}.json"
         if path.exists():
             try:
                 return Gazetteer.from_dict(json.loads(path.read_text(encoding="utf-8")))

@@ -372,6 +372,26 @@ def resolve_many(texts: Iterable[str | None], min_confidence: float = DEFAULT_MI
     return out
 
 
+def place_shares(text: str | None) -> dict[str, float]:
+    """Each country's share of the place evidence ``text`` mentions, voted as
+    :func:`resolve_location` votes ({} when no place is named).
+
+    Unlike :func:`resolve_location` it never abstains: it reads running text (a caption,
+    a tweet), where "York" or "konak" is weak evidence, not a label, and the fusion's place
+    expert (:mod:`geoloc.model.ngram`) learns how much such shares are worth. That is why
+    it is the vote, not the decision: a place name the training rows never showed still
+    points at its country.
+    """
+    if not text:
+        return {}
+    spans, _ = _match(text.translate(INVISIBLE), get_gazetteer())
+    if not spans:
+        return {}
+    scores = _vote(spans)
+    total = sum(scores.values())
+    return {c: v / total for c, v in scores.items() if v > 0} if total > 0 else {}
+
+
 def explain(text: str) -> list[dict[str, Any]]:
     """The evidence spans found in ``text`` (for debugging a surprising label)."""
     spans, _ = _match(text, get_gazetteer())
@@ -382,6 +402,7 @@ __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
     "LocationMatch",
     "explain",
+    "place_shares",
     "resolve_country",
     "resolve_location",
     "resolve_many",

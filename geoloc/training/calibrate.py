@@ -58,6 +58,24 @@ class CrossFit:
     """The model texts of the out-of-fold rows, in their order (the population record)."""
     soup: dict[str, torch.Tensor] | None = None
     """With ``crossfit.deploy=soup``: the fold models' trained tensors averaged."""
+    ensemble: SplitOutputs | None = None
+    """The evaluated split as the K fold models' ensemble sees it (:func:`fold_ensemble`),
+    reported beside the deployed model (``ensemble/*`` metrics), never deployed."""
+
+
+def fold_ensemble(outputs: list[SplitOutputs]) -> SplitOutputs:
+    """The fold models' mean log-probabilities on one split: an ensemble of the K models
+    the calibration saw, measured as issue 22's fold-ensemble lever (a refit or a soup is
+    one network to serve; this is K). Rows are matched by index, whatever order each
+    prediction came in."""
+    order = [np.argsort(o.rows, kind="stable") for o in outputs]
+    rows = outputs[0].rows[order[0]]
+    for o, idx in zip(outputs, order, strict=True):
+        if not np.array_equal(o.rows[idx], rows):
+            raise ValueError("the fold models predicted different rows of the split")
+    mean = np.mean([torch.log_softmax(torch.from_numpy(o.logits[idx]).double(), -1).numpy()
+                    for o, idx in zip(outputs, order, strict=True)], axis=0)
+    return SplitOutputs(mean.astype(np.float32), outputs[0].labels[order[0]], rows)
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -80,7 +98,7 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
     Fold checkpoints are deleted once their fold is predicted (the refit is deployed);
     the out-of-fold logits are kept in the report folder (``crossfit_oof.npz``).
     """
-    parts, ngram_parts, metrics, texts, curves, states = [], [], {}, [], [], []
+    parts, ngram_parts, metrics, texts, curves, states, members = [], [], {}, [], [], [], []
     heldout = str(cfg.crossfit.get("validate", "val")) == "heldout"
     soup = str(cfg.crossfit.get("deploy", "refit")) == "soup"
     for k in range(folds):
@@ -90,6 +108,12 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
         out = predict_split(fitted.trainer, fitted.module, fitted.datamodule, "calib",
                             fitted.ckpt_path)
         parts.append((out, np.full(len(out.labels), k)))
+        eval_split = fitted.datamodule.eval_split
+        # a few seconds: the fold-ensemble measurement (a fold model's train and calib
+        # are not the refit's, so only a split that no model trains on is compared)
+        if eval_split in ("val", "test"):
+            members.append(predict_split(fitted.trainer, fitted.module, fitted.datamodule,
+                                         eval_split, fitted.ckpt_path))
         if soup:  # the predicted (checkpoint's) weights, without the frozen table
             frozen = set(fitted.module.frozen_parameter_names())
             states.append({n: t.detach().clone() for n, t in
@@ -119,7 +143,8 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
         metrics.update(oof_curve(curves))
     metrics["crossfit/folds"] = float(folds)
     metrics["crossfit/calibration_rows"] = float(len(oof.labels))
-    return CrossFit(oof, ngram, metrics, texts, average_states(states) if soup else None)
+    return CrossFit(oof, ngram, metrics, texts, average_states(states) if soup else None,
+                    fold_ensemble(members) if members else None)
 
 
 def oof_curve(curves: list[list[dict[str, float]]]) -> dict[str, float]:
@@ -170,6 +195,7 @@ def calibration_outputs(fitted: Fitted, policy: PolicyConfig | Thresholds,
     if fusion is not None:
         fitted_fusion, calib, evaluated, fusion_metrics = fit_fusion(
             fusion, fitted.datamodule, calib, evaluated, split,
-            calib_ngram=cross.ngram if cross is not None else None)
+            calib_ngram=cross.ngram if cross is not None else None,
+            calib_texts=cross.texts if cross is not None else None)
         metrics.update(fusion_metrics)
     return Calibrated(calib, evaluated, fitted_fusion, metrics)

@@ -288,7 +288,7 @@ def save_recalibrated(bundle: Bundle, result: Recalibration, folder: PathLike,
             config["geoloc"]["temperature"] = result.after.temperature
             write_json_atomic(tmp / HF_CONFIG_FILE, config)
         (tmp / CARD_FILE).write_text(model_card(
-            info, result.after, fusion_weight=None if fusion is None else fusion.weight,
+            info, result.after, fusion,
             export=bundle.is_export, onnx=bundle.has(ONNX_FILE),
             quantized=bundle.has(ONNX_INT8_FILE)), encoding="utf-8")
 
