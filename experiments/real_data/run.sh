@@ -37,6 +37,8 @@ train() {  # name, experiment, extra overrides...
   mkdir -p "$RESULTS/$name"
   cp "$OUT/$name/report/summary.json" "$OUT/$name/report/per_class.csv" \
      "$OUT/$name/report/report.md" "$RESULTS/$name/"
+  # every run metric: the fusion's choice, the fold curves, the fold ensemble (ensemble/*)
+  cp "$OUT/$name/metrics.json" "$RESULTS/$name/metrics.json"
   # the deployed policy and fusion, from the run's model folder (geoloc/bundle/)
   cp "$OUT/$name/model/geoloc_thresholds.json" "$RESULTS/$name/thresholds.json"
   # the fusion's choice (C, weight and every candidate's out-of-fold log-loss), without
