@@ -194,6 +194,10 @@ def _check_crossfit(cfg: DictConfig, folds: Any) -> None:
     if deploy == "soup" and not folds:
         raise ConfigError("crossfit.deploy=soup averages the fold models' weights: set "
                           "crossfit.folds=K")
+    if deploy == "soup" and int((cfg.get("model") or {}).get("tune_top_rows") or 0):
+        raise ConfigError("crossfit.deploy=soup with model.tune_top_rows: each fold model "
+                          "tunes the rows of its own most frequent tokens, so their "
+                          "corrections cannot be averaged; use crossfit.deploy=refit")
     validate_on = (cfg.get("crossfit") or {}).get("validate", "val")
     if validate_on not in ("val", "heldout"):
         raise ConfigError(f"crossfit.validate={validate_on!r}: expected val or heldout")

@@ -133,6 +133,49 @@ def test_partially_frozen_embedding_matches_table_and_trains_only_new_rows(me5_d
     assert emb.trainable.grad.abs().sum() > 0
 
 
+def test_tuned_rows_correct_the_most_frequent_frozen_rows_and_nothing_else(me5_dir):
+    """model.tune_top_rows: the N most frequent tokens of the train rows (special tokens
+    out) get a trained correction that starts at zero; a lookup is the table plus the
+    correction, the full table (what the export writes) holds it, and only the
+    correction and the added rows get gradients."""
+    from geoloc.model.module import top_token_ids
+
+    base = load_base_tokenizer(me5_dir)
+    tok, added = build_tokenizer(me5_dir, "location_emoji", DEFAULT_COUNTRIES)
+    model = load_encoder(me5_dir, 1)
+    extend_embeddings(model, base, tok, added)
+    table = model.get_input_embeddings().weight.detach().clone()
+    freeze_word_embeddings(model, trainable_from=len(base), tuned_rows=3)
+    emb = model.get_input_embeddings()
+    rows = [tok(t)["input_ids"] for t in ("the the the cat", "the cat", "dog")]
+    the_id, cat_id = (tok.convert_tokens_to_ids(tok.tokenize(w))[0] for w in ("the", "cat"))
+    chosen = top_token_ids(rows, 3, len(base), tok.all_special_ids)
+    assert chosen[:2].tolist() == [the_id, cat_id]
+    assert not set(chosen.tolist()) & set(tok.all_special_ids)
+    # rows of texts (a whole-profile model's input) count the same; too few: filled
+    assert top_token_ids([[r] for r in rows], 3, len(base), tok.all_special_ids).tolist() \
+        == chosen.tolist()
+    assert len(top_token_ids(rows[2:], 40, len(base), [])) == 40
+    assert not emb.tuned_chosen
+    emb.tune(chosen)
+    assert emb.tuned_chosen and emb.tuned_ids.tolist() == sorted(chosen.tolist())
+    ids = torch.tensor([rows[0]])
+    assert torch.equal(emb(ids), table[ids])  # corrections start at zero
+    with torch.no_grad():
+        emb.tuned[emb.tuned_ids.tolist().index(the_id)] += 1.0
+    want = table[ids].clone()
+    want[ids == the_id] += 1.0
+    torch.testing.assert_close(emb(ids), want)
+    torch.testing.assert_close(emb.weight[ids], want)
+    emb(ids).sum().backward()
+    assert emb.frozen.grad is None and emb.tuned.grad is not None
+    assert emb.tuned.grad.abs().sum(dim=1).gt(0).sum() >= 2  # the two words' rows
+    with pytest.raises(ValueError, match="tuned rows"):
+        emb.tune(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="tuned rows"):
+        emb.tune(torch.tensor([1, 2, len(base)]))
+
+
 def test_pooling_and_classifier_shapes(me5_dir):
     model = load_encoder(me5_dir, 1)
     hidden = torch.arange(12, dtype=torch.float32).reshape(1, 3, 4)

@@ -69,6 +69,11 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
                "tweet names (the location resolver's gazetteer), weight chosen out of fold "
                "in 0-6; on the tweet tokenizer (the recommended recipe now)", ["tokenizer=tweet",
                                                   "fusion.place_weights=[0,0.5,1,2,3,4,6]"]),
+    "top_rows": ("the unfrozen top of the embeddings: a trained correction of the frozen "
+                 "rows of the 2,000 tokens most frequent in each model's train rows; on the "
+                 "recipe (tweet tokenizer, place expert)",
+                 ["tokenizer=tweet", "fusion.place_weights=[0,0.5,1,2,3,4,6]",
+                  "model.tune_top_rows=2000"]),
 }
 
 #: The recipe the rows changed one lever of: experiment=real_umass as it was before the

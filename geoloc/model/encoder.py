@@ -97,18 +97,47 @@ class PartiallyFrozenEmbedding(nn.Module):
     parameter; the rest is a frozen parameter the optimiser never sees.
     """
 
-    def __init__(self, embedding: nn.Embedding, trainable_from: int) -> None:
+    def __init__(self, embedding: nn.Embedding, trainable_from: int, tuned_rows: int = 0
+                 ) -> None:
         super().__init__()
         weight = embedding.weight.detach()
         self.trainable_from = trainable_from
         self.padding_idx = embedding.padding_idx
         self.frozen = nn.Parameter(weight[:trainable_from].clone(), requires_grad=False)
         self.trainable = nn.Parameter(weight[trainable_from:].clone())
+        # ``model.tune_top_rows``: a trained correction for ``tuned_rows`` rows of the
+        # frozen table, the training data's most frequent tokens (:meth:`tune`; chosen at
+        # fit start, saved with the weights). A delta of N rows, not N unfrozen rows of
+        # the table: the optimiser sees N x dim numbers, never the 96 M others.
+        # Without it neither tensor exists, so models saved before it load as they were.
+        self.register_buffer("tuned_ids", torch.full((tuned_rows,), -1, dtype=torch.long)
+                             if tuned_rows else None)
+        self.tuned = (nn.Parameter(torch.zeros(tuned_rows, weight.shape[1], dtype=weight.dtype))
+                      if tuned_rows else None)
+
+    def tune(self, ids: torch.Tensor) -> None:
+        """Make the rows ``ids`` (as many as ``tuned_rows``, distinct, below
+        ``trainable_from``) the corrected ones; their corrections start at zero."""
+        ids = torch.unique(torch.as_tensor(ids, dtype=torch.long))
+        n = 0 if self.tuned_ids is None else self.tuned_ids.numel()
+        if ids.numel() != n or (ids >= self.trainable_from).any():
+            raise ValueError(f"{ids.numel()} row ids for {n} tuned "
+                             f"rows (all below {self.trainable_from}) expected")
+        self.tuned_ids.copy_(ids)  # sorted: forward finds a token's slot by bisection
+        with torch.no_grad():
+            self.tuned.zero_()
+
+    @property
+    def tuned_chosen(self) -> bool:
+        return self.tuned_ids is not None and bool((self.tuned_ids >= 0).all())
 
     @property
     def weight(self) -> torch.Tensor:
         """The full table (used when exporting; not on the training hot path)."""
-        return torch.cat([self.frozen, self.trainable], dim=0)
+        table = torch.cat([self.frozen, self.trainable], dim=0)
+        if self.tuned_chosen:
+            table = table.index_add(0, self.tuned_ids, self.tuned.to(table.dtype))
+        return table
 
     @property
     def num_embeddings(self) -> int:
@@ -127,15 +156,23 @@ class PartiallyFrozenEmbedding(nn.Module):
             is_new = input_ids >= self.trainable_from
             new = F.embedding((input_ids - self.trainable_from).clamp(min=0), self.trainable)
             out = torch.where(is_new.unsqueeze(-1), new, out)
+        if self.tuned is not None:
+            # every batch goes through the correction too (the same DDP reason)
+            last = self.tuned_ids.numel() - 1
+            slot = torch.searchsorted(self.tuned_ids, input_ids).clamp(max=last)
+            hit = (self.tuned_ids[slot] == input_ids).unsqueeze(-1)
+            out = out + torch.where(hit, F.embedding(slot, self.tuned), 0.0)
         return out
 
 
-def freeze_word_embeddings(model: PreTrainedModel, trainable_from: int) -> None:
-    """Freeze the word-embedding rows below ``trainable_from`` (the original vocabulary)."""
+def freeze_word_embeddings(model: PreTrainedModel, trainable_from: int, tuned_rows: int = 0
+                           ) -> None:
+    """Freeze the word-embedding rows below ``trainable_from`` (the original vocabulary),
+    with room for a trained correction of ``tuned_rows`` of them."""
     emb = model.get_input_embeddings()
     if isinstance(emb, PartiallyFrozenEmbedding):
         return
-    model.set_input_embeddings(PartiallyFrozenEmbedding(emb, trainable_from))
+    model.set_input_embeddings(PartiallyFrozenEmbedding(emb, trainable_from, tuned_rows))
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:

@@ -104,6 +104,23 @@ def tensor_sha256(tensor: torch.Tensor) -> str:
     return hashlib.sha256(memoryview(raw.numpy())).hexdigest()
 
 
+def top_token_ids(input_ids: Sequence[Any], n: int, below: int, special: Sequence[int]
+                  ) -> torch.Tensor:
+    """The ``n`` ids below ``below`` most frequent in ``input_ids`` (rows of ids, or of
+    texts of ids), special tokens left out; when fewer occur, unseen ids fill the rest
+    (their correction gets no gradient and weight decay keeps it at zero)."""
+    counts: Counter[int] = Counter()
+    for row in input_ids:
+        for part in (row if row and isinstance(row[0], list) else [row]):
+            counts.update(part)
+    skip = set(special)
+    chosen = [i for i, _ in counts.most_common() if i < below and i not in skip][:n]
+    taken = set(chosen)
+    filler = (i for i in range(below) if i not in taken and i not in skip)
+    chosen += [next(filler) for _ in range(n - len(chosen))]
+    return torch.tensor(chosen, dtype=torch.long)
+
+
 def _plain(value: Any) -> Any:
     """OmegaConf containers -> plain Python, so hparams pickle and print cleanly."""
     if isinstance(value, DictConfig) or OmegaConf.is_config(value):
@@ -165,6 +182,7 @@ class GeolocModule(pl.LightningModule):
         focal_gamma: float = 0.0,
         text_pooling: str | None = None,
         language_balance: float = 0.0,
+        tune_top_rows: int = 0,
     ) -> None:
         """Every option is required: ``geoloc/conf/model/default.yaml`` is where their values
         live, and a checkpoint's hyper-parameters supply them all on reload (the training
@@ -182,7 +200,11 @@ class GeolocModule(pl.LightningModule):
         ``text_pooling`` (``mean`` or ``attention``; None, the default and what older
         checkpoints hold: one concatenated sequence) makes a whole-profile model: the bio
         and each caption are encoded as their own sequences of up to ``data.max_length``
-        tokens and pooled into the profile embedding (:class:`ProfileClassifier`)."""
+        tokens and pooled into the profile embedding (:class:`ProfileClassifier`).
+
+        ``tune_top_rows`` = N trains a correction of the frozen word-embedding rows of the
+        N tokens most frequent in the train split (chosen at fit start, saved with the
+        weights; 0: none), the "unfrozen top of the embeddings" at the cost of N rows."""
         super().__init__()
         countries = list(_plain(countries))
         optimizer = dict(_plain(optimizer))
@@ -194,6 +216,7 @@ class GeolocModule(pl.LightningModule):
                 "optimizer": optimizer, "warmup_ratio": warmup_ratio, "compile": compile,
                 "class_balance": float(class_balance), "focal_gamma": float(focal_gamma),
                 "text_pooling": text_pooling, "language_balance": float(language_balance),
+                "tune_top_rows": int(tune_top_rows),
             },
             # The entry points log the whole resolved Hydra config (a superset); logging
             # these flat keys too would overwrite its `backbone`/`tokenizer` groups.
@@ -212,6 +235,9 @@ class GeolocModule(pl.LightningModule):
             raise ConfigError(f"model.focal_gamma={focal_gamma}: expected >= 0")
         if not 0.0 <= float(language_balance) <= 1.0:
             raise ConfigError(f"model.language_balance={language_balance}: expected 0 .. 1")
+        if int(tune_top_rows) < 0 or (int(tune_top_rows) and not freeze_word_embeddings):
+            raise ConfigError(f"model.tune_top_rows={tune_top_rows}: expected >= 0, and "
+                              "model.freeze_word_embeddings=true (unfrozen, every row trains)")
         # class weights of the training loss, set from the train split at fit start
         self.register_buffer("class_weights", None, persistent=False)
         # per-row weights of language_balance, indexed by a batch's ``row``
@@ -225,7 +251,8 @@ class GeolocModule(pl.LightningModule):
         encoder = load_encoder(backbone_dir, encoder_layers)
         extend_embeddings(encoder, base_tokenizer, self.tokenizer, self.added_tokens)
         if freeze_word_embeddings:
-            freeze_embedding_rows(encoder, trainable_from=len(base_tokenizer))
+            freeze_embedding_rows(encoder, trainable_from=len(base_tokenizer),
+                                  tuned_rows=int(tune_top_rows))
         self.net = ProfileClassifier(encoder, self.label_set.num_classes, pooling, dropout,
                                      text_pooling)
         # from_pretrained returns the encoder in eval mode and Lightning keeps each
@@ -298,7 +325,13 @@ class GeolocModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         """Class weights of ``class_balance`` from the train split's label counts; row
-        weights of ``language_balance`` from its texts' detected languages."""
+        weights of ``language_balance`` from its texts' detected languages; the rows of
+        ``tune_top_rows`` from its token counts (unless a resumed checkpoint has them)."""
+        emb = self.net.encoder.get_input_embeddings()
+        if int(self.hparams.get("tune_top_rows", 0)) and not emb.tuned_chosen:
+            emb.tune(top_token_ids(self.trainer.datamodule.datasets["train"]["input_ids"],
+                                   emb.tuned_ids.numel(), emb.trainable_from,
+                                   self.tokenizer.all_special_ids))
         alpha = float(self.hparams.get("class_balance", 0.0))
         beta = float(self.hparams.get("language_balance", 0.0))
         if alpha == 0 and beta == 0:
