@@ -173,6 +173,11 @@ def _check_training_numbers(cfg: DictConfig) -> None:
         if balance > 0 and importlib.util.find_spec("py3langid") is None:
             raise ConfigError("model.language_balance needs py3langid: pip install "
                               "'geoloc[analysis]'")
+    if cfg.model.get("tune_top_rows"):
+        _number(cfg.model.tune_top_rows, "model.tune_top_rows", 0, integer=True)
+        if not cfg.model.get("freeze_word_embeddings", True):
+            raise ConfigError("model.tune_top_rows corrects frozen rows: with "
+                              "model.freeze_word_embeddings=false every row trains already")
     precision = str(trainer.get("precision", "32-true"))
     if precision.endswith("-true") and precision not in ("32-true", "64-true"):
         # bf16-true / 16-true cast the weights themselves; serving is fp32 (fit gives

@@ -78,6 +78,11 @@ def test_default_is_three_layers_of_me5_with_location_emoji(tmp_path):
         ("trainer.precision=bf16-true", r"trainer\.precision=bf16-true.*bf16-mixed"),
         ("crossfit.validate=oof", r"crossfit\.validate='oof'"),
         ("crossfit.deploy=soup", r"crossfit\.deploy=soup.*crossfit\.folds=K"),
+        ("crossfit.folds=3 crossfit.deploy=soup model.tune_top_rows=10",
+         r"crossfit\.deploy=soup with model\.tune_top_rows"),
+        ("model.tune_top_rows=-5", r"model\.tune_top_rows=-5: expected an integer"),
+        ("model.tune_top_rows=10 model.freeze_word_embeddings=false",
+         r"model\.tune_top_rows corrects frozen rows"),
         ("crossfit.folds=3 crossfit.deploy=ensemble", r"crossfit\.deploy='ensemble'"),
         ("crossfit.validate=heldout", r"crossfit\.validate=heldout: only fold models"),
         # each fold model would pick its checkpoint on the rows it calibrates on
