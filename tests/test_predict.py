@@ -155,8 +155,39 @@ def test_output_formats_agree_and_existing_output_is_kept(model, tmp_path):
     assert (tmp_path / "new.jsonl.errors.jsonl").read_text() == "kept\n"
     (tmp_path / "other.jsonl.parts").mkdir()
     (tmp_path / "other.jsonl.parts" / "manifest.json").write_text('{"chunk_rows": 3}')
+    (tmp_path / "other.jsonl.parts" / "part-000000.errors.jsonl").write_text("")
     with pytest.raises(JobError, match="chunk_rows"):
         predict_file(predictor, src, tmp_path / "other.jsonl", mapping, progress=False)
+
+
+def test_a_run_that_fails_before_its_first_chunk_leaves_no_parts(model, tmp_path, caplog,
+                                                                 monkeypatch):
+    """A failure on the first chunk leaves no OUTPUT.parts, and the corrected command
+    (other arguments) then runs; parts holding only a manifest are no run to protect.
+    A max_length other than the trained one is warned about (the certificate's length)."""
+    from geoloc.data.schema import ColumnMapping
+    from geoloc.inference.job import parts_path, predict_file
+    from geoloc.inference.predictor import Predictor
+
+    src = _write_jsonl(tmp_path / "in.jsonl", _profiles(6))
+    out = tmp_path / "out.jsonl"
+    mapping = ColumnMapping(stated_location=None, country=None)
+    with caplog.at_level("WARNING", logger="geoloc"):
+        short = Predictor.load(model, max_length=5)
+    assert "certified on inputs cut at" in caplog.text and "max_length=5" in caplog.text
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the network failed on the first batch")
+
+    monkeypatch.setattr(short, "predict_records", broken)
+    with pytest.raises(RuntimeError, match="first batch"):
+        predict_file(short, src, out, mapping, chunk_rows=4, progress=False)
+    assert not parts_path(out).exists() and not out.exists()
+    parts_path(out).mkdir()  # e.g. killed between the manifest and its first chunk
+    (parts_path(out) / "manifest.json").write_text('{"chunk_rows": 3}')
+    summary = predict_file(Predictor.load(model), src, out, mapping, chunk_rows=4,
+                           progress=False)
+    assert summary.predicted == 6 and not parts_path(out).exists()
 
 
 def test_predict_resumes_after_sigkill_without_gaps_or_duplicates(model, tmp_path):
@@ -360,7 +391,7 @@ def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, expor
     from geoloc.cli.common import run_task
     from geoloc.cli.export import export_task
     from geoloc.cli.predict import predict
-    from geoloc.errors import ConfigError, InputFileError, RecordError
+    from geoloc.errors import ConfigError, InputFileError, PredictorError, RecordError
 
     src = _write_jsonl(tmp_path / "in.jsonl", _profiles(3))
     csv_src = tmp_path / "in.csv"
@@ -379,13 +410,20 @@ def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, expor
          "expected one of torch, onnx"),
         ("predict", [f"model_dir={model}", f"input={csv_src}", out, "columns.bio=about"],
          "field 'about': column not in header"),
+        # past the position table: refused before any row, not a tensor-size traceback
+        ("predict", [f"model_dir={model}", f"input={src}", out, "max_length=1000"],
+         "max_length=1000: the encoder has positions for 512 tokens"),
+        ("predict", [f"model_dir={exported}", f"input={src}", out, "max_length=1000"],
+         "max_length=1000: the encoder has positions for 512 tokens"),
     ]
     for name, overrides, message in cases:
         task = export_task if name == "export" else predict
         cfg = compose([*overrides, f"paths.output_dir={tmp_path}"], config_name=name)
-        with pytest.raises((ConfigError, InputFileError, RecordError), match=message):
+        with pytest.raises((ConfigError, InputFileError, PredictorError, RecordError),
+                           match=message):
             run_task(task, cfg)
     assert not (tmp_path / "o.jsonl").exists()
+    assert not (tmp_path / "o.jsonl.parts").exists()
 
     for args, message in [
         (["geoloc.cli.export", f"model_dir={model}", f"output={exported}"], "exists"),

@@ -94,6 +94,14 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
     assert out.read_text() == "previous\n"
 
 
+def test_an_unknown_extension_names_the_option_to_set(tmp_path: Path) -> None:
+    """/dev/stdin, a FIFO or a file without a known extension: the message names the
+    option the commands have (format=, --format for geoloc-label), not an internal one."""
+    with pytest.raises(ValueError, match=r"format= \(jsonl, csv, tsv or parquet; "
+                                         r"geoloc-label: --format\)"):
+        detect_format("/dev/stdin")
+
+
 def test_format_can_be_forced(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "profiles.txt", ROWS)
     with pytest.raises(ValueError, match="extension"):

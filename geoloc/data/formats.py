@@ -54,7 +54,7 @@ def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> Forma
     if suffix not in _EXTENSIONS:
         raise ValueError(
             f"{path}: cannot tell the format from the extension {suffix!r}; "
-            "pass fmt= (jsonl, csv, tsv or parquet)"
+            "name it with format= (jsonl, csv, tsv or parquet; geoloc-label: --format)"
         )
     return _EXTENSIONS[suffix]
 

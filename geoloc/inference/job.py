@@ -179,8 +179,10 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
     if parts.exists():
         saved = (json.loads((parts / MANIFEST).read_text(encoding="utf-8"))
                  if (parts / MANIFEST).is_file() else None)
-        if saved is None and not any(parts.glob("part-*")):
-            saved = manifest  # killed before its first write: nothing to mix up
+        if not any(parts.glob("part-*")):
+            # stopped before its first chunk (killed, or an error on it): nothing to mix
+            # up, so a corrected command starts afresh
+            saved = manifest
         if saved != manifest:
             if not overwrite:
                 differ = sorted(k for k in manifest if saved is None or saved.get(k) != manifest[k])
@@ -199,6 +201,10 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
     items = iter_numbered_results(input_path, mapping, fmt=fmt)
     try:
         chunks, resumed = _predict_chunks(predictor, items, parts, chunk_rows, schema, bar)
+    except BaseException:
+        if not any(parts.glob("part-*")):  # failed before its first chunk: leave nothing
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
     finally:
         bar.close()
     summary = _merge(parts, chunks, output, out_format, schema)

@@ -19,6 +19,7 @@ captions never pays for one long bio; forward passes run under ``torch.inference
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from geoloc.bundle import Bundle, open_model
 from geoloc.bundle.files import (
     FUSION_ARRAYS,
     FUSION_FILE,
+    HF_CONFIG_FILE,
     HF_WEIGHTS_FILE,
     ONNX_FILE,
     ONNX_INT8_FILE,
@@ -207,6 +209,26 @@ def check_precision(thresholds: Thresholds, bundle: Bundle, quantized: bool,
         "without the certificate")
 
 
+def check_max_length(max_length: int | None, trained: int, config: dict[str, Any]) -> None:
+    """Refuse a ``max_length`` past the encoder's position table (it would fail inside
+    the network with a tensor-size error, after the job had started); warn about one
+    other than the trained length, which the policy's certificate was not measured at."""
+    if max_length is None or int(max_length) == trained:
+        return
+    if int(max_length) < 1:
+        raise PredictorError(f"max_length={max_length}: expected a positive number of tokens")
+    limit = int(config.get("max_position_embeddings") or 0)
+    if config.get("model_type") in ("xlm-roberta", "roberta", "camembert"):
+        limit -= int(config.get("pad_token_id") or 1) + 1  # positions start after padding
+    if limit and int(max_length) > limit:
+        raise PredictorError(f"max_length={max_length}: the encoder has positions for "
+                             f"{limit} tokens; the model was trained at {trained}")
+    log.warning("max_length=%d: the policy was certified on inputs cut at %d tokens, the "
+                "length the model was trained at; at %d its per-country precision was not "
+                "measured, so the 90 %% promise does not cover these decisions",
+                int(max_length), trained, int(max_length))
+
+
 @dataclass
 class Predictor:
     """Tokenizer + scorer + saved policy (+ fused n-gram model); see the module docstring."""
@@ -300,6 +322,11 @@ class Predictor:
             weights = bundle.path(WEIGHTS_FILE)
             module = bundle.load_module()
             scorer, tokenizer = TorchScorer(module.net), module.tokenizer
+        if bundle.is_export:
+            config = json.loads(bundle.path(HF_CONFIG_FILE).read_text(encoding="utf-8"))
+        else:
+            config = module.net.encoder.config.to_dict()
+        check_max_length(max_length, bundle.max_length, config)
         fusion = bundle.fusion()
         files = (weights.name, THRESHOLDS_FILE,
                  *((FUSION_FILE, FUSION_ARRAYS) if fusion else ()))
