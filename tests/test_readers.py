@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,9 +18,10 @@ from geoloc.data.readers import (
     iter_results,
     read_profiles,
     read_profiles_to_jsonl,
+    require_file,
 )
 from geoloc.data.schema import MAX_CAPTIONS
-from geoloc.errors import RecordError
+from geoloc.errors import InputFileError, RecordError
 
 ROWS = [
     {"id": "a1", "bio": "Fotógrafa 📷", "captions": ["praia hoje", "açaí"],
@@ -94,12 +96,19 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
     assert out.read_text() == "previous\n"
 
 
-def test_an_unknown_extension_names_the_option_to_set(tmp_path: Path) -> None:
-    """/dev/stdin, a FIFO or a file without a known extension: the message names the
-    option the commands have (format=, --format for geoloc-label), not an internal one."""
+def test_an_unknown_extension_or_a_stream_is_named_for_what_it_is(tmp_path: Path) -> None:
+    """A file without a known extension: the message names the option the commands have
+    (format=, --format for geoloc-label), not an internal one. A pipe: refused as one."""
     with pytest.raises(ValueError, match=r"format= \(jsonl, csv, tsv or parquet; "
                                          r"geoloc-label: --format\)"):
-        detect_format("/dev/stdin")
+        detect_format(tmp_path / "profiles.txt")
+    # a FIFO is refused as what it is, before a byte of it is read
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputFileError, match=r"in\.fifo: not a regular file"):
+        require_file(fifo, "input=")
+    with pytest.raises(InputFileError, match="no such file"):
+        require_file(tmp_path / "gone.jsonl", "input=")
 
 
 def test_format_can_be_forced(tmp_path: Path) -> None:

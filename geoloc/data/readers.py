@@ -41,6 +41,11 @@ def require_file(path: str | os.PathLike[str], name: str = "") -> None:
     p = Path(path)
     if p.is_dir():
         raise InputFileError(f"{name}{p}: is a directory, not a file")
+    if p.exists() and not p.is_file():
+        # a pipe, /dev/stdin or a device: read once, it cannot be checked first, resumed
+        # after a kill or read again, which every command that takes a file does
+        raise InputFileError(f"{name}{p}: not a regular file (a pipe, a stream or a "
+                             "device); save it to a file and pass that")
     if not p.is_file():
         raise InputFileError(f"{name}{p}: no such file")
 
