@@ -369,7 +369,8 @@ def test_a_crafted_checkpoints_hyper_parameters_cannot_run_code(tmp_path):
 ])
 def test_geoloc_label_refuses_paths_that_would_lose_rows(tmp_path, capsys, case, message):
     """Each used to end in a bare path, a stray temporary file, lost error rows, or
-    'rows read: 0' with exit status 0."""
+    'rows read: 0' with exit status 0; now one line and exit status 2, as the Hydra
+    commands answer bad input."""
     from geoloc.cli.label import main
 
     src = tmp_path / "in.csv"
@@ -384,9 +385,9 @@ def test_geoloc_label_refuses_paths_that_would_lose_rows(tmp_path, capsys, case,
             "out_is_input": [str(src), "--out", str(src)],
             }.get(case, [str(src), "--out", str(out)])
     before = sorted(p.name for p in tmp_path.iterdir())
-    assert main([*args, "--id", "id", "--bio", "bio", "--location", "location"]) == 1
+    assert main([*args, "--id", "id", "--bio", "bio", "--location", "location"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "geoloc-label: " + message.format(src=src if case != "missing" else
+    assert err == "geoloc-label: bad input: " + message.format(src=src if case != "missing" else
                                                     tmp_path / "nope.csv", tmp=tmp_path, out=out)
     if case not in ("empty", "header_only"):
         assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

@@ -29,3 +29,18 @@ def test_label_cli_writes_result_or_error_for_every_row(tmp_path, capsys):
     assert str(src) in errors[0]["message"]
     printed = capsys.readouterr().out
     assert "unresolved:       1" in printed
+
+
+def test_a_run_whose_every_row_is_rejected_fails_in_one_line(tmp_path, capsys):
+    """The files are written (an error for every row), but a run that labelled nothing
+    because every row was bad exits 2, as the Hydra commands do on bad input."""
+    src = tmp_path / "raw.csv"
+    src.write_text("id,bio,caption,location\n,x,y,Paris\n,a,b,Lima\n", encoding="utf-8")
+    out, err = tmp_path / "labelled.jsonl", tmp_path / "errors.jsonl"
+    code = main([str(src), "--captions", "caption", "--location", "location", "--out",
+                 str(out), "--errors", str(err)])
+    assert code == 2
+    assert out.read_text() == "" and len(err.read_text().splitlines()) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"geoloc-label: bad input: {src}: every one of its 2 row(s) was rejected; the "
+        f"reasons are in {err}")

@@ -189,6 +189,19 @@ def test_a_run_that_fails_before_its_first_chunk_leaves_no_parts(model, tmp_path
                            progress=False)
     assert summary.predicted == 6 and not parts_path(out).exists()
 
+    # a run that rejects every row writes its errors, then fails in one line (exit 2)
+    from geoloc.cli.common import run_task
+    from geoloc.cli.predict import predict
+    from geoloc.errors import InputFileError
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n{\"id\": \"1\", \"captions\": 3}\n", encoding="utf-8")
+    cfg = compose([f"model_dir={model}", f"input={bad}", f"output={tmp_path / 'bad_out.jsonl'}",
+                   f"paths.output_dir={tmp_path}"], config_name="predict")
+    with pytest.raises(InputFileError, match="every one of its 2 row"):
+        run_task(predict, cfg)
+    assert len((tmp_path / "bad_out.jsonl.errors.jsonl").read_text().splitlines()) == 2
+
 
 def test_predict_resumes_after_sigkill_without_gaps_or_duplicates(model, tmp_path):
     """geoloc-predict killed with SIGKILL mid-file, then started again with the same

@@ -152,13 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = label_file(args.input, mapping, args.out, errors_out, args.format,
                             args.min_confidence)
     except (FileNotFoundError, ValueError) as exc:  # RecordError is a ValueError
-        print(f"geoloc-label: {exc}", file=sys.stderr)
-        return 1
+        return _bad_input(str(exc))
     rows = counts["rows"]
     if rows == 0:
-        print(f"geoloc-label: {args.input}: no data rows (an empty file, or a header only); "
-              "nothing labelled", file=sys.stderr)
-        return 1
+        return _bad_input(f"{args.input}: no data rows (an empty file, or a header only); "
+                          "nothing labelled")
     print(f"rows read:        {rows}")
     print(f"labelled:         {counts['labelled']}  -> {args.out}")
     print(f"bad rows:         {counts['errors']}  -> {errors_out}")
@@ -168,7 +166,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                  key=lambda kv: -kv[1])[:15]
     if top:
         print("top countries:    " + ", ".join(f"{c} {n}" for c, n in top))
+    if counts["errors"] == rows:  # the files are written, but the run did nothing
+        return _bad_input(f"{args.input}: every one of its {rows} row(s) was rejected; the "
+                          f"reasons are in {errors_out}")
     return 0
+
+
+def _bad_input(message: str) -> int:
+    """The Hydra commands' contract (:func:`geoloc.cli.common.hydra_task`): one line,
+    ``bad input:`` and the file, exit status 2."""
+    print(f"geoloc-label: bad input: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
