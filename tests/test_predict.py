@@ -438,6 +438,21 @@ def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, expor
     assert not (tmp_path / "o.jsonl").exists()
     assert not (tmp_path / "o.jsonl.parts").exists()
 
+    # overwrite=true replaces an earlier export, never files a user put beside it
+    import shutil
+
+    from geoloc.errors import ExportError
+    from geoloc.inference.export import export
+
+    earlier = tmp_path / "earlier"
+    shutil.copytree(exported, earlier)
+    (earlier / "notes.txt").write_text("mine")
+    (earlier / "data").mkdir()
+    with pytest.raises(ExportError, match=r"holds files the export did not write "
+                                          r"\(data/, notes\.txt\)"):
+        export(model, earlier, overwrite=True)
+    assert (earlier / "notes.txt").read_text() == "mine" and (earlier / "data").is_dir()
+
     for args, message in [
         (["geoloc.cli.export", f"model_dir={model}", f"output={exported}"], "exists"),
         (["geoloc.cli.predict", f"model_dir={model}", f"input={src}", "output=x.xlsx"],

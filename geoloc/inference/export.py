@@ -20,6 +20,7 @@ place, so a killed export never leaves a folder that looks complete.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -35,6 +36,7 @@ from geoloc.bundle.card import model_card
 from geoloc.bundle.files import (
     CARD_FILE,
     FUSION_FILE,
+    MANIFEST,
     MODELING_FILE,
     ONNX_FILE,
     ONNX_INT8_FILE,
@@ -172,6 +174,16 @@ def export(model: PathLike | Bundle, out: PathLike, onnx: bool = False,
     if out.exists() and not is_export(out):
         raise ExportError(f"output={out} exists and is not a geoloc export: "
                           "overwrite=true only replaces an earlier export")
+    if out.exists():
+        # overwrite=true replaces what an earlier export wrote, and nothing else: a notes
+        # file or a data folder put beside it would be deleted with the folder
+        listed = set(json.loads((out / MANIFEST).read_text(encoding="utf-8"))["files"])
+        foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
+                         if p.name not in listed | {MANIFEST})
+        if foreign:
+            raise ExportError(f"output={out} holds files the export did not write "
+                              f"({', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}); "
+                              "move them out, or choose another folder")
     if out.resolve() == bundle.folder.resolve():
         raise ExportError(f"output={out} is the model folder itself; choose another folder")
     return export_bundle(bundle, bundle.load_module(), out, onnx, quantize)
