@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
@@ -143,6 +144,11 @@ def _number(value: Any, option: str, minimum: float, integer: bool = False) -> f
 
 def _check_training_numbers(cfg: DictConfig) -> None:
     trainer = cfg.get("trainer") or {}
+    if str(trainer.get("accelerator", "cpu")) in ("gpu", "cuda") and \
+            not torch.cuda.is_available():
+        # Lightning would raise a MisconfigurationException traceback after start-up
+        raise ConfigError(f"trainer.accelerator={trainer.accelerator} (trainer=gpu, ddp): "
+                          "no CUDA GPU is visible on this machine; use trainer=cpu")
     max_steps = trainer.get("max_steps")
     by_steps = isinstance(max_steps, int) and not isinstance(max_steps, bool) and max_steps > 0
     if trainer.get("max_epochs") is not None and not (trainer.max_epochs == -1 and by_steps):

@@ -28,7 +28,11 @@ def _options(group: str) -> list[str]:
     [f"{g}={o}" for g in GROUPS for o in _options(g)]
     + [f"experiment={o}" for o in _options("experiment")],
 )
-def test_every_config_option_composes(override, tmp_path):
+def test_every_config_option_composes(override, tmp_path, monkeypatch):
+    import torch
+
+    # the GPU trainers are checked as on a machine that has one
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     # Options with a mandatory value get one, as a user would give it.
     extra = {
         "backbone=hf": ["backbone.name=bert-base-multilingual-cased"],
@@ -93,6 +97,24 @@ def test_default_is_three_layers_of_me5_with_location_emoji(tmp_path):
 def test_bad_options_fail_naming_the_option(override, pattern, tmp_path):
     cfg = compose([*override.split(), f"paths.output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match=pattern):
+        validate_config(cfg)
+
+
+@pytest.mark.parametrize("threads", ["-1", "0", "two"])
+def test_a_bad_thread_count_fails_in_one_line_not_in_torch(threads, tmp_path):
+    from geoloc.cli.common import setup_runtime
+
+    cfg = compose([f"threads={threads}", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"threads='?" + threads + r"'?: expected a positive"):
+        setup_runtime(cfg)
+
+
+def test_trainer_gpu_without_a_gpu_fails_naming_the_option(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = compose(["trainer=gpu", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"trainer\.accelerator=gpu .*no CUDA GPU"):
         validate_config(cfg)
 
 

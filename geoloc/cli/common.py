@@ -154,8 +154,13 @@ def job_threads(cfg: DictConfig, cpus: int | None = None) -> int | None:
     shared out, ``cpus // n_jobs`` (at least 1), so parallel jobs do not oversubscribe
     the machine; in a SLURM job the cores it was given (torch would count the node's);
     else None (torch's default: every core)."""
-    if cfg.get("threads"):
-        return int(cfg.threads)
+    if cfg.get("threads") is not None:
+        threads = cfg.threads
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            # torch.set_num_threads would raise a RuntimeError traceback
+            raise ConfigError(f"threads={threads!r}: expected a positive number of threads, "
+                              "or null (every core)")
+        return threads
     if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():  # the cores SLURM gave the job
         return int(os.environ["SLURM_CPUS_PER_TASK"])
     if not HydraConfig.initialized():
