@@ -526,7 +526,7 @@ def test_predict_labels_a_tweet_tsv_without_a_country_column(model, tmp_path):
 
 
 def test_geoloc_audience_recovers_a_planted_mix_from_profiles_and_from_predictions(
-        model, exported, tmp_path):
+        model, exported, tmp_path, capsys):
     """Two influencers' followers with planted country mixes: geoloc-audience on the raw
     profiles and on geoloc-predict's output (probabilities=true, columns.group) gives the
     same shares; EM's 90 % intervals hold the planted shares. (EM, not the recommended
@@ -597,6 +597,14 @@ def test_geoloc_audience_recovers_a_planted_mix_from_profiles_and_from_predictio
         [*common, "kind=predictions", f"input={preds}",
          f"output={tmp_path / 'shares2.csv'}"], "audience"))
     assert objs2["summary"].groups == 2 and objs2["summary"].errors == 0
+    # bootstrap=0: point estimates, and the summary does not promise intervals
+    capsys.readouterr()
+    run_task(audience, compose([*common[:2], "bootstrap=0", *common[3:], "kind=predictions",
+                                f"input={preds}", f"output={tmp_path / 'points.csv'}"],
+                               "audience"))
+    printed = capsys.readouterr().out
+    assert "bootstrap=0: point estimates, no intervals" in printed
+    assert "% intervals" not in printed
     again = pd.read_csv(tmp_path / "shares2.csv", keep_default_na=False)
     merged = shares.merge(again, on=["group", "method", "country"])
     assert len(merged) == len(shares)

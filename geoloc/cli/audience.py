@@ -75,11 +75,14 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics = {"rows": summary.rows, "errors": summary.errors, "groups": summary.groups,
                "seconds": seconds,
                "population_shift": float(check.fired) if check is not None else 0.0}
+    # bootstrap=0 computes point estimates only: the output has no interval columns
+    intervals = (f"{int(cfg.bootstrap)} bootstrap replicates, {100 * float(cfg.level):g} % "
+                 "intervals" if int(cfg.bootstrap) else "bootstrap=0: point estimates, no "
+                 "intervals")
     print(f"\n## geoloc-audience\n\nrows read:   {summary.rows}\n"
           f"groups:      {summary.groups} -> {summary.output}\n"
           f"bad rows:    {summary.errors} -> {summary.errors_file}\n"
-          f"methods:     {', '.join(methods)} ({int(cfg.bootstrap)} bootstrap replicates, "
-          f"{100 * float(cfg.level):g} % intervals)\n"
+          f"methods:     {', '.join(methods)} ({intervals})\n"
           f"time:        {seconds:.1f} s\n"
           f"population:  {common.NOT_CHECKED if check is None else check.message}", flush=True)
     return metrics, {"summary": summary, "thresholds": thresholds}
