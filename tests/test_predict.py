@@ -424,6 +424,8 @@ def test_geoloc_export_and_predict_refuse_bad_arguments_in_one_line(model, expor
         ("predict", [f"model_dir={model}", f"input={csv_src}", out, "columns.bio=about"],
          "field 'about': column not in header"),
         # past the position table: refused before any row, not a tensor-size traceback
+        ("predict", [f"model_dir={model}", f"input={src}",
+                     f"output={src}/sub/o.jsonl"], r"in\.jsonl is a file, not a folder"),
         ("predict", [f"model_dir={model}", f"input={src}", out, "max_length=1000"],
          "max_length=1000: the encoder has positions for 512 tokens"),
         ("predict", [f"model_dir={exported}", f"input={src}", out, "max_length=1000"],

@@ -117,6 +117,11 @@ def check_paths(input_path: PathLike, output: PathLike, overwrite: bool) -> str:
     input_path, output = Path(input_path), Path(output)
     out_format = output_format(output)
     require_file(input_path, "input=")
+    folder = output.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():  # the write would fail at the end, after the whole run
+        raise JobError(f"output={output}: {folder} is a file, not a folder")
     for path in (output, errors_path(output), meta_path(output)):
         if path.resolve() == input_path.resolve():
             raise JobError(f"output={output}: {path} would be the input file")
