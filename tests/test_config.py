@@ -109,6 +109,20 @@ def test_a_bad_thread_count_fails_in_one_line_not_in_torch(threads, tmp_path):
         setup_runtime(cfg)
 
 
+def test_progress_false_silences_the_libraries_bars_too(tmp_path):
+    from transformers.utils import logging as hf_logging
+
+    from geoloc.cli.common import setup_runtime
+
+    try:
+        setup_runtime(compose([f"model_dir={tmp_path}", "input=x.jsonl", "output=y.jsonl",
+                               "progress=false", f"paths.output_dir={tmp_path}"],
+                              config_name="predict"))
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def test_trainer_gpu_without_a_gpu_fails_naming_the_option(tmp_path, monkeypatch):
     import torch
 

@@ -146,6 +146,11 @@ def setup_runtime(cfg: DictConfig) -> None:
         import torch
 
         torch.set_num_threads(threads)
+    if cfg.get("progress") is False:
+        # progress=false silences transformers' own bars too ("Loading weights")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def job_threads(cfg: DictConfig, cpus: int | None = None) -> int | None:
