@@ -140,6 +140,7 @@ def test_a_saved_place_expert_restores_the_same_predictions(tmp_path):
     fusion.save(path)
     meta = json.loads(path.read_text())
     assert (meta["place_weight"], meta["class_names"]) == (2.0, names)
+    assert meta["format"] == "geoloc-fusion/2"  # a reader without the place term refuses it
     assert meta["gazetteer"] == index_version()
     loaded = Fusion.load(path)
     probe = ["bonjour Paris", "howdy from Austin, TX", "saudade 🇧🇷", "kawaii"]

@@ -34,7 +34,6 @@ import pandas as pd
 from geoloc.bundle import Bundle
 from geoloc.io import markdown_table, read_jsonl
 from geoloc.labels import OTHER
-from geoloc.model.ngram import fuse, oof_key
 
 
 def script_of(text: str) -> str:
@@ -90,10 +89,13 @@ def main(run_dir: str) -> str:
     policy = bundle.thresholds()
     records = list(read_jsonl(UmassTweetsSource().canonical_jsonl()))
     texts = [" ".join(r["captions"]) for r in records]
-    logits = oof["logits"]
-    fusion = bundle.fusion()  # checked to be the one the policy was fitted with
-    if fusion is not None:  # the policy was fitted on the fused out-of-fold outputs
-        logits = fuse(logits, oof[oof_key(fusion.model.C)], fusion.weight)
+    # the outputs the policy was fitted on, as the bundle keeps them: the out-of-fold
+    # logits fused (n-gram model and place expert) exactly as training fused them
+    with np.load(bundle.calibration_file(), allow_pickle=False) as cal:
+        logits, cal_labels = cal["logits"], cal["labels"]
+    if not np.array_equal(cal_labels, oof["labels"]):
+        raise SystemExit(f"{run}: the model's calibration outputs are not this run's "
+                         "out-of-fold rows")
     probs = policy.probabilities(logits)
     decisions = policy.apply(probs)
     names = policy.class_names

@@ -220,6 +220,10 @@ class Bundle:
         fusion = Fusion.load(self.path(FUSION_FILE))
         check_pairing(fusion, thresholds_file or self.path(THRESHOLDS_FILE),
                       self.path(FUSION_FILE))
+        if fusion.class_names is not None and list(fusion.class_names) != self.class_names:
+            # the place evidence would be laid on the wrong columns
+            raise BundleError(f"{self.path(FUSION_FILE)}: its place expert's classes differ "
+                              f"from the model's ({self.path(MODEL_FILE)})")
         return fusion
 
     def population(self) -> PopulationProfile | None:

@@ -147,7 +147,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             "calibration": (f"{folds}-fold cross-fit, {len(cross.oof.labels)} out-of-fold "
                             "rows" if cross is not None else "the calib split"),
             "fusion": (f"char n-gram LR (C={fused.model.C:g}), weight {fused.weight:g} "
-                       f"on the transformer, {fused.place_weight:g} on place evidence"
+                       "on the transformer" + (f", {fused.place_weight:g} on place evidence"
+                                               if fused.place_weight else "")
                        if fused is not None else "none"),
             # test/* and abstain/* are measured on this split (val for the real tweets)
             "evaluated split": split,

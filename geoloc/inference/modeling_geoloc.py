@@ -205,6 +205,8 @@ class CharNgramScorer:
         self.classes = np.asarray(arrays["classes"], dtype=np.int64)
         self.place_weight = float(meta.get("place_weight", 0.0))
         self.class_names = meta.get("class_names")
+        if self.place_weight:
+            self.places([])  # at load, not on the first call: geoloc is needed
 
     def places(self, texts: list[str]) -> np.ndarray:
         """The place expert's evidence. It comes from geoloc's gazetteer (built from the

@@ -219,7 +219,7 @@ def check_max_length(max_length: int | None, trained: int, config: dict[str, Any
         raise PredictorError(f"max_length={max_length}: expected a positive number of tokens")
     limit = int(config.get("max_position_embeddings") or 0)
     if config.get("model_type") in ("xlm-roberta", "roberta", "camembert"):
-        limit -= int(config.get("pad_token_id") or 1) + 1  # positions start after padding
+        limit -= int(config.get("pad_token_id", 1)) + 1  # positions start after padding
     if limit and int(max_length) > limit:
         raise PredictorError(f"max_length={max_length}: the encoder has positions for "
                              f"{limit} tokens; the model was trained at {trained}")

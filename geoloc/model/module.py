@@ -114,6 +114,9 @@ def top_token_ids(input_ids: Sequence[Any], n: int, below: int, special: Sequenc
         for part in (row if row and isinstance(row[0], list) else [row]):
             counts.update(part)
     skip = set(special)
+    if n > below - len(skip & set(range(below))):
+        raise ConfigError(f"model.tune_top_rows={n}: the vocabulary has only "
+                          f"{below - len(skip)} rows to tune")
     chosen = [i for i, _ in counts.most_common() if i < below and i not in skip][:n]
     taken = set(chosen)
     filler = (i for i in range(below) if i not in taken and i not in skip)

@@ -55,6 +55,9 @@ from geoloc.location.resolver import place_shares
 #: Probability floor for classes the model cannot score (e.g. absent from its train rows).
 PROB_FLOOR = 1e-9
 FUSION_FORMAT = "geoloc-fusion/1"
+#: The format of a fusion with a place expert: a reader that knows only /1 would refuse it
+#: rather than serve outputs without the term its thresholds were fitted with.
+FUSION_FORMAT_PLACES = "geoloc-fusion/2"
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +259,6 @@ class Fusion:
     def __post_init__(self) -> None:
         if self.place_weight and not self.class_names:
             raise ValueError("a fusion with a place expert needs the class names")
-        if self.place_weight and self.gazetteer is None:
-            self.gazetteer = index_version()
 
     def places(self, texts: Sequence[str]) -> np.ndarray | None:
         """:func:`place_evidence` of ``texts`` when this fusion has a place expert."""
@@ -275,8 +276,10 @@ class Fusion:
         with atomic_write(path.with_suffix(".npz"), "wb") as fh:
             np.savez_compressed(fh, **arrays)
         places = ({"place_weight": self.place_weight, "class_names": self.class_names,
-                   "gazetteer": self.gazetteer} if self.place_weight else {})
-        write_json_atomic(path, {"format": FUSION_FORMAT, "weight": self.weight, **places,
+                   "gazetteer": self.gazetteer or index_version()} if self.place_weight
+                  else {})
+        fmt = FUSION_FORMAT_PLACES if self.place_weight else FUSION_FORMAT
+        write_json_atomic(path, {"format": fmt, "weight": self.weight, **places,
                                  "thresholds_sha256": self.thresholds_sha256,
                                  "trials": self.trials, "ngram": meta})
 
@@ -284,7 +287,7 @@ class Fusion:
     def load(cls, path: str | Path) -> Fusion:
         path = Path(path)
         meta = json.loads(path.read_text(encoding="utf-8"))
-        if meta.get("format") != FUSION_FORMAT:
+        if meta.get("format") not in (FUSION_FORMAT, FUSION_FORMAT_PLACES):
             raise ValueError(f"{path}: not a {FUSION_FORMAT} file (format="
                              f"{meta.get('format')!r})")
         with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:

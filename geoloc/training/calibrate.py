@@ -110,8 +110,10 @@ def crossfit(cfg: DictConfig, folds: int, fusion: FusionConfig | None = None) ->
         parts.append((out, np.full(len(out.labels), k)))
         eval_split = fitted.datamodule.eval_split
         # a few seconds: the fold-ensemble measurement (a fold model's train and calib
-        # are not the refit's, so only a split that no model trains on is compared)
-        if eval_split in ("val", "test"):
+        # are not the refit's, so only a split that no model trains on is compared; and
+        # only when the fold models validate on their held-out folds, else they may have
+        # chosen their checkpoint on this very split)
+        if heldout and eval_split in ("val", "test"):
             members.append(predict_split(fitted.trainer, fitted.module, fitted.datamodule,
                                          eval_split, fitted.ckpt_path))
         if soup:  # the predicted (checkpoint's) weights, without the frozen table

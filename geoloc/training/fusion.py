@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from geoloc.evaluation import SplitOutputs
 from geoloc.evaluation.calibration import fit_temperature, nll
+from geoloc.location.gazetteer import index_version
 from geoloc.model.ngram import (
     CharNgramLR,
     Fusion,
@@ -75,12 +76,14 @@ def fit_fusion(fusion: FusionConfig, datamodule: Any, calib: SplitOutputs,
         model = fusion.model(len(datamodule.label_set.names), c).fit(list(train["text"]),
                                                                       list(train["labels"]))
     fitted = Fusion(model=model, weight=weight, trials=trials, place_weight=place_weight,
-                    class_names=names if place_weight else None)
+                    class_names=names if place_weight else None,
+                    gazetteer=index_version() if place_weight else None)
     eval_texts = datamodule.texts(split, evaluated.rows)
     ngram_eval = model.log_proba(eval_texts)
     fused_calib = replace(calib, logits=fuse(calib.logits, calib_ngram[c], weight,
                                              calib_places, place_weight))
-    fused_eval = replace(evaluated, logits=fitted.apply(evaluated.logits, eval_texts))
+    fused_eval = replace(evaluated, logits=fuse(evaluated.logits, ngram_eval, weight,
+                                                fitted.places(eval_texts), place_weight))
     chosen = next(t for t in trials
                   if (t["C"], t["weight"], t["place_weight"]) == (c, weight, place_weight))
 
