@@ -34,7 +34,7 @@ train: install
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/geoloc-train $(ARGS)
 
 # Two worker processes, each test file whole in one of them (module fixtures stay shared):
-# about 13 min on 2 cores (fresh clone, 2026-12-03; one process takes far longer), as most tests use one core (for one
+# about 12-14 min on 2 cores (fresh clone, 2026-12-04: 12.2 and 13.6; one process takes far longer), as most tests use one core (for one
 # process: make test XDIST=).
 XDIST ?= -n 2 --dist loadfile
 test: install
