@@ -82,6 +82,14 @@ class BundleError(InputFileError):
     list, or one whose bytes differ from the manifest's hash. The message names the file."""
 
 
+def all_rows_rejected(source: object, rows: int, errors_file: object) -> InputFileError:
+    """The error of a batch job that read rows and could use none of them: its outputs and
+    errors file are written, but a run that did nothing must not exit 0
+    (``geoloc-predict`` raises it, ``geoloc-label`` prints it)."""
+    return InputFileError(f"{source}: every one of its {rows} row(s) was rejected; the "
+                          f"reasons are in {errors_file}")
+
+
 #: The exception types an entry point reports as "invalid config" (one line, exit 2).
 CONFIG_ERRORS = (ConfigError, DataConfigError)
 #: The exception types an entry point reports as "bad input" (one line, exit 2).

@@ -43,7 +43,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +101,14 @@ def is_export(path: PathLike) -> bool:
     return isinstance(files, dict) and _lists_export(files)
 
 
+def unlisted_files(folder: Path, listed: Iterable[str], ignored: frozenset[str] = IGNORED
+                   ) -> list[str]:
+    """The names in ``folder`` that its manifest does not list (nor is the manifest), less
+    ``ignored``: what opening a bundle refuses, and what an export's ``overwrite=true``
+    would delete (it ignores nothing)."""
+    return sorted({p.name for p in folder.iterdir()} - set(listed) - {MANIFEST} - ignored)
+
+
 def _lists_export(files: Mapping[str, Any]) -> bool:
     """Whether a manifest's files are an export's: what plain ``transformers`` loads."""
     return HF_CONFIG_FILE in files and HF_WEIGHTS_FILE in files
@@ -156,7 +164,7 @@ class Bundle:
             if size != entry.get("size") or file_sha256(path) != entry.get("sha256"):
                 raise BundleError(f"{path}: differs from the bundle's manifest (the "
                                   f"{_kind(name)} file was changed or swapped)")
-        extra = sorted(present - set(files) - {MANIFEST} - IGNORED)
+        extra = unlisted_files(folder, files)
         if extra:
             raise BundleError(f"{folder / extra[0]}: not part of the bundle (its manifest "
                               "does not list it); remove it or save the model again")

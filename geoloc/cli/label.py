@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from geoloc.data.readers import ColumnMapping, error_to_dict, iter_results, require_file
-from geoloc.errors import RecordError
+from geoloc.errors import RecordError, all_rows_rejected
 from geoloc.io import atomic_write
 from geoloc.location import DEFAULT_MIN_CONFIDENCE, resolve_location
 
@@ -167,8 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if top:
         print("top countries:    " + ", ".join(f"{c} {n}" for c, n in top))
     if counts["errors"] == rows:  # the files are written, but the run did nothing
-        return _bad_input(f"{args.input}: every one of its {rows} row(s) was rejected; the "
-                          f"reasons are in {errors_out}")
+        return _bad_input(str(all_rows_rejected(args.input, rows, errors_out)))
     return 0
 
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from geoloc.cli import common
 from geoloc.config import CONF_DIR
 from geoloc.data.schema import ColumnMapping
-from geoloc.errors import ConfigError, InputFileError
+from geoloc.errors import ConfigError, all_rows_rejected
 from geoloc.inference.job import check_paths, predict_file
 from geoloc.inference.predictor import Predictor
 
@@ -67,8 +67,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
           f"population:  {common.NOT_CHECKED if check is None else check.message}",
           flush=True)
     if summary.rows and not summary.predicted:  # the files are written; the run did nothing
-        raise InputFileError(f"{cfg.input}: every one of its {summary.rows} row(s) was "
-                             f"rejected; the reasons are in {summary.errors_file}")
+        raise all_rows_rejected(cfg.input, summary.rows, summary.errors_file)
     return metrics, {"predictor": predictor, "summary": summary}
 
 

@@ -31,7 +31,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 
-from geoloc.bundle import Bundle, is_export, open_model
+from geoloc.bundle import Bundle, is_export, open_model, unlisted_files
 from geoloc.bundle.card import model_card
 from geoloc.bundle.files import (
     CARD_FILE,
@@ -177,9 +177,9 @@ def export(model: PathLike | Bundle, out: PathLike, onnx: bool = False,
     if out.exists():
         # overwrite=true replaces what an earlier export wrote, and nothing else: a notes
         # file or a data folder put beside it would be deleted with the folder
-        listed = set(json.loads((out / MANIFEST).read_text(encoding="utf-8"))["files"])
-        foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
-                         if p.name not in listed | {MANIFEST})
+        listed = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["files"]
+        foreign = [name + ("/" if (out / name).is_dir() else "")
+                   for name in unlisted_files(out, listed, ignored=frozenset())]
         if foreign:
             raise ExportError(f"output={out} holds files the export did not write "
                               f"({', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}); "

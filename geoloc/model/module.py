@@ -113,8 +113,8 @@ def top_token_ids(input_ids: Sequence[Any], n: int, below: int, special: Sequenc
     for row in input_ids:
         for part in (row if row and isinstance(row[0], list) else [row]):
             counts.update(part)
-    skip = set(special)
-    if n > below - len(skip & set(range(below))):
+    skip = {i for i in special if i < below}
+    if n > below - len(skip):
         raise ConfigError(f"model.tune_top_rows={n}: the vocabulary has only "
                           f"{below - len(skip)} rows to tune")
     chosen = [i for i, _ in counts.most_common() if i < below and i not in skip][:n]

@@ -22,8 +22,8 @@ thresholds file fitted with it, and ``geoloc-eval`` refuses a pairing that diffe
 
 A third, optional expert adds place evidence (``fusion.place_weights``): the countries
 that the places a text names point at, from the location resolver's gazetteer
-(:func:`geoloc.location.place_shares`: cities, regions, countries and demonyms in many
-languages, and flags), added as ``a · share`` to the fused log-probabilities. It has one
+(:func:`geoloc.location.place_shares`: cities, regions and countries in many languages,
+codes after a place, and flags; no demonyms, which the gazetteer does not hold), added as ``a · share`` to the fused log-probabilities. It has one
 weight shared by every country, so a place name the training rows never showed still
 counts for its country, which a learned per-country feature cannot do with a few thousand
 rows. On the real tweets, as features of the n-gram model the shares moved its
@@ -254,6 +254,7 @@ class Fusion:
     place_weight: float = 0.0
     class_names: list[str] | None = None
     #: :func:`geoloc.location.gazetteer.index_version` the place weight was chosen with
+    #: (read from the file; a fusion saved for the first time records this process's)
     gazetteer: str | None = None
 
     def __post_init__(self) -> None:

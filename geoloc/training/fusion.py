@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 
 from geoloc.evaluation import SplitOutputs
 from geoloc.evaluation.calibration import fit_temperature, nll
-from geoloc.location.gazetteer import index_version
 from geoloc.model.ngram import (
     CharNgramLR,
     Fusion,
@@ -61,10 +60,11 @@ def fit_fusion(fusion: FusionConfig, datamodule: Any, calib: SplitOutputs,
     if calib_ngram is None:  # the models that predict the calib split are the deployed ones
         fitted_on_train, calib_ngram = ngram_by_c(fusion, datamodule, "calib", calib.rows)
     names = list(datamodule.label_set.names)
-    searched = any(fusion.place_weights)
-    if calib_texts is None:
-        calib_texts = datamodule.texts("calib", calib.rows)
-    calib_places = place_evidence(calib_texts, names) if searched else None
+    calib_places = None
+    if any(fusion.place_weights):
+        if calib_texts is None:
+            calib_texts = datamodule.texts("calib", calib.rows)
+        calib_places = place_evidence(calib_texts, names)
     c, weight, place_weight, trials = select_fusion(
         calib.logits, calib_ngram, calib.labels, fusion.weights, calib_places,
         fusion.place_weights)
@@ -73,11 +73,9 @@ def fit_fusion(fusion: FusionConfig, datamodule: Any, calib: SplitOutputs,
     model = fitted_on_train.get(c)
     if model is None:  # cross-fit: refit on all the pooled rows the deployed model saw
         train = datamodule.datasets["train"]
-        model = fusion.model(len(datamodule.label_set.names), c).fit(list(train["text"]),
-                                                                      list(train["labels"]))
+        model = fusion.model(len(names), c).fit(list(train["text"]), list(train["labels"]))
     fitted = Fusion(model=model, weight=weight, trials=trials, place_weight=place_weight,
-                    class_names=names if place_weight else None,
-                    gazetteer=index_version() if place_weight else None)
+                    class_names=names if place_weight else None)
     eval_texts = datamodule.texts(split, evaluated.rows)
     ngram_eval = model.log_proba(eval_texts)
     fused_calib = replace(calib, logits=fuse(calib.logits, calib_ngram[c], weight,
