@@ -85,7 +85,7 @@ class BundleError(InputFileError):
 def all_rows_rejected(source: object, rows: int, errors_file: object) -> InputFileError:
     """The error of a batch job that read rows and could use none of them: its outputs and
     errors file are written, but a run that did nothing must not exit 0
-    (``geoloc-predict`` raises it, ``geoloc-label`` prints it)."""
+    (``geoloc-predict`` and ``geoloc-audience`` raise it, ``geoloc-label`` prints it)."""
     return InputFileError(f"{source}: every one of its {rows} row(s) was rejected; the "
                           f"reasons are in {errors_file}")
 

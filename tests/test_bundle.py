@@ -236,3 +236,102 @@ def test_tool_metadata_is_ignored_and_an_old_export_is_named(bundles, tmp_path):
     (folder / "config.json").write_text(json.dumps({"geoloc": {"format": "geoloc.export/v1"}}))
     with pytest.raises(BundleError, match="an export written before model folders"):
         Bundle.open(folder)
+
+
+def _checkpoint_of(folder: Path, ckpt: Path, policy_from: Path | None = None,
+                   fusion: bool = True) -> Path:
+    """A training checkpoint (as Lightning writes it) of the bundle in ``folder``, with the
+    files earlier versions kept beside it: the policy and the fusion files (of
+    ``policy_from``'s bundle when given; no fusion files when ``fusion`` is false)."""
+    import pytorch_lightning as pl
+
+    from geoloc.bundle import Bundle, legacy_file
+    from geoloc.bundle.files import FUSION_ARRAYS, FUSION_FILE, THRESHOLDS_FILE
+    from geoloc.model.module import RESTORED_KEY
+
+    bundle = Bundle.open(folder)
+    module = bundle.load_module()
+    state = module.state_dict()
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    frozen = set(module.frozen_parameter_names())
+    torch.save({"state_dict": {k: v for k, v in state.items() if k not in frozen},
+                RESTORED_KEY: bundle.info["restored_from_backbone"],
+                "hyper_parameters": dict(module.hparams),
+                "datamodule_hyper_parameters": bundle.data,
+                "pytorch-lightning_version": pl.__version__}, ckpt)
+    shutil.copyfile((policy_from or folder) / THRESHOLDS_FILE,
+                    legacy_file(ckpt, THRESHOLDS_FILE))
+    if fusion:
+        for name in (FUSION_FILE, FUSION_ARRAYS):
+            shutil.copyfile((policy_from or folder) / name, legacy_file(ckpt, name))
+    return ckpt
+
+
+def test_a_policy_records_its_model_and_a_checkpoint_with_another_models_is_refused(
+        bundles, tmp_path, caplog):
+    """Issue 23: a checkpoint with another model's ``.thresholds.json`` beside it, or a fused
+    model's checkpoint without its ``.fusion.*`` files, used to predict without a word.
+    The policy now records the weights and fusion it was fitted on; each is refused in
+    one line naming the policy file."""
+    from geoloc.bundle import Bundle, bundle_from_checkpoint, legacy_file
+    from geoloc.bundle.files import THRESHOLDS_FILE
+    from geoloc.errors import BundleError
+
+    good, other = bundles
+    bundle = Bundle.open(good)
+    policy = bundle.thresholds()
+    assert policy.fitted_with == {"weights": bundle.info["weights_digest"],
+                                  "fusion": bundle.fusion().digest()}
+    # its own files: converted, and the copy's policy names the same weights and fusion
+    ckpt = _checkpoint_of(good, tmp_path / "own" / "epoch01.ckpt")
+    converted = bundle_from_checkpoint(ckpt)
+    assert converted.thresholds().fitted_with == policy.fitted_with
+    # another model's policy (and fusion) beside the checkpoint
+    ckpt = _checkpoint_of(good, tmp_path / "foreign" / "epoch01.ckpt", policy_from=other)
+    with pytest.raises(BundleError, match=r"thresholds.json: fitted on another model's "
+                                          r"outputs .*epoch01.ckpt") as err:
+        bundle_from_checkpoint(ckpt)
+    assert "\n" not in str(err.value)
+    # the fused model's policy without the fusion files
+    ckpt = _checkpoint_of(good, tmp_path / "unfused" / "epoch01.ckpt", fusion=False)
+    with pytest.raises(BundleError, match="fitted with a fused n-gram model"):
+        bundle_from_checkpoint(ckpt)
+    # a policy written before the record: the run's config says it fused
+    run = tmp_path / "old-run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("fusion:\n  weights: [0.5]\n")
+    ckpt = _checkpoint_of(good, run / "checkpoints" / "epoch01.ckpt", fusion=False)
+    old = json.loads(legacy_file(ckpt, THRESHOLDS_FILE).read_text())
+    del old["fitted_with"]
+    legacy_file(ckpt, THRESHOLDS_FILE).write_text(json.dumps(old))
+    with pytest.raises(BundleError, match=r"fusion.json: missing; the run .* fused"):
+        bundle_from_checkpoint(ckpt)
+    # ... and, unfused, it is read with a warning that it cannot be checked
+    (run / ".hydra" / "config.yaml").write_text("fusion: null\n")
+    with caplog.at_level("WARNING", logger="geoloc"):
+        bundle_from_checkpoint(ckpt)
+    assert "written before policies recorded the weights" in caplog.text
+
+
+def test_a_bundle_whose_weights_were_swapped_under_a_rewritten_manifest_is_refused(
+        bundles, tmp_path):
+    """Swapping the weights file and rewriting the manifest (what a hand-assembled folder
+    does) is caught where the weights are read: they are not the ones the model
+    description records, on which the policy was fitted. A policy naming other weights
+    is refused when read."""
+    from geoloc.bundle import Bundle, write_manifest
+    from geoloc.bundle.files import MODEL_FILE, WEIGHTS_FILE
+    from geoloc.errors import BundleError
+
+    good, other = bundles
+    folder = tmp_path / "mixed"
+    shutil.copytree(good, folder)
+    shutil.copyfile(other / WEIGHTS_FILE, folder / WEIGHTS_FILE)
+    write_manifest(folder)
+    with pytest.raises(BundleError, match="not the weights .*geoloc_model.json records"):
+        Bundle.open(folder).load_module()
+    info = json.loads((other / MODEL_FILE).read_text())
+    (folder / MODEL_FILE).write_text(json.dumps(info))
+    write_manifest(folder)
+    with pytest.raises(BundleError, match="fitted on another model's outputs"):
+        Bundle.open(folder).thresholds()

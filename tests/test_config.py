@@ -132,6 +132,22 @@ def test_trainer_gpu_without_a_gpu_fails_naming_the_option(tmp_path, monkeypatch
         validate_config(cfg)
 
 
+def test_online_wandb_without_a_server_fails_naming_the_option(tmp_path, monkeypatch):
+    """Issue 23: ``logger.wandb.offline=false`` with no network waited 100 s, then ended
+    in a traceback. The server is now tried first (a closed port stands for it here);
+    ``WANDB_MODE=offline`` still wins over the option, as in W&B itself."""
+    from geoloc.cli.common import check_wandb_reachable, run_task
+
+    cfg = compose(["logger.wandb.offline=false", f"paths.output_dir={tmp_path}"])
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    check_wandb_reachable(cfg)  # the tests' WANDB_MODE=offline: nothing to reach
+    monkeypatch.delenv("WANDB_MODE")
+    with pytest.raises(ConfigError, match=r"logger\.wandb\.offline=false: the W&B server "
+                                          r"http://127\.0\.0\.1:9 cannot be reached"):
+        run_task(lambda cfg: pytest.fail("the task ran"), cfg)
+    check_wandb_reachable(compose([f"paths.output_dir={tmp_path}"]))  # offline: true
+
+
 @pytest.mark.slow
 def test_geoloc_train_rejects_depth_beyond_backbone_within_seconds(tmp_path):
     home = tmp_path / "home"

@@ -44,3 +44,25 @@ def test_a_run_whose_every_row_is_rejected_fails_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"geoloc-label: bad input: {src}: every one of its 2 row(s) was rejected; the "
         f"reasons are in {err}")
+
+
+def test_a_utf16_file_is_named_as_such_with_or_without_a_byte_order_mark(tmp_path, capsys):
+    """Issue 23: UTF-16 without a BOM was "unreadable header ... universal-newline mode".
+    Either way, and as JSONL too, the file's encoding is named with the way out, exit 2."""
+    text = "id,bio,caption,location\n1,hola,buen día,CDMX\n"
+    cases = {"le.csv": ("utf-16-le", "UTF-16LE without a byte-order mark"),
+             "be.csv": ("utf-16-be", "UTF-16BE without a byte-order mark"),
+             "bom.csv": ("utf-16", "UTF-16, not UTF-8"),
+             "le.jsonl": ("utf-16-le", "UTF-16LE without a byte-order mark")}
+    for name, (codec, said) in cases.items():
+        src = tmp_path / name
+        body = (text if name.endswith(".csv") else
+                json.dumps({"id": "1", "bio": "hola", "captions": [], "location": "CDMX"}))
+        src.write_bytes(body.encode(codec))
+        out = tmp_path / f"{name}.out.jsonl"
+        code = main([str(src), "--location", "location", "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err, (name, err)
+        assert err.startswith(f"geoloc-label: bad input: {src}:1: field 'encoding': the "
+                              f"file is {said}"), (name, err)
+        assert "save it as UTF-8" in err

@@ -285,3 +285,20 @@ def test_model_text_undoes_storage_artefacts():
     assert normalize_text("line one\\nline two") == "line one\nline two"
     assert normalize_text("Bom dia 🇧🇷 São Paulo") == "Bom dia 🇧🇷 São Paulo"
     assert profile_text("me &amp; you", ["a\\nb", ""]) == "me & you | a\nb"
+
+
+def test_groups_differing_only_in_spaces_are_one_group_and_that_is_said(
+        tmp_path: Path, caplog) -> None:
+    """Issue 23: ``acme`` and ``acme `` were merged without a word. They still are (a
+    spreadsheet's stray space is not a second audience), but the first such row of a file
+    is named in a warning, once."""
+    src = tmp_path / "followers.csv"
+    src.write_text("id,bio,influencer\n1,a,acme\n2,b,acme \n3,c, acme\n4,d,other\n",
+                   encoding="utf-8")
+    mapping = ColumnMapping(id="id", bio="bio", captions=(), stated_location=None,
+                            country=None, group="influencer")
+    with caplog.at_level("WARNING", logger="geoloc"):
+        rows = list(iter_results(src, mapping))
+    assert [r["group"] for r in rows] == ["acme", "acme", "acme", "other"]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and f"{src}: line 3: group 'acme ' has spaces" in said[0]

@@ -14,9 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 from geoloc.cli import common
 from geoloc.config import CONF_DIR
 from geoloc.data.schema import ColumnMapping
-from geoloc.errors import ConfigError
+from geoloc.errors import ConfigError, all_rows_rejected
 from geoloc.inference.audience import check_methods, check_options, load_calibration
-from geoloc.inference.audience_job import audience_file, prediction_batches, profile_batches
+from geoloc.inference.audience_job import (
+    audience_file,
+    check_predictions_model,
+    prediction_batches,
+    profile_batches,
+)
 from geoloc.inference.job import check_paths
 from geoloc.inference.population import PopulationCounter
 from geoloc.inference.predictor import Predictor
@@ -44,6 +49,8 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         names = list(calibration.class_names)
         counter = PopulationCounter(names)
         if kind == "predictions":
+            check_predictions_model(Path(cfg.input), bundle.provenance(), bundle.folder,
+                                    bool(cfg.allow_unrecorded))
             batches = _counted(prediction_batches(Path(cfg.input), names,
                                                   int(cfg.chunk_rows)), counter)
         else:
@@ -85,6 +92,8 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
           f"methods:     {', '.join(methods)} ({intervals})\n"
           f"time:        {seconds:.1f} s\n"
           f"population:  {common.NOT_CHECKED if check is None else check.message}", flush=True)
+    if summary.rows and summary.errors == summary.rows:  # written, but it did nothing
+        raise all_rows_rejected(cfg.input, summary.rows, summary.errors_file)
     return metrics, {"summary": summary, "thresholds": thresholds}
 
 

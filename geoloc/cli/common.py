@@ -151,6 +151,41 @@ def setup_runtime(cfg: DictConfig) -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    check_wandb_reachable(cfg)
+
+
+#: How long the W&B server may take to accept a connection before an online run is
+#: refused (W&B itself waits 90 s, then fails with a traceback).
+WANDB_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_wandb_reachable(cfg: DictConfig) -> None:
+    """When a W&B logger is to log online (``logger.wandb.offline=false``), check in
+    seconds that its server accepts a connection, and refuse the run in one line if not:
+    W&B would wait 90 s and end in a traceback after the model had loaded.
+    ``WANDB_MODE=offline`` (or disabled) overrides the option, as in W&B itself; with
+    ``offline: true`` Lightning's logger never goes online, whatever ``WANDB_MODE`` says."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return
+    loggers = cfg.get("logger")
+    if not (isinstance(loggers, Mapping) and any(
+            isinstance(lg, Mapping) and "WandbLogger" in str(lg.get("_target_", ""))
+            and lg.get("offline") is False for lg in loggers.values())):
+        return
+    import socket  # only an online run opens a connection
+    from urllib.parse import urlparse
+
+    url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    what = "logger.wandb.offline=false"
+    try:
+        socket.create_connection((parsed.hostname or "", port),
+                                 timeout=WANDB_CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConfigError(f"{what}: the W&B server {url} cannot be reached ({err}); log "
+                          "offline (the default) and upload the run later with "
+                          "`wandb sync <run folder>/wandb/offline-run-*`") from None
 
 
 def job_threads(cfg: DictConfig, cpus: int | None = None) -> int | None:

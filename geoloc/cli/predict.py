@@ -50,7 +50,8 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     check = common.population_check(
         "geoloc-predict", reference, margin, summary.population, str(cfg.output),
         {"model": str(bundle.folder), "class_names": list(predictor.class_names),
-         "predictor": predictor.fingerprint(), "rows": summary.rows})
+         "provenance": predictor.provenance, "predictor": predictor.fingerprint(),
+         "rows": summary.rows})
     seconds = time.perf_counter() - start
     metrics = {"rows": summary.rows, "predicted": summary.predicted, "errors": summary.errors,
                "population_shift": float(check.fired) if check is not None else 0.0,

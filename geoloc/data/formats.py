@@ -89,9 +89,28 @@ def _decoded_lines(fh: Iterable[bytes], path: str, first_line: int = 1) -> Itera
             raise RecordError(path, n, "encoding", f"not valid UTF-8 ({exc.reason})") from None
 
 
+def _check_utf8(path: str, head: bytes) -> None:
+    """Refuse a UTF-16 or UTF-32 file at once, saying so: read as UTF-8 it fails on every
+    line (with a BOM), or its NUL bytes between characters surface as an "unreadable
+    header ... universal-newline mode" or malformed JSON, which names no cause."""
+    boms = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32",
+            b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
+    found = next((name for bom, name in boms.items() if head.startswith(bom)), None)
+    codec = found
+    if found is None and head.count(b"\x00") * 4 >= len(head) > 0:
+        # ASCII text in UTF-16: every other byte is 0 (the odd ones in little-endian)
+        codec = "UTF-16LE" if head[1::2].count(0) >= head[0::2].count(0) else "UTF-16BE"
+        found = f"{codec} without a byte-order mark"
+    if found:
+        raise RecordError(path, 1, "encoding", f"the file is {found}, not UTF-8; save it as "
+                          f"UTF-8 (e.g. iconv -f {codec} -t UTF-8)")
+
+
 def _jsonl_rows(path: str) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
     with open(path, "rb") as fh:
-        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        head = fh.read(4096)
+        _check_utf8(path, head)
+        head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
         fh.seek(0)
         if head.startswith(b"["):
             yield from _json_array_rows(path, fh.read())
@@ -164,6 +183,8 @@ def _csv_rows(path: str, delimiter: str, columns: Sequence[str]) -> Iterator[tup
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:
         csv.field_size_limit(min(_CSV_FIELD_LIMIT, sys.maxsize))
     with open(path, "rb") as fh:
+        _check_utf8(path, fh.read(4096))
+        fh.seek(0)
         lines = _QuoteCountingLines(_decoded_lines(fh, path))
         reader = csv.reader(lines, delimiter=delimiter, strict=True)
         try:

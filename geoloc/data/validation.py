@@ -11,6 +11,7 @@ problem says "row"), because "row 812,113 is broken" is useless without them.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from geoloc.labels import is_valid_code, normalize_code
 # the EU and Twitter geotags use (the real tweet set contains it). pycountry rejects it,
 # so it is accepted here explicitly rather than turning real rows into errors.
 _EXTRA_COUNTRY_CODES = frozenset({"XK"})
+
+log = logging.getLogger("geoloc")
 
 
 class RowValidator:
@@ -40,6 +43,7 @@ class RowValidator:
         self.seen: dict[str, int] | None = {} if check_unique else None
         self.row_word = row_word  # Parquet: say "row N" because a row is not a line
         self.stem = Path(path).stem
+        self.trimmed_group = False  # a group with surrounding spaces was met (and said)
 
     def error(self, line: int, field: str, problem: str) -> RecordError:
         if self.row_word:
@@ -91,6 +95,14 @@ class RowValidator:
         text = str(v).strip()
         if not text:
             raise self.error(line, self.mapping.group, "group is empty")
+        if text != str(v) and not self.trimmed_group:
+            # "acme" and "acme " are one group (spaces a spreadsheet export added), but
+            # not silently: said once per file, with the first row it happened on
+            self.trimmed_group = True
+            where = f"row {line - 1}" if self.row_word else f"line {line}"
+            log.warning("%s: %s: group %r has spaces around it; groups are compared "
+                        "without them, so it counts as %r (said once per file)",
+                        self.path, where, str(v), text)
         return text
 
     def _split(self, row: Mapping[str, Any], line: int) -> str | None:

@@ -275,6 +275,13 @@ class Thresholds:
     certificate is about that graph's probabilities: the int8 graph moves them by up to
     0.27 on the real validation tweets (``experiments/export/results.md``), so the
     predictor refuses to pair a policy with a graph of the other precision."""
+    fitted_with: dict[str, str | None] = field(default_factory=dict)
+    """The model the policy was fitted on: ``weights`` (:func:`geoloc.bundle.weights_digest`
+    of the trained tensors) and ``fusion`` (:meth:`~geoloc.model.ngram.Fusion.digest` of
+    its fused n-gram model, or None), stamped when a bundle is written. A policy is a
+    statement about one model's probabilities: a reader refuses it beside other weights,
+    or without the fusion it was fitted with. Empty for a policy written before the
+    record existed (it cannot be checked)."""
 
     def __post_init__(self) -> None:
         self.class_names = [str(n) for n in self.class_names]
@@ -365,6 +372,7 @@ class Thresholds:
             "min_probability": self.policy.min_probability,
             "n_families": self.n_families,
             "scored_with": self.scored_with,
+            "fitted_with": dict(self.fitted_with),
             "guarantee_per_class": {n: c.guarantee for n, c in self.calibration.items()},
             "delta_per_class": self.delta_per_class,
             "temperature": self.temperature,
@@ -410,6 +418,7 @@ class Thresholds:
             n_families=int(data.get("n_families", 0)),
             # files written before the field existed were all fitted on fp32 outputs
             scored_with=str(data.get("scored_with", "fp32")),
+            fitted_with=_fitted_with(data.get("fitted_with")),
             grid=[float(g) for g in data.get("grid", default_grid().tolist())],
             created_at=str(data.get("created_at", "")),
         )
@@ -434,6 +443,17 @@ class Thresholds:
             raise InputFileError(f"{path}: thresholds file lacks the field {err}") from None
         except (TypeError, ValueError, AttributeError) as err:
             raise InputFileError(f"{path}: not a usable thresholds file: {err}") from None
+
+
+def _fitted_with(record: Any) -> dict[str, str | None]:
+    """The ``fitted_with`` record of a policy file ({} when it has none)."""
+    if record is None:
+        return {}
+    if not isinstance(record, dict) or not all(
+            isinstance(v, str | None) for v in record.values()):
+        raise ValueError(f"fitted_with {record!r}: expected an object of digests (text "
+                         "or null)")
+    return {str(k): v for k, v in record.items()}
 
 
 def _class_calibration(data: Mapping[str, Any], threshold: Any = None) -> ClassCalibration:

@@ -21,6 +21,7 @@ the group's rows the policy assigned a country, what naive counting uses).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import zlib
@@ -32,10 +33,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from geoloc.data.formats import iter_raw_rows
+from geoloc.data.formats import detect_format, iter_raw_rows
 from geoloc.data.readers import error_to_dict, iter_numbered_results
 from geoloc.data.schema import ColumnMapping, profile_text
-from geoloc.errors import RecordError
+from geoloc.errors import InputFileError, RecordError
 from geoloc.inference.audience import (
     Calibration,
     CalibrationReplicates,
@@ -44,16 +45,19 @@ from geoloc.inference.audience import (
     estimate_audience,
 )
 from geoloc.inference.job import (
+    PROVENANCE_KEY,
     _chunks,
     check_paths,
     errors_path,
     output_table_writer,
     parts_path,
 )
-from geoloc.inference.population import PopulationCounter
+from geoloc.inference.population import PopulationCounter, meta_path
 from geoloc.inference.predictor import GROUP_COLUMN, PROBABILITIES_COLUMN
 from geoloc.io import PathLike
 from geoloc.labels import UNCERTAIN
+
+log = logging.getLogger("geoloc")
 
 OUTPUT_COLUMNS = ("group", "method", "country", "share", "low", "high", "level",
                   "profiles", "assigned")
@@ -115,6 +119,69 @@ def profile_batches(predictor: Any, input_path: Path, mapping: ColumnMapping,
             yield [], np.zeros((0, len(predictor.class_names))), np.zeros(0, int), errors
 
 
+def predictions_provenance(input_path: Path) -> tuple[dict[str, Any] | None, Path]:
+    """The record of the model a ``geoloc-predict`` output was written by, and where it
+    was read: a Parquet file's schema metadata, else the ``INPUT.meta.json`` beside it.
+    None when it has neither (written by hand, or before geoloc recorded it)."""
+    import pyarrow.parquet as pq
+
+    if detect_format(input_path, None) == "parquet":
+        try:
+            meta = pq.read_schema(str(input_path)).metadata or {}
+        except (OSError, ValueError):  # unreadable: the row reader names the problem
+            meta = {}
+        if PROVENANCE_KEY.encode() in meta:
+            return json.loads(meta[PROVENANCE_KEY.encode()]), input_path
+    side = meta_path(input_path)
+    if side.is_file():
+        try:
+            record = json.loads(side.read_text(encoding="utf-8")).get("provenance")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            raise InputFileError(f"{side}: unreadable metadata of {input_path.name} (not "
+                                 "the JSON object geoloc-predict writes)") from None
+        return (record if isinstance(record, dict) else None), side
+    return None, side
+
+
+def check_predictions_model(input_path: Path, model: dict[str, Any], model_dir: Path,
+                            allow_unrecorded: bool = False) -> None:
+    """Refuse predictions written by another model than ``model_dir`` (``model``: its
+    :meth:`~geoloc.bundle.Bundle.provenance`), with one line naming both: their
+    probabilities are in another model's class order or on another model's scale, and
+    the audience estimators correct them with ``model_dir``'s calibration outputs (18
+    points off on one share, measured). A file with no record is refused unless
+    ``allow_unrecorded``; predictions cut at another ``max_length`` are warned about."""
+    found, source = predictions_provenance(input_path)
+    if found is None:
+        if allow_unrecorded:
+            log.warning("%s: no record of the model that wrote it (read as %s's, as "
+                        "allow_unrecorded=true asks)", input_path, model_dir)
+            return
+        raise InputFileError(
+            f"{input_path}: no record of the model that wrote it (neither Parquet metadata "
+            f"nor {source.name}); predict it again with geoloc-predict model_dir={model_dir} "
+            "probabilities=true, or pass allow_unrecorded=true if you know it is this "
+            "model's")
+    if list(found.get("class_names") or []) != list(model["class_names"]):
+        raise InputFileError(
+            f"{source}: predicted with the classes {found.get('class_names')}, not "
+            f"{model_dir}'s {model['class_names']} (in that order); use the model that "
+            "wrote it")
+    for key, what in (("weights", "another model's weights"),
+                      ("policy", "another policy (temperature and thresholds)")):
+        if found.get(key) != model[key]:
+            raise InputFileError(
+                f"{source}: predicted by {what} ({str(found.get(key))[:12]}…) than "
+                f"{model_dir} ({str(model[key])[:12]}…); its probabilities are on another "
+                "scale than the calibration outputs the estimators correct with: use the "
+                "model folder that wrote it")
+    trained = model.get("max_length")
+    if found.get("max_length") not in (None, trained):
+        log.warning("%s: predicted with max_length=%s, not the %s the policy and its "
+                    "calibration outputs were measured at; the shares' correction assumes "
+                    "the trained length", source, found.get("max_length"), trained)
+
+
 def prediction_batches(input_path: Path, class_names: list[str], chunk_rows: int
                        ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, list[dict]]]:
     """Rows of ``geoloc-predict`` output (Parquet, JSONL or CSV/TSV, written with
@@ -149,13 +216,21 @@ def prediction_batches(input_path: Path, class_names: list[str], chunk_rows: int
         if country != UNCERTAIN and country not in index:
             raise RecordError(path, line, "country",
                               f"{country!r} is not one of the model's classes")
+        for name, p in _top(row):
+            if name in index and abs(vec[index[name]] - p) > 1e-4:
+                # the row's own top-k columns name classes with their probabilities:
+                # a vector that disagrees is not in the model's class order
+                raise RecordError(path, line, PROBABILITIES_COLUMN,
+                                  f"gives {name} {vec[index[name]]:.4f}, the row's top "
+                                  f"columns {p:.4f}: not in the model's class order "
+                                  f"({', '.join(class_names)})")
         return str(row[GROUP_COLUMN]), vec, index.get(country, -1)
 
     def rows() -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
         """The readers' rows, with the missing-column error telling how to make them."""
         checked = False
         try:
-            for line, row in iter_raw_rows(path, None, needed):
+            for line, row in iter_raw_rows(path, None, needed + _optional(input_path)):
                 if not checked and isinstance(row, dict):  # JSONL has no header
                     missing = [c for c in needed if c not in row]
                     if missing:  # written without probabilities=true or a group
@@ -182,6 +257,44 @@ def prediction_batches(input_path: Path, class_names: list[str], chunk_rows: int
             decisions.append(d)
         probs = np.stack(vecs) if vecs else np.zeros((0, len(class_names)))
         yield groups, probs, np.asarray(decisions, dtype=np.int64), errors
+
+
+#: The columns checked when present: each row's top classes and their probabilities.
+TOP_COLUMNS = ("top_countries", "top_probabilities")
+
+
+def _optional(path: Path) -> tuple[str, ...]:
+    """The :data:`TOP_COLUMNS` a Parquet file has (Parquet is read column by column; the
+    other formats yield every column)."""
+    import pyarrow.parquet as pq
+
+    if detect_format(path, None) != "parquet":
+        return ()
+    try:
+        names = pq.read_schema(str(path)).names
+    except (OSError, ValueError):  # unreadable: the row reader names the problem
+        return ()
+    return tuple(c for c in TOP_COLUMNS if c in names)
+
+
+def _top(row: dict[str, Any]) -> list[tuple[str, float]]:
+    """(class, probability) pairs of a row's top-k columns (JSON arrays in CSV cells);
+    none when they are absent or unreadable (the check is a bonus, not a requirement)."""
+    cells = []
+    for col in TOP_COLUMNS:
+        value = row.get(col)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                return []
+        if not isinstance(value, list):
+            return []
+        cells.append(value)
+    names, probs = cells
+    if len(names) != len(probs) or not all(isinstance(p, int | float) for p in probs):
+        return []
+    return [(str(n), float(p)) for n, p in zip(names, probs, strict=True)]
 
 
 def _missing_hint(column: str) -> str:

@@ -56,6 +56,10 @@ from geoloc.inference.predictor import (
 )
 from geoloc.io import PathLike, atomic_write, write_json_atomic
 
+#: The Parquet schema-metadata key of a prediction file's provenance (the model's
+#: classes, weights digest, policy hash and max_length; JSONL and CSV carry it in
+#: ``OUTPUT.meta.json``).
+PROVENANCE_KEY = "geoloc.provenance"
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
                   ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 MANIFEST = "manifest.json"
@@ -202,6 +206,8 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
              if detect_format(input_path, fmt) == "parquet" else None)
     schema = output_schema(predictor.embeddings, mapping.group is not None,
                            predictor.probabilities)
+    # the output carries its model (the parts need not: their manifest does)
+    out_schema = schema.with_metadata({PROVENANCE_KEY: json.dumps(predictor.provenance)})
     bar = tqdm(total=total, unit="profile", desc="geoloc-predict", disable=not progress)
     items = iter_numbered_results(input_path, mapping, fmt=fmt)
     try:
@@ -212,7 +218,7 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
         raise
     finally:
         bar.close()
-    summary = _merge(parts, chunks, output, out_format, schema)
+    summary = _merge(parts, chunks, output, out_format, out_schema)
     summary.chunks_resumed = resumed
     shutil.rmtree(parts)
     return summary

@@ -257,6 +257,10 @@ class Predictor:
     per_text: bool = False
     """A whole-profile model (``model.text_pooling``): each text of a profile is its own
     sequence of up to ``max_length`` tokens."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """What a prediction file records of the model that wrote it
+    (:meth:`~geoloc.bundle.Bundle.provenance` and the ``max_length`` used): a later
+    reader (``geoloc-audience kind=predictions``) refuses a file of another model."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -337,7 +341,9 @@ class Predictor:
                    source=str(bundle.folder), identity=identity,
                    model_sha256={name: bundle.sha256(name) for name in files},
                    embeddings=embeddings, probabilities=probabilities,
-                   per_text=bundle.hparams.get("text_pooling") is not None)
+                   per_text=bundle.hparams.get("text_pooling") is not None,
+                   provenance={**bundle.provenance(),
+                               "max_length": int(max_length or bundle.max_length)})
 
     # -- scoring -------------------------------------------------------------------------
 

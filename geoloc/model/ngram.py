@@ -37,6 +37,7 @@ to an ``.npz`` read with ``allow_pickle=False``; nothing is unpickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -268,6 +269,23 @@ class Fusion:
     def apply(self, transformer_logits: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         return fuse(transformer_logits, self.model.log_proba(texts), self.weight,
                     self.places(texts), self.place_weight)
+
+    def digest(self) -> str:
+        """SHA-256 of what decides this fusion's outputs (weights, classes, the n-gram
+        model's parameters and arrays), not of its files: the policy records it
+        (``Thresholds.fitted_with``), and a fusion saved again (a converted checkpoint)
+        keeps it, though ``np.savez`` stamps each write with its time. Hand-written: no
+        library hashes a fitted scikit-learn model by content."""
+        meta, arrays = self.model.state()
+        h = hashlib.sha256(json.dumps(
+            {"weight": self.weight, "place_weight": self.place_weight,
+             "class_names": self.class_names, "ngram": meta}, sort_keys=True,
+            default=str).encode("utf-8"))
+        for name in sorted(arrays):
+            a = np.ascontiguousarray(arrays[name])
+            h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
 
     def save(self, path: str | Path) -> None:
         """``path`` (JSON: weight, parameters, vocabulary, selection trials) and

@@ -270,13 +270,16 @@ def save_recalibrated(bundle: Bundle, result: Recalibration, folder: PathLike,
     policy; ``record`` (input, key, counts) goes into the population file."""
     names = bundle.class_names
 
+    fusion = bundle.fusion()
+
     def add(tmp: Path) -> None:
-        result.after.to_json(tmp / THRESHOLDS_FILE)
+        # fitted on this model's (fused) outputs: the new policy says so, as training's does
+        dataclasses.replace(result.after, fitted_with=bundle.fitted_with(fusion)).to_json(
+            tmp / THRESHOLDS_FILE)
         save_calibration_outputs(result.calibration, names, tmp / CALIBRATION_FILE)
         population = result.population
         population.extra.update(record)
         population.save(tmp / POPULATION_FILE)
-        fusion = bundle.fusion()
         if fusion is not None:  # the fusion certifies only with the policy it is paired to
             fusion.thresholds_sha256 = file_sha256(tmp / THRESHOLDS_FILE)
             fusion.save(tmp / FUSION_FILE)
