@@ -175,6 +175,13 @@ def test_a_run_that_fails_before_its_first_chunk_leaves_no_parts(model, tmp_path
     with caplog.at_level("WARNING", logger="geoloc"):
         short = Predictor.load(model, max_length=5)
     assert "certified on inputs cut at" in caplog.text and "max_length=5" in caplog.text
+    # with the consequence in numbers: the measured one, and this input's rows cut
+    assert "cutting at 8 instead of 64 moved accuracy 72.7 -> 69.8 %" in caplog.text
+    short.predict_texts([p["bio"] for p in _profiles(6)] + ["hi"])
+    assert short.cut_rows == [7, 6]
+    assert short.cut_summary().startswith("max_length=5: 6 of 7 rows (86 %) were cut "
+                                          "shorter than at the trained")
+    assert Predictor.load(model).cut_summary() is None
 
     def broken(*args, **kwargs):
         raise RuntimeError("the network failed on the first batch")

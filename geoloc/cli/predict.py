@@ -67,6 +67,8 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
           f"time:        {seconds:.1f} s ({metrics['profiles_per_second']:.1f} profiles/s)\n"
           f"population:  {common.NOT_CHECKED if check is None else check.message}",
           flush=True)
+    if predictor.cut_summary():
+        log.warning("geoloc-predict: %s", predictor.cut_summary())
     if summary.rows and not summary.predicted:  # the files are written; the run did nothing
         raise all_rows_rejected(cfg.input, summary.rows, summary.errors_file)
     return metrics, {"predictor": predictor, "summary": summary}
