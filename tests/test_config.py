@@ -198,3 +198,16 @@ def test_experiment_configs_override_the_root_keys(tmp_path):
     synthetic = compose(["experiment=synthetic_crossfit", f"paths.output_dir={tmp_path}"])
     assert synthetic.data.source._target_.endswith("SyntheticSource")
     assert synthetic.crossfit.folds == 3 and synthetic.fusion is not None
+
+
+def test_a_non_ascii_path_needs_the_quoting_the_readme_gives(tmp_path):
+    """Issue 23: Hydra's override grammar takes unquoted values in ASCII only; the
+    README's "When things go wrong" row gives the quoting that works. Both halves are
+    checked here, on the parser every entry point uses."""
+    from hydra.errors import OverrideParseException
+
+    path = tmp_path / "données" / "in.jsonl"
+    with pytest.raises(OverrideParseException, match="LexerNoViableAltException"):
+        compose([f"input={path}", "output=o.jsonl"], config_name="predict")
+    cfg = compose([f"input='{path}'", "output=o.jsonl"], config_name="predict")
+    assert cfg.input == str(path)
