@@ -273,9 +273,13 @@ def test_a_policy_records_its_model_and_a_checkpoint_with_another_models_is_refu
     model's checkpoint without its ``.fusion.*`` files, used to predict without a word.
     The policy now records the weights and fusion it was fitted on; each is refused in
     one line naming the policy file."""
+    import numpy as np
+
     from geoloc.bundle import Bundle, bundle_from_checkpoint, legacy_file
     from geoloc.bundle.files import THRESHOLDS_FILE
+    from geoloc.bundle.legacy import _check_legacy_policy
     from geoloc.errors import BundleError
+    from geoloc.evaluation import SplitOutputs, Thresholds
 
     good, other = bundles
     bundle = Bundle.open(good)
@@ -306,11 +310,18 @@ def test_a_policy_records_its_model_and_a_checkpoint_with_another_models_is_refu
     legacy_file(ckpt, THRESHOLDS_FILE).write_text(json.dumps(old))
     with pytest.raises(BundleError, match=r"fusion.json: missing; the run .* fused"):
         bundle_from_checkpoint(ckpt)
-    # ... and, unfused, it is read with a warning that it cannot be checked
+    # ... and, unfused, it is read with a warning that it cannot be checked (the check
+    # alone: the conversion after it is the one tested above)
     (run / ".hydra" / "config.yaml").write_text("fusion: null\n")
+    policy = Thresholds.from_json(legacy_file(ckpt, THRESHOLDS_FILE))
     with caplog.at_level("WARNING", logger="geoloc"):
-        bundle_from_checkpoint(ckpt)
+        _check_legacy_policy(ckpt, legacy_file(ckpt, THRESHOLDS_FILE), policy, None, None)
     assert "written before policies recorded the weights" in caplog.text
+    # calibration outputs of another run beside it: refused by their row count
+    other_rows = SplitOutputs(np.zeros((3, 5), np.float32), np.zeros(3, np.int64))
+    with pytest.raises(BundleError, match="fitted on 400 rows, but .* holds 3"):
+        _check_legacy_policy(ckpt, legacy_file(ckpt, THRESHOLDS_FILE), policy, None,
+                             other_rows)
 
 
 def test_a_bundle_whose_weights_were_swapped_under_a_rewritten_manifest_is_refused(
@@ -335,3 +346,52 @@ def test_a_bundle_whose_weights_were_swapped_under_a_rewritten_manifest_is_refus
     write_manifest(folder)
     with pytest.raises(BundleError, match="fitted on another model's outputs"):
         Bundle.open(folder).thresholds()
+
+
+def test_a_bundle_saved_before_the_records_still_opens_and_predicts(bundles, tmp_path):
+    """A model folder written before policies and model descriptions carried their
+    digests (no ``weights_digest``, no ``fitted_with``) is read as before: what cannot be
+    checked is not refused. Its predictions record the weights file's SHA-256 instead."""
+    from geoloc.bundle import Bundle, write_manifest
+    from geoloc.bundle.files import FUSION_FILE, MODEL_FILE, THRESHOLDS_FILE, WEIGHTS_FILE
+    from geoloc.inference.predictor import Predictor
+    from geoloc.io import file_sha256
+
+    good, _ = bundles
+    folder = tmp_path / "old"
+    shutil.copytree(good, folder)
+    info = json.loads((folder / MODEL_FILE).read_text())
+    del info["weights_digest"]
+    (folder / MODEL_FILE).write_text(json.dumps(info))
+    policy = json.loads((folder / THRESHOLDS_FILE).read_text())
+    del policy["fitted_with"]
+    (folder / THRESHOLDS_FILE).write_text(json.dumps(policy))
+    fusion = json.loads((folder / FUSION_FILE).read_text())
+    fusion["thresholds_sha256"] = file_sha256(folder / THRESHOLDS_FILE)
+    (folder / FUSION_FILE).write_text(json.dumps(fusion))
+    write_manifest(folder)
+    bundle = Bundle.open(folder)
+    assert bundle.thresholds().fitted_with == {} and bundle.fusion() is not None
+    assert bundle.provenance()["weights"] == bundle.sha256(WEIGHTS_FILE)
+    assert Predictor.load(bundle).predict_texts(TEXTS).probabilities.shape == (4, 5)
+
+
+def test_training_refuses_another_models_policy_and_eval_checks_one(bundles, tmp_path):
+    """``evaluation.thresholds=`` names a policy applied as is: in training it would be
+    saved in a bundle whose weights it was never fitted on (refused before training);
+    ``geoloc-eval`` checks it against the model it evaluates."""
+    from geoloc.bundle import Bundle
+    from geoloc.bundle.files import THRESHOLDS_FILE
+    from geoloc.cli.common import run_task
+    from geoloc.cli.train import train
+    from geoloc.errors import BundleError, ConfigError
+
+    good, other = bundles
+    policy = tmp_path / "policy.json"
+    shutil.copyfile(other / THRESHOLDS_FILE, policy)
+    cfg = compose([f"+evaluation.thresholds={policy}", f"paths.output_dir={tmp_path}",
+                   "logger=none"])
+    with pytest.raises(ConfigError, match="fitted on another model"):
+        run_task(train, cfg)
+    with pytest.raises(BundleError, match="fitted on another model's outputs"):
+        Bundle.open(good).thresholds(policy)

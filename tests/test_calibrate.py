@@ -76,6 +76,9 @@ def test_calibrate_refits_audits_and_writes_a_whole_model(shipped, recalibrated,
     assert metrics["calibration_rows"] + metrics["audit_rows"] == metrics["labelled"]
     after = new.thresholds()
     assert after.policy.min_probability == 0.5 and after.target == 0.6
+    # the new policy names the model it was fitted on, as training's does
+    assert after.fitted_with == Bundle.open(shipped).thresholds().fitted_with
+    assert after.fitted_with["weights"] == new.info["weights_digest"]
     assert all(t >= 0.5 for t in after.thresholds.values())
     assert after.temperature == Bundle.open(shipped).thresholds().temperature  # kept
     assert set(result.audit["policy"]) == {"before", "after"}

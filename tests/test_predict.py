@@ -181,7 +181,8 @@ def test_a_run_that_fails_before_its_first_chunk_leaves_no_parts(model, tmp_path
     assert short.cut_rows == [7, 6]
     assert short.cut_summary().startswith("max_length=5: 6 of 7 rows (86 %) were cut "
                                           "shorter than at the trained")
-    assert Predictor.load(model).cut_summary() is None
+    full = Predictor.load(model)
+    assert full.cut_summary() is None
 
     def broken(*args, **kwargs):
         raise RuntimeError("the network failed on the first batch")
@@ -192,8 +193,7 @@ def test_a_run_that_fails_before_its_first_chunk_leaves_no_parts(model, tmp_path
     assert not parts_path(out).exists() and not out.exists()
     parts_path(out).mkdir()  # e.g. killed between the manifest and its first chunk
     (parts_path(out) / "manifest.json").write_text('{"chunk_rows": 3}')
-    summary = predict_file(Predictor.load(model), src, out, mapping, chunk_rows=4,
-                           progress=False)
+    summary = predict_file(full, src, out, mapping, chunk_rows=4, progress=False)
     assert summary.predicted == 6 and not parts_path(out).exists()
 
     # a run that rejects every row writes its errors, then fails in one line (exit 2)

@@ -119,6 +119,14 @@ def test_a_recalibrated_policy_or_other_classes_or_no_record_is_refused(
     meta_path(copy).write_text(json.dumps(meta))
     with pytest.raises(InputFileError, match=r"predicted with the classes .*\(in that order\)"):
         _audience(good, copy, tmp_path / "reordered.csv")
+    # a file written before the record: its meta's class names and policy hash decide
+    meta = json.loads(meta_path(jsonl).read_text())
+    del meta["provenance"]
+    meta_path(copy).write_text(json.dumps(meta))
+    _, objs = _audience(good, copy, tmp_path / "old.csv")
+    assert objs["summary"].errors == 0
+    with pytest.raises(InputFileError, match=r"another policy"):
+        _audience(recal, copy, tmp_path / "old-recal.csv")
     # no record
     meta_path(copy).unlink()
     with pytest.raises(InputFileError, match="no record of the model that wrote it"):

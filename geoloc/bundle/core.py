@@ -181,33 +181,36 @@ class Bundle:
         """Whether plain ``transformers`` can load the folder (``geoloc-export`` wrote it)."""
         return _lists_export(self.manifest["files"])
 
-    def thresholds(self) -> Thresholds:
-        """The saved policy, checked to be about this model: its classes, and the
+    def thresholds(self, path: PathLike | None = None) -> Thresholds:
+        """The saved policy (or the policy file ``path``, ``geoloc-eval
+        evaluation.thresholds=``), checked to be about this model: its classes, and the
         weights and fusion its ``fitted_with`` record names."""
-        policy = Thresholds.from_json(self.path(THRESHOLDS_FILE))
+        path = Path(path) if path else self.path(THRESHOLDS_FILE)
+        policy = Thresholds.from_json(path)
         if list(policy.class_names) != self.class_names:
-            raise BundleError(f"{self.path(THRESHOLDS_FILE)}: its classes differ from the "
-                              f"model's ({self.path(MODEL_FILE)})")
-        check_policy(policy, self.info.get("weights_digest"), self.has(FUSION_FILE),
-                     self.path(THRESHOLDS_FILE), self.path(WEIGHTS_FILE))
+            raise BundleError(f"{path}: its classes differ from the model's "
+                              f"({self.path(MODEL_FILE)})")
+        check_policy(policy, self.info.get("weights_digest"), self.has(FUSION_FILE), path,
+                     self.path(WEIGHTS_FILE))
         return policy
 
     def fitted_with(self, fusion: Fusion | None) -> dict[str, str | None]:
         """The ``Thresholds.fitted_with`` record of a policy fitted on this model's
         outputs (fused by ``fusion``): what a recalibrated policy is stamped with."""
-        return {"weights": self.info.get("weights_digest"),
-                "fusion": fusion.digest() if fusion is not None else None}
+        return fitted_record(self.info.get("weights_digest"), fusion)
 
     def provenance(self) -> dict[str, Any]:
         """What identifies this model's outputs to a later reader (prediction files carry
         it): its classes in order, the digest of its trained weights, the SHA-256 of its
         policy file (which names the fusion it was fitted with) and the length it was
-        trained at (a predictor records the one it used). An export keeps the
-        training bundle's files, and a recalibrated copy has a new policy, so two folders
-        give the same record exactly when they give the same probabilities."""
+        trained at, and the graph precision the policy was fitted on (a predictor
+        records the length and precision it used). An export keeps the training bundle's
+        files and a recalibrated copy has a new policy, so two records that agree mean
+        the same network and the same temperature (within the backends' float noise)."""
         return {"class_names": self.class_names,
                 "weights": self.info.get("weights_digest") or self.sha256(WEIGHTS_FILE),
-                "policy": self.sha256(THRESHOLDS_FILE), "max_length": self.max_length}
+                "policy": self.sha256(THRESHOLDS_FILE), "max_length": self.max_length,
+                "precision": self.thresholds().scored_with}
 
     def fusion(self, thresholds_file: PathLike | None = None) -> Fusion | None:
         """The fused n-gram model (None when the run had none), checked to be the one the
@@ -218,11 +221,8 @@ class Bundle:
         fusion = Fusion.load(self.path(FUSION_FILE))
         policy_file = Path(thresholds_file or self.path(THRESHOLDS_FILE))
         check_pairing(fusion, policy_file, self.path(FUSION_FILE))
-        recorded = Thresholds.from_json(policy_file).fitted_with.get("fusion")
-        if recorded and recorded != fusion.digest():
-            raise BundleError(f"{policy_file}: fitted with another fused n-gram model than "
-                              f"{self.path(FUSION_FILE)} (its record {recorded[:12]}… is "
-                              f"not {fusion.digest()[:12]}…)")
+        check_policy(Thresholds.from_json(policy_file), self.info.get("weights_digest"),
+                     fusion, policy_file, self.path(WEIGHTS_FILE))
         if fusion.class_names is not None and list(fusion.class_names) != self.class_names:
             # the place evidence would be laid on the wrong columns
             raise BundleError(f"{self.path(FUSION_FILE)}: its place expert's classes differ "
@@ -281,13 +281,15 @@ class Bundle:
     def save(cls, folder: PathLike, module: Any, thresholds: Thresholds, *,
              data: Mapping[str, Any], calibration: SplitOutputs | None = None,
              fusion: Fusion | None = None, metrics: Mapping[str, float] | None = None,
-             population: PopulationProfile | None = None) -> Bundle:
+             population: PopulationProfile | None = None, stamp: bool = True) -> Bundle:
         """Write the bundle of a trained ``module`` to ``folder`` (replacing an earlier
         bundle there): its weights without the frozen backbone tensors, the
         tokenizer, the policy, the calibration outputs it was fitted on, the fusion and
         the model card. ``data`` are the datamodule's options (``max_length`` at least);
         ``metrics`` the run's evaluation scalars for the card; ``population`` the record
-        of the calibration population inputs are later compared with."""
+        of the calibration population inputs are later compared with. ``stamp``: the
+        policy was fitted on this module's (fused) outputs, and its ``fitted_with``
+        record says so (false for a policy given from elsewhere, kept as it is)."""
         if "max_length" not in data:
             raise ValueError("Bundle.save: data must record max_length")
         folder = Path(folder)
@@ -311,11 +313,10 @@ class Bundle:
                                 if isinstance(v, int | float)}}
             write_json_atomic(tmp / MODEL_FILE, info)
             save_tokenizer(module.tokenizer, tmp, int(data["max_length"]))
-            # the writer knows which model the policy is about: it says so in the policy
-            dataclasses.replace(thresholds, fitted_with={
-                "weights": digest,
-                "fusion": fusion.digest() if fusion is not None else None,
-            }).to_json(tmp / THRESHOLDS_FILE)
+            # a policy fitted on this model's outputs says so; one given from elsewhere
+            # keeps what it says (a record of other weights is refused when read)
+            (dataclasses.replace(thresholds, fitted_with=fitted_record(digest, fusion))
+             if stamp else thresholds).to_json(tmp / THRESHOLDS_FILE)
             if calibration is not None:
                 save_calibration_outputs(calibration, names, tmp / CALIBRATION_FILE)
             if population is not None:
@@ -382,26 +383,37 @@ def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def check_policy(policy: Thresholds, weights: str | None, fused: bool, policy_file: Path,
-                 weights_file: Path) -> None:
+def fitted_record(weights: str | None, fusion: Fusion | None) -> dict[str, str | None]:
+    """A policy's ``fitted_with`` record: the digest of the weights and of the fusion its
+    thresholds were fitted on."""
+    return {"weights": weights, "fusion": fusion.digest() if fusion is not None else None}
+
+
+def check_policy(policy: Thresholds, weights: str | None, fusion: Fusion | bool | None,
+                 policy_file: PathLike, weights_file: PathLike) -> None:
     """Refuse a policy whose ``fitted_with`` record names other weights than the digest
-    ``weights``, or a fusion the model lacks (or the reverse): its thresholds are about
-    another model's probabilities. A policy (or a model) saved before the record existed
-    passes what it cannot be checked on."""
+    ``weights``, or another fusion than ``fusion`` (a loaded one is compared by digest;
+    ``True``: the model has one, not loaded), or a fusion the model lacks (or the
+    reverse): its thresholds are about another model's probabilities. A policy (or a
+    model) saved before the record existed passes what it cannot be checked on."""
     fitted = policy.fitted_with
     if not fitted:
         return
     recorded = fitted.get("weights")
-    if weights is not None and recorded != weights:
+    if weights is not None and recorded is not None and recorded != weights:
         raise BundleError(f"{policy_file}: fitted on another model's outputs (weights "
-                          f"{str(recorded)[:12]}…), not on {weights_file} "
-                          f"({weights[:12]}…); its thresholds certify nothing here")
-    if bool(fitted.get("fusion")) != fused:
+                          f"{recorded[:12]}…), not on {weights_file} ({weights[:12]}…); "
+                          "its thresholds certify nothing here")
+    if bool(fitted.get("fusion")) != bool(fusion):
         raise BundleError(
             f"{policy_file}: fitted {'with' if fitted.get('fusion') else 'without'} "
             f"a fused n-gram model, and the model beside it ({weights_file}) has "
-            f"{'none' if not fused else 'one'}; its thresholds certify only what they were "
+            f"{'one' if fusion else 'none'}; its thresholds certify only what they were "
             "fitted on")
+    if isinstance(fusion, Fusion) and fitted.get("fusion") != fusion.digest():
+        raise BundleError(f"{policy_file}: fitted with another fused n-gram model "
+                          f"({str(fitted.get('fusion'))[:12]}…) than the model's "
+                          f"({fusion.digest()[:12]}…)")
 
 
 def save_tokenizer(tokenizer: Any, folder: Path, max_length: int) -> None:

@@ -75,7 +75,7 @@ def bundle_from_checkpoint(ckpt: PathLike) -> Bundle:
     policy = Thresholds.from_json(saved)
     if not policy.fitted_with:
         _check_legacy_policy(ckpt, saved, policy, fusion, calibration)
-    check_policy(policy, None, fusion is not None, saved, ckpt)  # before building a network
+    check_policy(policy, None, fusion, saved, ckpt)  # before building a network
     module = module_lib.GeolocModule.load(ckpt).eval()
     summary = ckpt.parent.parent / "report" / "summary.json"
     scalars = (json.loads(summary.read_text(encoding="utf-8")).get("scalars", {})
@@ -87,11 +87,7 @@ def bundle_from_checkpoint(ckpt: PathLike) -> Bundle:
                          calibration=calibration, fusion=fusion, metrics=metrics)
     # the copy Bundle.save wrote is stamped with this checkpoint's weights; the file
     # beside the checkpoint says which model it was fitted on
-    check_policy(policy, bundle.info["weights_digest"], fusion is not None, saved, ckpt)
-    if fusion is not None and policy.fitted_with.get("fusion") not in (
-            None, fusion.digest()):
-        raise BundleError(f"{saved}: fitted with another fused n-gram model than "
-                          f"{legacy_file(ckpt, FUSION_FILE)}")
+    check_policy(policy, bundle.info["weights_digest"], fusion, saved, ckpt)
     log.warning("%s: a checkpoint with its files beside it is deprecated (read for one more "
                 "release): training now writes one model folder, <run>/model; pass "
                 "model_dir=<folder>", ckpt)
@@ -105,11 +101,15 @@ def _check_legacy_policy(ckpt: Path, saved: Path, policy: Thresholds, fusion: Fu
     beside the checkpoint), and the calibration outputs beside it must be as many rows
     as the policy was fitted on. The rest is said in a warning."""
     run_config = ckpt.parent.parent / ".hydra" / "config.yaml"
-    if fusion is None and run_config.is_file():
-        if OmegaConf.select(OmegaConf.load(run_config), "fusion", default=None):
-            raise BundleError(f"{legacy_file(ckpt, FUSION_FILE)}: missing; the run "
-                              f"({run_config}) fused a char n-gram model, and {saved.name} "
-                              "was fitted on the fused outputs")
+    try:
+        fused_run = fusion is None and run_config.is_file() and bool(
+            OmegaConf.select(OmegaConf.load(run_config), "fusion", default=None))
+    except Exception:  # noqa: BLE001 - an unreadable config tells nothing: not checked
+        fused_run = False
+    if fused_run:
+        raise BundleError(f"{legacy_file(ckpt, FUSION_FILE)}: missing; the run "
+                          f"({run_config}) fused a char n-gram model, and {saved.name} "
+                          "was fitted on the fused outputs")
     if calibration is not None and policy.n_calibration and \
             len(calibration.labels) != policy.n_calibration:
         raise BundleError(f"{saved}: fitted on {policy.n_calibration} rows, but "

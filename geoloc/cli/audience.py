@@ -4,6 +4,7 @@ misclassification (see :mod:`geoloc.inference.audience` and ``geoloc/conf/audien
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from geoloc.inference.audience_job import (
 from geoloc.inference.job import check_paths
 from geoloc.inference.population import PopulationCounter
 from geoloc.inference.predictor import Predictor
+
+log = logging.getLogger("geoloc")
 
 KINDS = ("profiles", "predictions")
 
@@ -92,6 +95,8 @@ def audience(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
           f"methods:     {', '.join(methods)} ({intervals})\n"
           f"time:        {seconds:.1f} s\n"
           f"population:  {common.NOT_CHECKED if check is None else check.message}", flush=True)
+    if kind == "profiles" and (cut := predictor.cut_summary()):
+        log.warning("geoloc-audience: %s", cut)
     if summary.rows and summary.errors == summary.rows:  # written, but it did nothing
         raise all_rows_rejected(cfg.input, summary.rows, summary.errors_file)
     return metrics, {"summary": summary, "thresholds": thresholds}

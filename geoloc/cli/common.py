@@ -154,8 +154,8 @@ def setup_runtime(cfg: DictConfig) -> None:
     check_wandb_reachable(cfg)
 
 
-#: How long the W&B server may take to accept a connection before an online run is
-#: refused (W&B itself waits 90 s, then fails with a traceback).
+#: How long the W&B server may take to answer before an online run is refused (W&B
+#: itself waits 90 s, then fails with a traceback; the name lookup is not bounded).
 WANDB_CONNECT_TIMEOUT_S = 5.0
 
 
@@ -172,20 +172,21 @@ def check_wandb_reachable(cfg: DictConfig) -> None:
             isinstance(lg, Mapping) and "WandbLogger" in str(lg.get("_target_", ""))
             and lg.get("offline") is False for lg in loggers.values())):
         return
-    import socket  # only an online run opens a connection
-    from urllib.parse import urlparse
+    import urllib.error  # only an online run opens a connection
+    import urllib.request
 
     url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     what = "logger.wandb.offline=false"
-    try:
-        socket.create_connection((parsed.hostname or "", port),
-                                 timeout=WANDB_CONNECT_TIMEOUT_S).close()
-    except OSError as err:
-        raise ConfigError(f"{what}: the W&B server {url} cannot be reached ({err}); log "
-                          "offline (the default) and upload the run later with "
-                          "`wandb sync <run folder>/wandb/offline-run-*`") from None
+    try:  # through the environment's proxies, as W&B itself goes
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
+                               timeout=WANDB_CONNECT_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return  # the server answered (with an error status): it is reachable
+    except (OSError, ValueError) as err:  # no route, no name, refused, timed out, bad URL
+        raise ConfigError(f"{what}: the W&B server {url} cannot be reached "
+                          f"({getattr(err, 'reason', err)}); log offline (the default) and "
+                          "upload the run later with `wandb sync <run folder>/wandb/"
+                          "offline-run-*`") from None
 
 
 def job_threads(cfg: DictConfig, cpus: int | None = None) -> int | None:

@@ -23,7 +23,6 @@ from geoloc.runs import resolved
 from geoloc.training.build import (
     build_datamodule,
     build_loggers,
-    build_policy,
     build_trainer,
     wandb_run,
     wandb_run_dir,
@@ -42,8 +41,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             check_precision(bundle.thresholds(), bundle, quantized=False,
                             allow=bool(cfg.get("allow_precision_mismatch", False)))
         fusion = bundle.fusion(str(other) if other else None)
+        # another policy file is checked as the bundle's own: its classes, and the model
+        # its fitted_with record names
+        policy = bundle.thresholds(other or None)
         module = bundle.load_module()
-    policy = build_policy(cfg) if other else bundle.thresholds()
     log.info("applying the saved policy %s", other or bundle.folder)
     if fusion is not None:
         log.info("fusing with the bundle's n-gram model (weight %.2g on the transformer)",

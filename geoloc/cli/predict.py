@@ -50,7 +50,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     check = common.population_check(
         "geoloc-predict", reference, margin, summary.population, str(cfg.output),
         {"model": str(bundle.folder), "class_names": list(predictor.class_names),
-         "provenance": predictor.provenance, "predictor": predictor.fingerprint(),
+         "provenance": predictor.provenance or None, "predictor": predictor.fingerprint(),
          "rows": summary.rows})
     seconds = time.perf_counter() - start
     metrics = {"rows": summary.rows, "predicted": summary.predicted, "errors": summary.errors,
@@ -67,8 +67,8 @@ def predict(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
           f"time:        {seconds:.1f} s ({metrics['profiles_per_second']:.1f} profiles/s)\n"
           f"population:  {common.NOT_CHECKED if check is None else check.message}",
           flush=True)
-    if predictor.cut_summary():
-        log.warning("geoloc-predict: %s", predictor.cut_summary())
+    if cut := predictor.cut_summary():
+        log.warning("geoloc-predict: %s", cut)
     if summary.rows and not summary.predicted:  # the files are written; the run did nothing
         raise all_rows_rejected(cfg.input, summary.rows, summary.errors_file)
     return metrics, {"predictor": predictor, "summary": summary}

@@ -19,6 +19,7 @@ the fused log-probabilities are what the policy is fitted on and applied to
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,11 @@ import hydra
 from omegaconf import DictConfig
 
 from geoloc.bundle import Bundle, is_bundle
+from geoloc.bundle.files import THRESHOLDS_FILE as BUNDLE_THRESHOLDS
 from geoloc.cli import common
 from geoloc.config import CONF_DIR
 from geoloc.data.splits import CrossFitFold
+from geoloc.errors import ConfigError
 from geoloc.evaluation import (
     PolicyConfig,
     SplitOutputs,
@@ -37,6 +40,7 @@ from geoloc.evaluation import (
     evaluate_logits,
     evaluate_split,
 )
+from geoloc.evaluation.render import THRESHOLDS_FILE as REPORT_THRESHOLDS
 from geoloc.inference.population import PopulationProfile
 from geoloc.model.ngram import Fusion
 from geoloc.runs import finished_metrics, resolved, save_run_metrics, start_run
@@ -72,6 +76,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     started = time.time()
     folds = int(cfg.get("crossfit", {}).get("folds") or 0)
     policy = build_policy(cfg)
+    if isinstance(policy, Thresholds) and policy.fitted_with:
+        # a policy fitted on another model's outputs certifies nothing about this one
+        raise ConfigError(f"evaluation.thresholds={cfg.evaluation.thresholds}: fitted on "
+                          "another model (its fitted_with record names its weights); "
+                          "leave it unset to fit this model's policy")
     fusion = build_fusion(cfg)
 
     # 1. fit: the fold models of a cross-fit first (their out-of-fold outputs calibrate),
@@ -129,7 +138,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             "the calib split of training")
     bundle = Bundle.save(Path(str(cfg.paths.model_dir)), module, result.thresholds,
                          data=dict(datamodule.hparams), calibration=calib,
-                         fusion=calibrated.fusion, metrics=evaluation, population=population)
+                         fusion=calibrated.fusion, metrics=evaluation, population=population,
+                         stamp=result.fitted)
+    if result.fitted:  # the report's copy is the bundle's, byte for byte (its fusion
+        # names that file's SHA-256: geoloc-eval evaluation.thresholds=<report copy> pairs)
+        shutil.copyfile(bundle.path(BUNDLE_THRESHOLDS),
+                        Path(str(cfg.evaluation.report_dir)) / REPORT_THRESHOLDS)
     metrics["minutes"] = round((time.time() - started) / 60, 2)
     if run is not None:
         run.summary.update({k: v for k, v in metrics.items() if k.startswith("cost/")})

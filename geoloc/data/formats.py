@@ -98,8 +98,11 @@ def _check_utf8(path: str, head: bytes) -> None:
     found = next((name for bom, name in boms.items() if head.startswith(bom)), None)
     codec = found
     if found is None and head.count(b"\x00") * 4 >= len(head) > 0:
-        # ASCII text in UTF-16: every other byte is 0 (the odd ones in little-endian)
-        codec = "UTF-16LE" if head[1::2].count(0) >= head[0::2].count(0) else "UTF-16BE"
+        # ASCII text in UTF-16: every other byte is 0 (the odd ones in little-endian); in
+        # UTF-32 three bytes of four
+        width = 32 if head.count(b"\x00") * 3 >= len(head) * 2 else 16
+        little = head[1::2].count(0) >= head[0::2].count(0) if width == 16 else head[0] != 0
+        codec = f"UTF-{width}{'LE' if little else 'BE'}"
         found = f"{codec} without a byte-order mark"
     if found:
         raise RecordError(path, 1, "encoding", f"the file is {found}, not UTF-8; save it as "

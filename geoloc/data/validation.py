@@ -45,6 +45,10 @@ class RowValidator:
         self.stem = Path(path).stem
         self.trimmed_group = False  # a group with surrounding spaces was met (and said)
 
+    def where(self, line: int) -> str:
+        """``line N``, or ``row N`` in a Parquet file (a row is not a line)."""
+        return f"row {line - 1}" if self.row_word else f"line {line}"
+
     def error(self, line: int, field: str, problem: str) -> RecordError:
         if self.row_word:
             problem = f"row {line - 1}: {problem}"
@@ -67,7 +71,7 @@ class RowValidator:
             key = rid if group is None else f"{group}\x00{rid}"  # unique within a group
             first = self.seen.get(key)
             if first is not None:
-                where = f"row {first - 1}" if self.row_word else f"line {first}"
+                where = self.where(first)
                 within = "" if group is None else f" in group {group!r}"
                 raise self.error(line, m.id or "id",
                                  f"duplicate id {rid!r}{within} (first on {where})")
@@ -99,10 +103,9 @@ class RowValidator:
             # "acme" and "acme " are one group (spaces a spreadsheet export added), but
             # not silently: said once per file, with the first row it happened on
             self.trimmed_group = True
-            where = f"row {line - 1}" if self.row_word else f"line {line}"
             log.warning("%s: %s: group %r has spaces around it; groups are compared "
                         "without them, so it counts as %r (said once per file)",
-                        self.path, where, str(v), text)
+                        self.path, self.where(line), str(v), text)
         return text
 
     def _split(self, row: Mapping[str, Any], line: int) -> str | None:

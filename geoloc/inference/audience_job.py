@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from geoloc.bundle.files import THRESHOLDS_FILE
 from geoloc.data.formats import detect_format, iter_raw_rows
 from geoloc.data.readers import error_to_dict, iter_numbered_results
 from geoloc.data.schema import ColumnMapping, profile_text
@@ -121,8 +122,9 @@ def profile_batches(predictor: Any, input_path: Path, mapping: ColumnMapping,
 
 def predictions_provenance(input_path: Path) -> tuple[dict[str, Any] | None, Path]:
     """The record of the model a ``geoloc-predict`` output was written by, and where it
-    was read: a Parquet file's schema metadata, else the ``INPUT.meta.json`` beside it.
-    None when it has neither (written by hand, or before geoloc recorded it)."""
+    was read: a Parquet file's schema metadata, else the ``INPUT.meta.json`` beside it
+    (of a file written before the record existed: its class names and policy hash).
+    None when it has neither (written by hand)."""
     import pyarrow.parquet as pq
 
     if detect_format(input_path, None) == "parquet":
@@ -131,16 +133,29 @@ def predictions_provenance(input_path: Path) -> tuple[dict[str, Any] | None, Pat
         except (OSError, ValueError):  # unreadable: the row reader names the problem
             meta = {}
         if PROVENANCE_KEY.encode() in meta:
-            return json.loads(meta[PROVENANCE_KEY.encode()]), input_path
+            return _record(meta[PROVENANCE_KEY.encode()], input_path), input_path
     side = meta_path(input_path)
-    if side.is_file():
-        try:
-            record = json.loads(side.read_text(encoding="utf-8")).get("provenance")
-        except (ValueError, AttributeError, UnicodeDecodeError):
-            raise InputFileError(f"{side}: unreadable metadata of {input_path.name} (not "
-                                 "the JSON object geoloc-predict writes)") from None
-        return (record if isinstance(record, dict) else None), side
-    return None, side
+    if not side.is_file():
+        return None, side
+    data = _record(side.read_bytes(), side)
+    record = data.get("provenance")
+    if record is None and isinstance(data.get("predictor"), dict):
+        # written before the record: its class names and the policy's SHA-256 (in the
+        # predictor's fingerprint) identify the model; the weights go unchecked
+        record = {"class_names": data.get("class_names"),
+                  "policy": (data["predictor"].get("sha256") or {}).get(THRESHOLDS_FILE)}
+    return (record if isinstance(record, dict) else None), side
+
+
+def _record(raw: bytes, where: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        raise InputFileError(f"{where}: unreadable record of the model that wrote the "
+                             "predictions (not the JSON object geoloc-predict writes)")
+    return data
 
 
 def check_predictions_model(input_path: Path, model: dict[str, Any], model_dir: Path,
@@ -169,12 +184,19 @@ def check_predictions_model(input_path: Path, model: dict[str, Any], model_dir: 
             "wrote it")
     for key, what in (("weights", "another model's weights"),
                       ("policy", "another policy (temperature and thresholds)")):
+        if key == "weights" and found.get(key) is None:
+            continue  # a file written before the weights were recorded: its policy decides
         if found.get(key) != model[key]:
             raise InputFileError(
                 f"{source}: predicted by {what} ({str(found.get(key))[:12]}…) than "
                 f"{model_dir} ({str(model[key])[:12]}…); its probabilities are on another "
                 "scale than the calibration outputs the estimators correct with: use the "
                 "model folder that wrote it")
+    if found.get("precision", model["precision"]) != model["precision"]:
+        raise InputFileError(
+            f"{source}: predicted with the {found['precision']} graph, and {model_dir}'s "
+            f"policy and calibration outputs are {model['precision']}; predict again with "
+            "the graph the policy was fitted on")
     trained = model.get("max_length")
     if found.get("max_length") not in (None, trained):
         log.warning("%s: predicted with max_length=%s, not the %s the policy and its "

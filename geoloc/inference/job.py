@@ -207,7 +207,8 @@ def predict_file(predictor: Predictor, input_path: PathLike, output: PathLike,
     schema = output_schema(predictor.embeddings, mapping.group is not None,
                            predictor.probabilities)
     # the output carries its model (the parts need not: their manifest does)
-    out_schema = schema.with_metadata({PROVENANCE_KEY: json.dumps(predictor.provenance)})
+    out_schema = (schema.with_metadata({PROVENANCE_KEY: json.dumps(predictor.provenance)})
+                  if predictor.provenance else schema)
     bar = tqdm(total=total, unit="profile", desc="geoloc-predict", disable=not progress)
     items = iter_numbered_results(input_path, mapping, fmt=fmt)
     try:

@@ -257,6 +257,7 @@ class Fusion:
     #: :func:`geoloc.location.gazetteer.index_version` the place weight was chosen with
     #: (read from the file; a fusion saved for the first time records this process's)
     gazetteer: str | None = None
+    _digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.place_weight and not self.class_names:
@@ -275,7 +276,9 @@ class Fusion:
         model's parameters and arrays), not of its files: the policy records it
         (``Thresholds.fitted_with``), and a fusion saved again (a converted checkpoint)
         keeps it, though ``np.savez`` stamps each write with its time. Hand-written: no
-        library hashes a fitted scikit-learn model by content."""
+        library hashes a fitted scikit-learn model by content. Computed once."""
+        if self._digest is not None:
+            return self._digest
         meta, arrays = self.model.state()
         h = hashlib.sha256(json.dumps(
             {"weight": self.weight, "place_weight": self.place_weight,
@@ -285,7 +288,8 @@ class Fusion:
             a = np.ascontiguousarray(arrays[name])
             h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
             h.update(a.tobytes())
-        return h.hexdigest()
+        self._digest = h.hexdigest()
+        return self._digest
 
     def save(self, path: str | Path) -> None:
         """``path`` (JSON: weight, parameters, vocabulary, selection trials) and
