@@ -310,10 +310,17 @@ def test_a_policy_records_its_model_and_a_checkpoint_with_another_models_is_refu
     legacy_file(ckpt, THRESHOLDS_FILE).write_text(json.dumps(old))
     with pytest.raises(BundleError, match=r"fusion.json: missing; the run .* fused"):
         bundle_from_checkpoint(ckpt)
-    # ... and, unfused, it is read with a warning that it cannot be checked (the check
-    # alone: the conversion after it is the one tested above)
+    # ... the run's report kept another policy: refused (the case: another
+    # model's policy copied beside a checkpoint of this run)
     (run / ".hydra" / "config.yaml").write_text("fusion: null\n")
     policy = Thresholds.from_json(legacy_file(ckpt, THRESHOLDS_FILE))
+    (run / "report").mkdir()
+    shutil.copyfile(other / THRESHOLDS_FILE, run / "report" / "thresholds.json")
+    with pytest.raises(BundleError, match=r"not the policy this checkpoint's run fitted"):
+        _check_legacy_policy(ckpt, legacy_file(ckpt, THRESHOLDS_FILE), policy, None, None)
+    # ... and its own (another version's copy), read with a warning that the weights
+    # cannot be checked (the check alone: the conversion after it is tested above)
+    policy.to_json(run / "report" / "thresholds.json")
     with caplog.at_level("WARNING", logger="geoloc"):
         _check_legacy_policy(ckpt, legacy_file(ckpt, THRESHOLDS_FILE), policy, None, None)
     assert "written before policies recorded the weights" in caplog.text

@@ -31,6 +31,7 @@ from geoloc.bundle.files import (
 )
 from geoloc.errors import BundleError, CheckpointError
 from geoloc.evaluation import SplitOutputs, Thresholds, metric_key
+from geoloc.evaluation.render import THRESHOLDS_FILE as REPORT_THRESHOLDS
 from geoloc.io import PathLike
 from geoloc.model.ngram import Fusion, check_pairing
 
@@ -98,8 +99,9 @@ def _check_legacy_policy(ckpt: Path, saved: Path, policy: Thresholds, fusion: Fu
                          calibration: SplitOutputs | None) -> None:
     """What can be checked of a policy written before policies recorded their model:
     the run's own config says whether it fused an n-gram model (its files must then be
-    beside the checkpoint), and the calibration outputs beside it must be as many rows
-    as the policy was fitted on. The rest is said in a warning."""
+    beside the checkpoint), the policy its report kept (``<run>/report/thresholds.json``)
+    must be this one, and the calibration outputs beside it must be as many rows as the
+    policy was fitted on. The rest is said in a warning."""
     run_config = ckpt.parent.parent / ".hydra" / "config.yaml"
     try:
         fused_run = fusion is None and run_config.is_file() and bool(
@@ -110,15 +112,30 @@ def _check_legacy_policy(ckpt: Path, saved: Path, policy: Thresholds, fusion: Fu
         raise BundleError(f"{legacy_file(ckpt, FUSION_FILE)}: missing; the run "
                           f"({run_config}) fused a char n-gram model, and {saved.name} "
                           "was fitted on the fused outputs")
+    own = ckpt.parent.parent / "report" / REPORT_THRESHOLDS  # what the run itself fitted
+    if own.is_file() and _policy_content(own) != _policy_content(saved):
+        raise BundleError(f"{saved}: not the policy this checkpoint's run fitted ({own}); "
+                          "a policy certifies only the model it was fitted on")
     if calibration is not None and policy.n_calibration and \
             len(calibration.labels) != policy.n_calibration:
         raise BundleError(f"{saved}: fitted on {policy.n_calibration} rows, but "
                           f"{legacy_file(ckpt, CALIBRATION_FILE).name} holds "
                           f"{len(calibration.labels)}: they are not from the same run")
-    log.warning("%s: written before policies recorded the weights they were fitted on; "
-                "nothing shows it belongs to %s. A policy from another model would decide "
-                "with thresholds that certify nothing: train again to get a model folder",
-                saved, ckpt.name)
+    log.warning("%s: written before policies recorded the weights they were fitted on, "
+                "so whether it belongs to %s cannot be checked (%s). A policy from another "
+                "model would decide with thresholds that certify nothing: train again to "
+                "get a model folder", saved, ckpt.name,
+                "its run's report policy matches" if own.is_file() else
+                "no run report beside it to compare with")
+
+
+def _policy_content(path: Path) -> dict:
+    """A policy file's content without its record and creation time (a copy written by
+    another geoloc version still compares equal)."""
+    data = Thresholds.from_json(path).to_dict()
+    for key in ("fitted_with", "created_at"):
+        data.pop(key, None)
+    return data
 
 
 def open_model(path: PathLike) -> Bundle:
