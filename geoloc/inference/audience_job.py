@@ -142,8 +142,11 @@ def predictions_provenance(input_path: Path) -> tuple[dict[str, Any] | None, Pat
     if record is None and isinstance(data.get("predictor"), dict):
         # written before the record: its class names and the policy's SHA-256 (in the
         # predictor's fingerprint) identify the model; the weights go unchecked
+        old = data["predictor"]
         record = {"class_names": data.get("class_names"),
-                  "policy": (data["predictor"].get("sha256") or {}).get(THRESHOLDS_FILE)}
+                  "policy": (old.get("sha256") or {}).get(THRESHOLDS_FILE),
+                  "max_length": old.get("max_length"),
+                  "precision": "int8" if old.get("quantized") else "fp32"}
     return (record if isinstance(record, dict) else None), side
 
 
