@@ -52,6 +52,7 @@ from geoloc.model.ngram import Fusion, check_pairing
 
 log = logging.getLogger("geoloc")
 
+
 def _kind(name: str) -> str:
     return KINDS.get(name, "file")
 
