@@ -35,7 +35,7 @@ def test_a_saved_bundle_opens_and_rebuilds_the_same_network(bundles):
         MANIFEST,
         REQUIRED,
     )
-    from geoloc.inference.predictor import Predictor
+    from geoloc.inference.predictor import Predictor, TorchScorer
 
     folder, _ = bundles
     bundle = Bundle.open(folder)
@@ -53,7 +53,9 @@ def test_a_saved_bundle_opens_and_rebuilds_the_same_network(bundles):
     with torch.no_grad():
         torch.testing.assert_close(module(enc["input_ids"], enc["attention_mask"]),
                                    again(enc["input_ids"], enc["attention_mask"]))
-    rows = Predictor.load(folder).predict_texts(TEXTS)
+    # the predictor over the rebuilt network (Predictor.load builds it the same way)
+    rows = Predictor(module.tokenizer, TorchScorer(again.net), bundle.thresholds(),
+                     bundle.max_length, fusion=bundle.fusion()).predict_texts(TEXTS)
     assert rows.probabilities.shape == (4, 5)
 
 
@@ -242,29 +244,38 @@ def _checkpoint_of(folder: Path, ckpt: Path, policy_from: Path | None = None,
                    fusion: bool = True) -> Path:
     """A training checkpoint (as Lightning writes it) of the bundle in ``folder``, with the
     files earlier versions kept beside it: the policy and the fusion files (of
-    ``policy_from``'s bundle when given; no fusion files when ``fusion`` is false)."""
+    ``policy_from``'s bundle when given; no fusion files when ``fusion`` is false). The
+    checkpoint is written once per bundle and copied (building the network is slow)."""
     import pytorch_lightning as pl
 
     from geoloc.bundle import Bundle, legacy_file
     from geoloc.bundle.files import FUSION_ARRAYS, FUSION_FILE, THRESHOLDS_FILE
     from geoloc.model.module import RESTORED_KEY
 
-    bundle = Bundle.open(folder)
-    module = bundle.load_module()
-    state = module.state_dict()
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    frozen = set(module.frozen_parameter_names())
-    torch.save({"state_dict": {k: v for k, v in state.items() if k not in frozen},
-                RESTORED_KEY: bundle.info["restored_from_backbone"],
-                "hyper_parameters": dict(module.hparams),
-                "datamodule_hyper_parameters": bundle.data,
-                "pytorch-lightning_version": pl.__version__}, ckpt)
+    first = _CHECKPOINTS.get(folder)
+    if first is None:
+        bundle = Bundle.open(folder)
+        module = bundle.load_module()
+        frozen = set(module.frozen_parameter_names())
+        torch.save({"state_dict": {k: v for k, v in module.state_dict().items()
+                                   if k not in frozen},
+                    RESTORED_KEY: bundle.info["restored_from_backbone"],
+                    "hyper_parameters": dict(module.hparams),
+                    "datamodule_hyper_parameters": bundle.data,
+                    "pytorch-lightning_version": pl.__version__}, ckpt)
+        _CHECKPOINTS[folder] = ckpt
+    else:
+        shutil.copyfile(first, ckpt)
     shutil.copyfile((policy_from or folder) / THRESHOLDS_FILE,
                     legacy_file(ckpt, THRESHOLDS_FILE))
     if fusion:
         for name in (FUSION_FILE, FUSION_ARRAYS):
             shutil.copyfile((policy_from or folder) / name, legacy_file(ckpt, name))
     return ckpt
+
+
+_CHECKPOINTS: dict[Path, Path] = {}
 
 
 def test_a_policy_records_its_model_and_a_checkpoint_with_another_models_is_refused(

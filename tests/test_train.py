@@ -226,7 +226,7 @@ def test_minilm_backbone_learns(tmp_path):
 
     cfg = compose([*TINY, "backbone=minilm_en", "tokenizer=base", "logger=none",
                    "trainer.limit_train_batches=null", "trainer.max_epochs=2",
-                   "data.source.n=1200", "data.batch_size=16", "model.optimizer.lr=1e-3",
+                   "data.source.n=700", "data.batch_size=16", "model.optimizer.lr=1e-3",
                    "trainer.limit_val_batches=null", "trainer.limit_test_batches=null",
                    f"paths.output_dir={tmp_path}"])
     metrics, objects = run_task(train, cfg)
