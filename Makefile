@@ -34,8 +34,9 @@ train: install
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/geoloc-train $(ARGS)
 
 # Two worker processes, each test file whole in one of them (module fixtures stay shared):
-# about 12-14 min on 2 cores (fresh clone, 2026-12-04: 12.2 and 13.6; one process takes far longer), as most tests use one core (for one
-# process: make test XDIST=).
+# about 12-14 min on 2 cores (fresh clones: 12.2 and 13.6 min; 14.6 before the trims of
+# session 13, 12.4 after), as most tests use one core; one process takes far longer (for
+# one process: make test XDIST=). One math thread per worker was slower (14.1 vs 13.2).
 XDIST ?= -n 2 --dist loadfile
 test: install
 	$(OFFLINE) $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
