@@ -140,6 +140,7 @@ def test_online_wandb_without_a_server_fails_naming_the_option(tmp_path, monkeyp
 
     cfg = compose(["logger.wandb.offline=false", f"paths.output_dir={tmp_path}"])
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")  # a proxy in the environment stays out
     check_wandb_reachable(cfg)  # the tests' WANDB_MODE=offline: nothing to reach
     monkeypatch.delenv("WANDB_MODE")
     with pytest.raises(ConfigError, match=r"logger\.wandb\.offline=false: the W&B server "
