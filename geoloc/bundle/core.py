@@ -306,7 +306,8 @@ class Bundle:
                       metadata={"format": "pt", "bundle": BUNDLE_FORMAT})
             names = list(module.class_names)
             digest = weights_digest(trained)
-            info = {"weights_digest": digest, "module": _plain(dict(module.hparams)), "data": _plain(dict(data)),
+            info = {"weights_digest": digest, "module": _plain(dict(module.hparams)),
+                    "data": _plain(dict(data)),
                     "id2label": {str(i): n for i, n in enumerate(names)},
                     "added_tokens": list(module.added_tokens),
                     "restored_from_backbone": restored, "fused": fusion is not None,

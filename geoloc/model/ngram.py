@@ -23,8 +23,9 @@ thresholds file fitted with it, and ``geoloc-eval`` refuses a pairing that diffe
 A third, optional expert adds place evidence (``fusion.place_weights``): the countries
 that the places a text names point at, from the location resolver's gazetteer
 (:func:`geoloc.location.place_shares`: cities, regions and countries in many languages,
-codes after a place, and flags; no demonyms, which the gazetteer does not hold), added as ``a · share`` to the fused log-probabilities. It has one
-weight shared by every country, so a place name the training rows never showed still
+codes after a place, and flags; no demonyms, which the gazetteer does not hold), added
+as ``a · share`` to the fused log-probabilities. It has one weight shared by every
+country, so a place name the training rows never showed still
 counts for its country, which a learned per-country feature cannot do with a few thousand
 rows. On the real tweets, as features of the n-gram model the shares moved its
 out-of-fold accuracy by 0.1 point, as this expert by 2.9 points; in the real recipe the
